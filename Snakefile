@@ -1,0 +1,21 @@
+# vitprobe: train the grid of config.yaml, probe every checkpoint, aggregate, draw figures.
+# Quick start: `snakemake --profile profiles/demo` (offline demo), `snakemake -c2 figures/fig_hessian.pdf`.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/analyze.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/plot.smk"
+
+
+rule all:
+    input:
+        all_targets(),

@@ -1,0 +1,155 @@
+"""`vitprobe <verb> ...`: one verb per Snakemake rule, usable on its own too.
+
+Rules hand each verb a JSON *spec* (the slice of the config that matters for that job,
+see `vitprobe.grid.Plan`), so that a change to an unrelated config key reruns nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+
+def _spec(value: str) -> dict:
+    """A spec given inline as JSON, or as @path to a JSON file."""
+    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"--spec is not valid JSON: {exc}") from None
+
+
+def _device(args):
+    from vitprobe.device import resolve
+    return resolve(args.device)
+
+
+def cmd_prepare_data(args):
+    from vitprobe import data
+    from vitprobe.atomic import atomic_path
+    synthetic = json.loads(args.synthetic) if args.synthetic else None
+    summary = data.prepare(args.dataset, args.root, download=args.download, synthetic=synthetic)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary))
+
+
+def cmd_train(args):
+    from vitprobe.train import train
+    checkpoints = {}
+    for path in args.checkpoints:
+        m = re.search(r"e(\d+)\.pt$", path)
+        if not m:
+            raise SystemExit(f"--checkpoints: {path!r} does not end in e<epoch>.pt")
+        checkpoints[int(m.group(1))] = path
+    train(args.spec, state_dir=args.state_dir, checkpoints=checkpoints, log_path=args.log,
+          device=_device(args), progress=not args.no_progress)
+
+
+def cmd_hessian(args):
+    from vitprobe.analyze import hessian
+    hessian(args.spec, args.checkpoint, args.out, _device(args))
+
+
+def cmd_evaluate(args):
+    from vitprobe.analyze import evaluate_checkpoint
+    evaluate_checkpoint(args.spec, args.checkpoint, args.out, _device(args))
+
+
+def cmd_aggregate(args):
+    from vitprobe.results import write_aggregate
+    n = write_aggregate(args.inputs, args.table, args.out)
+    print(f"{args.out}: {n} rows from {len(args.inputs)} files")
+
+
+def cmd_plot(args):
+    from vitprobe.figures import plot
+    plot(args.figure, args.spec, args.inputs, args.out)
+
+
+def cmd_check_config(args):
+    from vitprobe.config import load
+    _, plan = load(args.config)
+    print(f"{args.config}: valid; {len(plan.runs)} runs, checkpoints at epochs {plan.checkpoint_epochs}")
+    for name, runs in plan.experiments.items():
+        print(f"  {name}: {len(runs)} runs")
+    if args.runs:
+        print("\n".join(r.id for r in plan.runs))
+
+
+def cmd_tables(args):
+    from vitprobe.results import markdown_docs
+    print(markdown_docs())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vitprobe import __version__
+    from vitprobe.device import DEVICE_CHOICES
+    p = argparse.ArgumentParser(prog="vitprobe", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"vitprobe {__version__}")
+    sub = p.add_subparsers(dest="verb", required=True)
+
+    def verb(name, func, help_):
+        s = sub.add_parser(name, help=help_, description=help_)
+        s.set_defaults(func=func)
+        return s
+
+    def with_spec(s, device=True):
+        s.add_argument("--spec", type=_spec, required=True, help="job spec as JSON, or @file.json")
+        if device:
+            s.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+        return s
+
+    s = verb("prepare-data", cmd_prepare_data, "make a dataset available (download CIFAR, or write synthetic data)")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--root", required=True)
+    s.add_argument("--download", action="store_true")
+    s.add_argument("--synthetic", help="synthetic-data parameters as JSON")
+    s.add_argument("--out", required=True, help="summary JSON written when the data is ready")
+
+    s = with_spec(verb("train", cmd_train, "train one run, writing its checkpoints and log"))
+    s.add_argument("--checkpoints", nargs="+", required=True, help="checkpoint paths ending in e<epoch>.pt")
+    s.add_argument("--log", required=True, help="train_log Parquet path")
+    s.add_argument("--state-dir", required=True, help="resume state directory (kept across failed attempts)")
+    s.add_argument("--no-progress", action="store_true")
+
+    for name, func, help_ in [("hessian", cmd_hessian, "Hessian max-eigenvalue spectrum of a checkpoint"),
+                              ("evaluate", cmd_evaluate, "test error, NLL, ECE and NLL_train of a checkpoint")]:
+        s = with_spec(verb(name, func, help_))
+        s.add_argument("--checkpoint", required=True)
+        s.add_argument("--out", required=True)
+
+    s = verb("aggregate", cmd_aggregate, "concatenate per-run tables into results/<table>.parquet")
+    s.add_argument("--table", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("inputs", nargs="*")
+
+    s = with_spec(verb("plot", cmd_plot, "draw a figure from per-run tables"), device=False)
+    s.add_argument("figure")
+    s.add_argument("--out", required=True)
+    s.add_argument("inputs", nargs="*")
+
+    s = verb("check-config", cmd_check_config, "validate a config file and summarize its run grid")
+    s.add_argument("config")
+    s.add_argument("--runs", action="store_true", help="also list every run id")
+
+    verb("tables", cmd_tables, "print the Parquet table reference (Markdown)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from vitprobe.grid import ConfigError
+    try:
+        args.func(args)
+    except ConfigError as exc:
+        print(f"vitprobe: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

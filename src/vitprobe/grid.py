@@ -1,0 +1,223 @@
+"""The run grid: run identity, and the plan of runs, checkpoints, probes and figures
+derived from a validated config. Nothing here trains or imports Snakemake."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from functools import cached_property
+
+NO_KERNEL = 0  # kernel_size of models without local attention ("k0" in run ids)
+_FRACTION_DENOMINATOR_LIMIT = 4096
+RUN_ID_REGEX = r"[a-z0-9_]+-[a-z0-9_]+-k\d+-f\d+(?:of\d+)?-s\d+"
+_RUN_ID = re.compile(r"(?P<dataset>[a-z0-9_]+)-(?P<model>[a-z0-9_]+)-k(?P<kernel>\d+)"
+                     r"-f(?P<num>\d+)(?:of(?P<den>\d+))?-s(?P<seed>\d+)")
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message names the key and what is allowed."""
+
+
+def parse_fraction(value, key: str = "fraction") -> float:
+    """A data fraction in (0, 1], given as a number or as a string 'p/q'."""
+    try:
+        frac = Fraction(value) if isinstance(value, str) else Fraction(value).limit_denominator(_FRACTION_DENOMINATOR_LIMIT)
+    except (ValueError, ZeroDivisionError, TypeError):
+        raise ConfigError(f"{key}: {value!r} is not a number or a fraction like '1/64'") from None
+    if not 0 < frac <= 1:
+        raise ConfigError(f"{key}: {value!r} is outside the allowed range (0, 1]")
+    return float(frac)
+
+
+def _fraction_token(fraction: float) -> str:
+    frac = Fraction(fraction).limit_denominator(_FRACTION_DENOMINATOR_LIMIT)
+    return f"{frac.numerator}" if frac.denominator == 1 else f"{frac.numerator}of{frac.denominator}"
+
+
+@dataclass(frozen=True, order=True)
+class Run:
+    """One trained model: (dataset, model, kernel_size, fraction, seed)."""
+
+    dataset: str
+    model: str
+    kernel_size: int
+    fraction: float
+    seed: int
+
+    @property
+    def id(self) -> str:
+        """e.g. 'cifar100-vit_ti_cifar-k0-f1of64-s0' (k0: the model has no kernel size)."""
+        return (f"{self.dataset}-{self.model}-k{self.kernel_size}"
+                f"-f{_fraction_token(self.fraction)}-s{self.seed}")
+
+    @classmethod
+    def parse(cls, run_id: str) -> "Run":
+        m = _RUN_ID.fullmatch(run_id)
+        if m is None:
+            raise ValueError(f"not a run id: {run_id!r} (expected e.g. 'cifar100-vit_ti_cifar-k0-f1of64-s0')")
+        fraction = Fraction(int(m["num"]), int(m["den"] or 1))
+        return cls(m["dataset"], m["model"], int(m["kernel"]), float(fraction), int(m["seed"]))
+
+    def columns(self) -> dict:
+        """The grid columns every result row carries (epoch is added per checkpoint)."""
+        return asdict(self)
+
+
+def config_hash(spec: dict) -> str:
+    """A short content hash of a JSON-able spec (key order does not matter)."""
+    blob = json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class Plan:
+    """Everything the pipeline will make, derived from a schema-validated config.
+
+    Semantic checks that a JSON schema cannot express (known models, kernel sizes that fit
+    the token grid, probe epochs that are checkpoints, figure experiments that exist) run
+    here, at construction, before any job starts.
+    """
+
+    def __init__(self, config: dict):
+        self.config = config
+        self._check_models()
+        self._check_epochs()
+        self.experiments = {name: self._expand(name, exp) for name, exp in config["experiments"].items()}
+        self._check_figures()
+
+    # ---- models -------------------------------------------------------------------
+    def model_spec(self, model: str) -> dict:
+        """{'arch': registered timm name, 'kwargs': {...}} for a grid model name."""
+        alias = self.config.get("models", {}).get(model)
+        if alias is not None:
+            return {"arch": alias["arch"], "kwargs": dict(alias.get("kwargs", {}))}
+        return {"arch": model, "kwargs": {}}
+
+    def model_info(self, model: str):
+        from vitprobe.models import MODELS
+        return MODELS[self.model_spec(model)["arch"]]
+
+    def token_grid(self, model: str) -> int | None:
+        info = self.model_info(model)
+        patch = self.model_spec(model)["kwargs"].get("patch_size")
+        return 32 // patch if patch else info.token_grid
+
+    def _check_models(self) -> None:
+        from vitprobe.models import MODELS
+        known = sorted(MODELS)
+        for name, alias in self.config.get("models", {}).items():
+            if alias["arch"] not in MODELS:
+                raise ConfigError(f"models.{name}.arch: unknown model {alias['arch']!r}; allowed: {', '.join(known)}")
+            if name in MODELS:
+                raise ConfigError(f"models.{name}: an alias may not shadow the registered model {name!r}")
+        allowed = known + sorted(self.config.get("models", {}))
+        for exp_name, exp in self.config["experiments"].items():
+            for model in exp["models"]:
+                if self.model_spec(model)["arch"] not in MODELS:
+                    raise ConfigError(f"experiments.{exp_name}.models: unknown model {model!r}; "
+                                      f"allowed: {', '.join(allowed)}")
+
+    # ---- runs ---------------------------------------------------------------------
+    def _expand(self, name: str, exp: dict) -> list[Run]:
+        dataset = self.config["data"]["dataset"]
+        fractions = [parse_fraction(f, f"experiments.{name}.fractions") for f in exp.get("fractions", [1])]
+        runs = []
+        for model in exp["models"]:
+            if self.model_info(model).local_attention:
+                kernels = exp.get("kernel_sizes")
+                if not kernels:
+                    raise ConfigError(f"experiments.{name}.kernel_sizes: required, because {model!r} "
+                                      f"uses local attention")
+                grid = self.token_grid(model)
+                for k in kernels:
+                    if not 1 <= k <= grid:
+                        raise ConfigError(f"experiments.{name}.kernel_sizes: {k} does not fit the {grid}x{grid} "
+                                          f"token grid of {model!r}; allowed: 1..{grid} ({grid} = global)")
+            else:
+                kernels = [NO_KERNEL]
+            runs += [Run(dataset, model, k, f, s)
+                     for k in kernels for f in fractions for s in exp.get("seeds", [0])]
+        return runs
+
+    @cached_property
+    def runs(self) -> list[Run]:
+        """Every run of every experiment, each once (shared runs are trained once)."""
+        return sorted({r for runs in self.experiments.values() for r in runs})
+
+    def run(self, run_id: str) -> Run:
+        run = Run.parse(run_id)
+        if run not in set(self.runs):
+            raise ValueError(f"run {run_id!r} is not in the configured grid")
+        return run
+
+    # ---- epochs -------------------------------------------------------------------
+    @property
+    def checkpoint_epochs(self) -> list[int]:
+        return sorted(set(self.config["train"]["checkpoint_epochs"]))
+
+    def probe_epochs(self, probe: str) -> list[int]:
+        return sorted(set(self.config["probes"][probe]["epochs"]))
+
+    def _check_epochs(self) -> None:
+        train = self.config["train"]
+        total = train["epochs"]
+        if train["warmup_epochs"] > total:
+            raise ConfigError(f"train.warmup_epochs: {train['warmup_epochs']} exceeds train.epochs ({total})")
+        for e in train["checkpoint_epochs"]:
+            if not 0 <= e <= total:
+                raise ConfigError(f"train.checkpoint_epochs: {e} is outside 0..train.epochs ({total})")
+        for probe, settings in self.config["probes"].items():
+            for e in settings["epochs"]:
+                if e not in self.checkpoint_epochs:
+                    raise ConfigError(f"probes.{probe}.epochs: {e} is not a checkpoint epoch; "
+                                      f"allowed: {self.checkpoint_epochs} (train.checkpoint_epochs)")
+
+    # ---- specs handed to the CLI -------------------------------------------------
+    def train_spec(self, run: Run) -> dict:
+        """All that determines a run's training; its hash identifies compatible checkpoints."""
+        data = {k: v for k, v in self.config["data"].items() if k != "download"}
+        return {"run": run.columns(), "data": data, "model": self.model_spec(run.model),
+                "train": self.config["train"]}
+
+    def probe_spec(self, run: Run, probe: str) -> dict:
+        return {**self.train_spec(run), "device": self.config["device"],
+                "probe": self.config["probes"][probe]}
+
+    # ---- figures ------------------------------------------------------------------
+    def _check_figures(self) -> None:
+        for fig, spec in self.config.get("figures", {}).items():
+            for exp in spec["experiments"]:
+                if exp not in self.experiments:
+                    raise ConfigError(f"figures.{fig}.experiments: unknown experiment {exp!r}; "
+                                      f"allowed: {', '.join(sorted(self.experiments))}")
+            epoch = spec.get("epoch")
+            for table in self.figure_tables(fig):
+                if epoch is not None and table in self.config["probes"] and epoch not in self.probe_epochs(table):
+                    raise ConfigError(f"figures.{fig}.epoch: {epoch} is not analyzed by probes.{table}; "
+                                      f"allowed: {self.probe_epochs(table)} (probes.{table}.epochs)")
+
+    @staticmethod
+    def figure_tables(figure: str) -> tuple[str, ...]:
+        from vitprobe.figures import FIGURES
+        return FIGURES[figure][1]
+
+    def figure_runs(self, figure: str) -> list[Run]:
+        """Runs of the figure's experiments that one of its series selects."""
+        spec = self.config["figures"][figure]
+        candidates = {r for exp in spec["experiments"] for r in self.experiments[exp]}
+        series = spec.get("series")
+        if series:
+            candidates = {r for r in candidates if any(series_matches(s, r) for s in series)}
+        return sorted(candidates)
+
+
+def series_matches(series: dict, run) -> bool:
+    """A figure series selects runs by model and optionally fraction and kernel size.
+    `run` is a Run or any object/row with those attributes."""
+    if series["model"] != run.model:
+        return False
+    if "fraction" in series and abs(parse_fraction(series["fraction"]) - run.fraction) > 1e-12:
+        return False
+    return "kernel_size" not in series or series["kernel_size"] == run.kernel_size

@@ -1,0 +1,250 @@
+"""Training with the paper's recipe, device-resident data and kill-safe resume.
+
+Recipe (every value a key of `train` in config.yaml): AdamW (or SGD), peak learning rate
+`lr` scaled linearly from `lr_batch_size` to `batch_size`, linear warmup per step over
+`warmup_epochs`, then cosine to 0 at `epochs`; gradient-norm clipping; batch augmentation
+(crop + flip, RandAugment, Mixup/CutMix, label smoothing) on the device.
+
+Resume: after every epoch, and when SIGTERM/SIGUSR1 arrive (Slurm sends them before a time
+limit or preemption), the whole training state (model, optimizer, RNG states, epoch, step,
+the epoch's permutation and position, the log so far) is written atomically to
+`<state_dir>/resume.pt`. Re-running resumes from it, so a killed run ends bit-identical to an
+uninterrupted one on the same device. Checkpoints are written to the state dir too and only
+linked to the declared outputs when training is complete.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from vitprobe import checkpoint, results
+from vitprobe.atomic import atomic_path
+from vitprobe.augment import BatchAugment
+from vitprobe.device import Device
+from vitprobe.grid import Run
+from vitprobe.probes.evaluate import clean_metrics
+from vitprobe.runtime import build_model, mean_std, test_split, train_hash, training_split
+
+RESUME_FILE = "resume.pt"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf; the last good resume state is kept."""
+
+
+class ResumeError(RuntimeError):
+    """A resume file is damaged or was written by another config."""
+
+
+class Preempted(SystemExit):
+    """SIGTERM/SIGUSR1 arrived; the state was saved and the process exits non-zero."""
+
+
+def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float) -> float:
+    """Learning rate used for optimizer step `step` (0-based): linear warmup
+    peak·(step+1)/warmup_steps, then cosine peak·½(1 + cos(π·(step − W)/(T − W)))."""
+    if step < warmup_steps:
+        return peak_lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return peak_lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def peak_lr(train_cfg: dict) -> float:
+    """The configured lr refers to `lr_batch_size`; scale linearly to the real batch size."""
+    return train_cfg["lr"] * train_cfg["batch_size"] / train_cfg["lr_batch_size"]
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+
+
+def make_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    lr = peak_lr(cfg)
+    if cfg["optimizer"] == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg["weight_decay"], betas=tuple(cfg["betas"]))
+    if cfg["optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=cfg["weight_decay"], momentum=cfg["momentum"],
+                               nesterov=True)
+    raise ValueError(f"train.optimizer: {cfg['optimizer']!r}; allowed: adamw, sgd")
+
+
+class _SignalFlag:
+    """Turns SIGTERM/SIGUSR1 into a flag checked between steps."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self):
+        self.signum = None
+        self._old = {}
+
+    def __enter__(self):
+        for s in self.SIGNALS:
+            self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def _rng_state(gens: dict[str, torch.Generator]) -> dict:
+    state = {"torch": torch.get_rng_state(), **{k: g.get_state() for k, g in gens.items()}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, gens: dict[str, torch.Generator]) -> None:
+    torch.set_rng_state(state["torch"])
+    for k, g in gens.items():
+        g.set_state(state[k])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_resume(state_dir: Path, expected_hash: str) -> dict | None:
+    path = state_dir / RESUME_FILE
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ResumeError(f"resume file {path} is damaged ({exc}); delete it to start the run over") from exc
+    if state.get("config_hash") != expected_hash:
+        raise ResumeError(f"resume file {path} was written with config hash {state.get('config_hash')}, but the "
+                          f"current training config gives {expected_hash}. Refusing to mix configs: restore the "
+                          f"config, or delete {state_dir} to start the run over.")
+    return state
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    with atomic_path(dst) as tmp:
+        os.unlink(tmp)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+
+def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, device: Device,
+          progress: bool = True) -> pd.DataFrame:
+    """Train the run described by `spec`; write the checkpoints named in `checkpoints`
+    ({epoch: path}) and the per-epoch log table. Returns the log."""
+    cfg, run = spec["train"], spec["run"]
+    run_id, h = Run(**run).id, train_hash(spec)
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    dev = device.torch_device
+
+    torch.manual_seed(run["seed"])
+    model = device.prepare_model(build_model(spec))
+    optimizer = make_optimizer(model, cfg)
+    mean, std = mean_std(spec)
+    train_set, test_set = training_split(spec), test_split(spec)
+    augment = BatchAugment(cfg["augment"], mean, std, train_set.num_classes)
+    images, labels = train_set.images.to(dev), train_set.labels.to(dev)  # uint8 on the device: 150 MB for CIFAR
+
+    n = len(images)
+    batch_size = min(cfg["batch_size"], n)
+    steps_per_epoch = math.ceil(n / batch_size)
+    total_steps, warmup_steps = cfg["epochs"] * steps_per_epoch, cfg["warmup_epochs"] * steps_per_epoch
+    lr_peak = peak_lr(cfg)
+    gens = {"perm": torch.Generator().manual_seed(run["seed"]),
+            "augment": torch.Generator(device=dev).manual_seed(run["seed"] + 1)}
+    step_model = torch.compile(model) if cfg.get("compile") and device.is_cuda else model
+
+    epoch, step, log_rows, perm, start_batch = 0, 0, [], None, 0
+    state = load_resume(state_dir, h)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"], gens)
+        epoch, step, log_rows = state["epoch"], state["step"], list(state["log"])
+        perm, start_batch = state.get("perm"), state.get("batch", 0)
+        print(f"[{run_id}] resuming at epoch {epoch}, step {step}", file=sys.stderr)
+
+    def save_state(batch: int = 0, current_perm=None):
+        payload = {"config_hash": h, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                   "rng": _rng_state(gens), "epoch": epoch, "step": step, "log": log_rows,
+                   "batch": batch, "perm": current_perm}
+        with atomic_path(state_dir / RESUME_FILE) as tmp:
+            torch.save(payload, tmp)
+
+    def save_checkpoint(e: int):
+        if e in checkpoints:
+            checkpoint.save(state_dir / f"e{e}.pt", model, run=run, epoch=e, config_hash=h,
+                            arch=spec["model"]["arch"])
+
+    if state is None:
+        save_checkpoint(0)
+
+    with _SignalFlag() as flag:
+        while epoch < cfg["epochs"]:
+            if perm is None:
+                perm, start_batch = torch.randperm(n, generator=gens["perm"]), 0
+            model.train()
+            t0, loss_sum, seen = time.perf_counter(), 0.0, 0
+            bar = tqdm(total=steps_per_epoch, initial=start_batch, desc=f"{run_id} epoch {epoch + 1}/{cfg['epochs']}",
+                       disable=not progress, file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 30.0)
+            for b in range(start_batch, steps_per_epoch):
+                if flag.signum is not None:
+                    save_state(b, perm)
+                    print(f"[{run_id}] signal {flag.signum}: state saved at epoch {epoch}, batch {b}; exiting",
+                          file=sys.stderr)
+                    raise Preempted(128 + flag.signum)
+                idx = perm[b * batch_size:(b + 1) * batch_size].to(dev)
+                x, y = augment(images[idx], labels[idx], gens["augment"])
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(step, total_steps, warmup_steps, lr_peak)
+                with device.autocast():
+                    out = step_model(device.prepare_input(x))
+                loss = soft_cross_entropy(out.float(), y)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(f"run {run_id}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                                           f"the last good state is kept in {state_dir}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg["grad_clip"]:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+                optimizer.step()
+                step += 1
+                loss_sum += loss.item() * len(idx)
+                seen += len(idx)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
+            bar.close()
+            seconds = time.perf_counter() - t0
+            epoch, perm = epoch + 1, None
+            metrics = {"error": float("nan"), "nll_test": float("nan")}
+            if epoch % cfg["eval_every"] == 0 or epoch == cfg["epochs"]:
+                metrics = clean_metrics(model, test_set.images, test_set.labels, mean, std, device)
+            log_rows.append({"epoch": epoch, "step": step, "train_loss": loss_sum / max(seen, 1),
+                             "lr": optimizer.param_groups[0]["lr"], "test_error": metrics["error"],
+                             "test_nll": metrics["nll_test"], "seconds": seconds,
+                             "images_per_s": seen / seconds if seconds > 0 else float("nan")})
+            print(f"[{run_id}] epoch {epoch}: loss {log_rows[-1]['train_loss']:.4f} test error "
+                  f"{metrics['error']:.2f}% ({seconds:.1f} s)", file=sys.stderr)
+            save_checkpoint(epoch)
+            save_state()
+
+    log = pd.DataFrame(log_rows, columns=["epoch", "step", "train_loss", "lr", "test_error", "test_nll",
+                                          "seconds", "images_per_s"])
+    results.write_run_table(log, "train_log", log_path, run=run, config_hash=h)
+    for e, path in checkpoints.items():
+        _link_or_copy(state_dir / f"e{e}.pt", Path(path))
+    return log

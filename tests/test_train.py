@@ -1,0 +1,158 @@
+"""Training: the schedule, kill-safe resume (bit-identical), refusal of foreign state, loud NaN."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from vitprobe import checkpoint, data
+from vitprobe.config import validate
+from vitprobe.device import resolve
+from vitprobe.train import ResumeError, TrainingDiverged, lr_at, peak_lr, train
+
+
+def test_lr_schedule_matches_hand_computed_values():
+    # warmup over 4 steps to peak 1.0, then cosine over the remaining 8 steps
+    assert [lr_at(s, 12, 4, 1.0) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_at(4, 12, 4, 1.0) == 1.0                       # cos(0)
+    assert lr_at(8, 12, 4, 1.0) == pytest.approx(0.5)        # cos(pi/2): half way
+    assert lr_at(6, 12, 4, 1.0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert lr_at(12, 12, 4, 1.0) == pytest.approx(0.0, abs=1e-15)
+    assert lr_at(0, 10, 0, 2.0) == 2.0                       # no warmup
+
+
+def test_lr_scales_linearly_with_batch_size():
+    assert peak_lr({"lr": 1.25e-4, "batch_size": 96, "lr_batch_size": 96}) == 1.25e-4
+    assert peak_lr({"lr": 1.25e-4, "batch_size": 384, "lr_batch_size": 96}) == pytest.approx(5e-4)
+
+
+@pytest.fixture
+def tiny_spec(demo_config, tmp_path):
+    """A seconds-long run: 10 classes x 16 images, a 2-block ViT of width 16, 3 epochs."""
+    root = tmp_path / "data"
+    demo_config["data"].update(root=str(root), synthetic={"num_classes": 10, "train_per_class": 16,
+                                                          "test_per_class": 4, "seed": 0})
+    demo_config["models"]["vit_demo"]["kwargs"].update(embed_dim=16, depth=2, num_heads=2)
+    demo_config["train"].update(epochs=3, warmup_epochs=1, checkpoint_epochs=[0, 1, 3], batch_size=32,
+                                lr_batch_size=32)
+    demo_config["train"]["augment"].update(randaugment={"num_ops": 2, "magnitude": 9}, cutmix_alpha=0.8)
+    demo_config["probes"]["hessian"]["epochs"] = [0]
+    demo_config["probes"]["eval"]["epochs"] = [1]
+    demo_config["figures"]["fig_hessian"]["epoch"] = 0
+    plan = validate(demo_config)
+    data.prepare("synthetic", root, synthetic=demo_config["data"]["synthetic"])
+    run = next(r for r in plan.runs if r.model == "vit_demo" and r.fraction == 1)
+    return plan.train_spec(run)
+
+
+def _cli_train(spec, out, extra=()):
+    ckpts = [str(out / f"ckpt/e{e}.pt") for e in spec["train"]["checkpoint_epochs"]]
+    cmd = [sys.executable, "-m", "vitprobe", "train", "--spec", json.dumps(spec), "--device", "cpu",
+           "--state-dir", str(out / ".train"), "--checkpoints", *ckpts, "--log", str(out / "log.parquet"),
+           *extra]
+    return cmd
+
+
+def _final_weights(out, spec):
+    last = max(spec["train"]["checkpoint_epochs"])
+    return checkpoint.load(out / f"ckpt/e{last}.pt")["model"]
+
+
+def _assert_identical(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs"
+
+
+def _kill_when(proc, condition, sig, timeout=120):
+    t0 = time.time()
+    while not condition():
+        assert proc.poll() is None, "training finished before it could be interrupted"
+        assert time.time() - t0 < timeout
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    return proc.wait(timeout=60)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_interrupted_run_resumes_bit_identical(tiny_spec, tmp_path, sig):
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    subprocess.run(_cli_train(tiny_spec, ref), check=True, capture_output=True)
+
+    proc = subprocess.Popen(_cli_train(tiny_spec, cut), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            text=True)
+    if sig == signal.SIGKILL:  # at an arbitrary point after the first epoch's state was saved
+        rc = _kill_when(proc, lambda: (cut / ".train/resume.pt").exists(), sig)
+        assert rc == -signal.SIGKILL
+    else:  # Slurm's warning signal: the state is saved mid-epoch and the job exits non-zero
+        rc = _kill_when(proc, lambda: (cut / ".train/e0.pt").exists(), sig)
+        assert rc == 128 + signal.SIGTERM, proc.stderr.read()
+        state = torch.load(cut / ".train/resume.pt", weights_only=True)
+        assert state["perm"] is not None or state["epoch"] > 0
+    assert not (cut / "log.parquet").exists()  # nothing looks complete
+    assert not (cut / "ckpt/e3.pt").exists()
+
+    resumed = subprocess.run(_cli_train(tiny_spec, cut), check=True, capture_output=True, text=True)
+    assert "resuming at epoch" in resumed.stderr
+    _assert_identical(_final_weights(ref, tiny_spec), _final_weights(cut, tiny_spec))
+
+
+def test_resume_with_changed_config_is_refused(tiny_spec, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_spec, state_dir=out / ".train", checkpoints={3: out / "e3.pt"}, log_path=out / "log.parquet",
+          device=resolve("cpu"), progress=False)
+    tiny_spec["train"]["lr"] *= 2
+    with pytest.raises(ResumeError, match="config hash"):
+        train(tiny_spec, state_dir=out / ".train", checkpoints={3: out / "e3.pt"}, log_path=out / "log.parquet",
+              device=resolve("cpu"), progress=False)
+
+
+def test_damaged_resume_file_is_refused(tiny_spec, tmp_path):
+    state_dir = tmp_path / ".train"
+    state_dir.mkdir()
+    (state_dir / "resume.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ResumeError, match="damaged"):
+        train(tiny_spec, state_dir=state_dir, checkpoints={}, log_path=tmp_path / "log.parquet",
+              device=resolve("cpu"), progress=False)
+
+
+def test_nan_loss_stops_with_run_epoch_and_step(tiny_spec, tmp_path, monkeypatch):
+    import vitprobe.train as train_module
+    real = train_module.soft_cross_entropy
+    calls = {"n": 0}
+
+    def poisoned(logits, targets):
+        calls["n"] += 1
+        loss = real(logits, targets)
+        return loss * float("nan") if calls["n"] == 8 else loss  # 5 steps per epoch: epoch 2, step 8
+
+    monkeypatch.setattr(train_module, "soft_cross_entropy", poisoned)
+    with pytest.raises(TrainingDiverged) as err:
+        train(tiny_spec, state_dir=tmp_path / ".train", checkpoints={3: tmp_path / "e3.pt"},
+              log_path=tmp_path / "log.parquet", device=resolve("cpu"), progress=False)
+    msg = str(err.value)
+    assert "synthetic-vit_demo-k0-f1-s0" in msg and "epoch 2" in msg and "step 8" in msg and "nan" in msg
+    assert torch.load(tmp_path / ".train/resume.pt", weights_only=True)["epoch"] == 1  # last good state kept
+    assert not (tmp_path / "e3.pt").exists()
+
+
+def test_checkpoint_from_another_config_is_refused(tiny_spec, tmp_path):
+    from vitprobe.runtime import load_model, train_hash
+    out = tmp_path / "run"
+    train(tiny_spec, state_dir=out / ".train", checkpoints={0: out / "e0.pt"}, log_path=out / "log.parquet",
+          device=resolve("cpu"), progress=False)
+    payload = torch.load(out / "e0.pt", weights_only=True)
+    assert payload["config_hash"] == train_hash(tiny_spec) and payload["epoch"] == 0
+    assert payload["run"]["model"] == "vit_demo"
+    tiny_spec["train"]["weight_decay"] = 0.5
+    with pytest.raises(checkpoint.CheckpointError, match="config hash"):
+        load_model(out / "e0.pt", tiny_spec)
+    (out / "e0.pt").write_bytes(b"garbage")
+    with pytest.raises(checkpoint.CheckpointError, match="damaged"):
+        checkpoint.load(out / "e0.pt")
