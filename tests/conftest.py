@@ -2,7 +2,11 @@ import copy
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+
+# Tiny models on a shared 2-core machine: more threads than cores make them much slower.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -97,3 +97,11 @@ def test_train_spec_hash_ignores_unrelated_keys(demo_config):
     assert train_hash(validate(demo_config).train_spec(run)) == before
     demo_config["train"]["lr"] = 0.5
     assert train_hash(validate(demo_config).train_spec(run)) != before
+
+
+def test_readme_documents_every_table_column():
+    from conftest import REPO
+    from vitprobe.results import markdown_docs
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("<!-- tables:begin -->")[1].split("<!-- tables:end -->")[0]
+    assert section.strip() == markdown_docs().strip(), "README table reference is stale: paste `vitprobe tables`"

@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("inputs", nargs="*")
 
     s = with_spec(verb("plot", cmd_plot, "draw a figure from per-run tables"), device=False)
-    s.add_argument("figure")
+    s.add_argument("--figure", required=True, help="figure name, e.g. fig_hessian")
     s.add_argument("--out", required=True)
     s.add_argument("inputs", nargs="*")
 

@@ -35,7 +35,7 @@ GRID_COLUMNS = [
     Column("kernel_size", pa.int64(), "tokens", "local-attention window side k (k x k); 0 = not a local-attention model"),
     Column("fraction", pa.float64(), "", "class-stratified share of the training set, in (0, 1]"),
     Column("seed", pa.int64(), "", "training seed"),
-    Column("epoch", pa.int64(), "epochs", "checkpoint epoch (0 = initialization)"),
+    Column("epoch", pa.int64(), "epochs", "epochs of training done: the checkpoint analyzed, or the epoch logged (0 = initialization)"),
 ]
 PROVENANCE_COLUMNS = [
     Column("vitprobe_version", pa.string(), "", "package version that wrote the row"),

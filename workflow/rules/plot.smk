@@ -13,4 +13,4 @@ rule fig_hessian:
     log:
         "logs/plot/fig_hessian.log",
     shell:
-        "{VITPROBE} plot fig_hessian --spec {params.spec:q} --out {output} {input} > {log} 2>&1"
+        "{VITPROBE} plot --figure fig_hessian --spec {params.spec:q} --out {output} {input} > {log} 2>&1"

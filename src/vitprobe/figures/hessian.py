@@ -36,33 +36,38 @@ def plot(spec: dict, inputs: list[str], out) -> plt.Figure:
     values = series_values(table, fig_cfg["series"], fig_cfg["epoch"])
     present = {k: v for k, v in values.items() if len(v)}
     with paper_style():
-        fig, (ax_neg, ax_pos) = plt.subplots(1, 2, figsize=(FULL_WIDTH, 2.3), sharey=True)
-        if present:
-            allv = np.concatenate(list(present.values()))
-            neg_max = max(-allv.min(), 1e-12)
-            pos_max = max(allv.max(), 1e-12)
-            bins_neg = np.linspace(-neg_max, 0, fig_cfg.get("bins", 40) + 1)
-            bins_pos = np.linspace(0, pos_max, fig_cfg.get("bins", 40) + 1)
+        fig, (ax_neg, ax_pos) = plt.subplots(1, 2, figsize=(FULL_WIDTH, 2.4), sharey=True)
+        allv = np.concatenate(list(present.values())) if present else np.array([0.0])
+        extent = max(np.abs(allv).max(), 1e-12)
+        bins = fig_cfg.get("bins", 40)
+        bins_neg = np.linspace(-max(-allv.min(), 0.05 * extent), 0, bins + 1)
+        bins_pos = np.linspace(0, max(allv.max(), 0.05 * extent), bins + 1)
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        handles = []
         for i, (label, v) in enumerate(values.items()):
             if not len(v):
                 continue
             nep, ape = nep_ape(v)
-            color = plt.rcParams["axes.prop_cycle"].by_key()["color"][i]
             # density over the whole spectrum, so both panels together integrate to 1
-            for ax, bins, part in [(ax_neg, bins_neg, v[v < 0]), (ax_pos, bins_pos, v[v >= 0])]:
-                counts, edges = np.histogram(part, bins=bins)
+            for ax, edges, part in [(ax_neg, bins_neg, v[v < 0]), (ax_pos, bins_pos, v[v >= 0])]:
+                counts, _ = np.histogram(part, bins=edges)
                 density = counts / (len(v) * np.diff(edges))
-                ax.stairs(np.where(density > 0, density, np.nan), edges, color=color,
-                          label=f"{label} (NEP {100 * nep:.1f}%, APE {ape:.3g})" if ax is ax_pos else None)
-        for ax in (ax_neg, ax_pos):
-            ax.set_yscale("log")
+                h = ax.stairs(np.where(density > 0, density, np.nan), edges, color=colors[i],
+                              label=f"{label} (NEP {100 * nep:.1f}%, APE {ape:.3g})")
+            handles.append(h)
+        for ax, part in [(ax_neg, allv[allv < 0]), (ax_pos, allv[allv >= 0])]:
             ax.set_xlabel("Max eigenvalue")
+            if present and not len(part):
+                ax.text(0.5, 0.5, "none", transform=ax.transAxes, ha="center", va="center", color="0.5")
+        if present:
+            ax_pos.set_yscale("log")
+        ax_neg.set_xlim(bins_neg[0], 0)
+        ax_pos.set_xlim(0, bins_pos[-1])
         ax_neg.set_ylabel("Density")
         ax_neg.set_title("Negative eigenvalues")
         ax_pos.set_title("Positive eigenvalues")
-        if present:
-            ax_pos.legend(loc="upper right")
-        fig.suptitle(f"Hessian max-eigenvalue spectra, epoch {fig_cfg['epoch']}", y=1.02)
+        fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.98), ncol=min(3, max(len(handles), 1)),
+                   title=f"Hessian max-eigenvalue spectra at epoch {fig_cfg['epoch']}")
         note_missing(fig, [k for k, v in values.items() if not len(v)])
         save(fig, out)
     return fig

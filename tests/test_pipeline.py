@@ -1,0 +1,116 @@
+"""End to end: the Snakemake pipeline on a tiny offline config, in a temporary directory."""
+
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def _tiny_config(demo_config):
+    c = demo_config
+    c["data"]["synthetic"] = {"num_classes": 10, "train_per_class": 24, "test_per_class": 6, "seed": 0}
+    for alias in ("vit_demo", "lmsa_demo"):
+        c["models"][alias]["kwargs"].update(embed_dim=16, depth=2, num_heads=2)
+    c["models"]["resnet_demo"]["kwargs"]["widths"] = [8, 8, 16, 16]
+    c["experiments"]["kernel_size"]["kernel_sizes"] = [3]
+    c["train"].update(epochs=2, warmup_epochs=1, checkpoint_epochs=[0, 1, 2], batch_size=32, lr_batch_size=32)
+    c["probes"]["hessian"].update(epochs=[0, 1], n_batches=2, k=3)
+    c["probes"]["eval"]["epochs"] = [2]
+    c["figures"]["fig_hessian"]["epoch"] = 1
+    return c
+
+
+def _snakemake(workdir, *args):
+    cmd = [sys.executable, "-m", "snakemake", "--configfile", "tiny.yaml", "--replace-workflow-config",
+           "--cores", "2", *args]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+
+
+def _job_counts(dry_run_output: str) -> dict:
+    table = dry_run_output.split("Job stats:")[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A copy of the workflow (not the package) with a tiny config."""
+    d = tmp_path_factory.mktemp("pipeline")
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / name, d / name)
+    for name in ("workflow", "profiles"):
+        shutil.copytree(REPO / name, d / name, symlinks=False)
+    return d
+
+
+@pytest.fixture(scope="module")
+def tiny(workdir):
+    import copy
+    cfg = _tiny_config(copy.deepcopy(yaml.safe_load((REPO / "profiles/demo/demo.yaml").read_text())))
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    return cfg
+
+
+def test_figure_target_plans_only_the_runs_it_needs(workdir, tiny):
+    dry = _snakemake(workdir, "-n", "figures/fig_hessian.pdf")
+    assert dry.returncode == 0, dry.stderr
+    counts = _job_counts(dry.stdout + dry.stderr)
+    # ResNet, ViT, ViT on 1/16: not the local-attention run; Hessian only at the figure's epoch
+    assert counts["train"] == 3
+    assert counts["hessian"] == 3
+    assert "evaluate" not in counts
+
+
+def test_pipeline_runs_end_to_end(workdir, tiny):
+    run = _snakemake(workdir)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+
+    hessian = pd.read_parquet(workdir / "results/hessian.parquet")
+    grid = ["dataset", "model", "kernel_size", "fraction", "seed", "epoch"]
+    assert set(grid + ["batch", "rank", "eigenvalue", "config_hash", "vitprobe_version"]) <= set(hessian.columns)
+    n_runs = 4  # resnet, vit, vit 1/16, lmsa k3
+    assert len(hessian) == n_runs * 2 * 2 * 3  # runs x epochs x batches x k
+    assert not hessian.duplicated(grid + ["batch", "rank"]).any()
+    assert np.isfinite(hessian["eigenvalue"]).all()
+    # sorted by magnitude within every batch
+    for _, g in hessian.groupby(grid + ["batch"]):
+        mags = g.sort_values("rank")["eigenvalue"].abs().to_numpy()
+        assert (np.diff(mags) <= 1e-9 * mags.max()).all()
+    assert set(hessian["kernel_size"]) == {0, 3}
+    assert sorted(hessian["fraction"].unique()) == [1 / 16, 1.0]
+
+    ev = pd.read_parquet(workdir / "results/eval.parquet")
+    assert len(ev) == n_runs and (ev["epoch"] == 2).all()
+    assert ev["error"].between(0, 100).all() and (ev["nll_train"] > 0).all()
+
+    log = pd.read_parquet(workdir / "results/train_log.parquet")
+    assert len(log) == n_runs * 2
+
+    pdf = workdir / "figures/fig_hessian.pdf"
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    for run_dir in (workdir / "results/runs").iterdir():
+        assert sorted(p.name for p in (run_dir / "ckpt").iterdir()) == ["e0.pt", "e1.pt", "e2.pt"]
+
+    again = _snakemake(workdir, "-n")
+    assert again.returncode == 0
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_bad_config_fails_before_any_job(workdir, tiny):
+    import copy
+    bad = copy.deepcopy(tiny)
+    bad["experiments"]["data_size"]["fractions"] = [2]
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(bad))
+    cmd = [sys.executable, "-m", "snakemake", "--configfile", "bad.yaml", "--replace-workflow-config",
+           "-c1", "-n"]
+    out = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "experiments.data_size.fractions.0" in out.stdout + out.stderr
