@@ -114,3 +114,13 @@ def test_bad_config_fails_before_any_job(workdir, tiny):
     out = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
     assert out.returncode != 0
     assert "experiments.data_size.fractions.0" in out.stdout + out.stderr
+
+
+def test_paper_grid_dry_run_plans_everything(workdir):
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1"], cwd=workdir,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    counts = _job_counts(out.stdout + out.stderr)
+    assert counts["train"] == 25  # every run of config.yaml, shared runs once
+    assert counts["hessian"] == 25 * 3 and counts["evaluate"] == 25 * 4
+    assert counts["fig_hessian"] == 1 and counts["prepare_data"] == 1

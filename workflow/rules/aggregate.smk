@@ -5,7 +5,9 @@ rule aggregate:
         paths.AGGREGATE,
     wildcard_constraints:
         table="|".join(TABLES),
+    params:
+        vitprobe=VITPROBE,
     log:
         "logs/aggregate/{table}.log",
     shell:
-        "{VITPROBE} aggregate --table {wildcards.table} --out {output} {input} > {log} 2>&1"
+        "{params.vitprobe} aggregate --table {wildcards.table} --out {output} {input} > {log} 2>&1"

@@ -6,11 +6,13 @@ rule hessian:
     output:
         probe_pattern("hessian"),
     params:
+        vitprobe=VITPROBE,
+        device=config["device"],
         spec=probe_spec("hessian"),
     log:
         "logs/hessian/{run}_e{epoch}.log",
     shell:
-        "{VITPROBE} hessian --spec {params.spec:q} --device {config[device]}"
+        "{params.vitprobe} hessian --spec {params.spec:q} --device {params.device}"
         " --checkpoint {input.checkpoint} --out {output} > {log} 2>&1"
 
 
@@ -21,9 +23,11 @@ rule evaluate:
     output:
         probe_pattern("eval"),
     params:
+        vitprobe=VITPROBE,
+        device=config["device"],
         spec=probe_spec("eval"),
     log:
         "logs/eval/{run}_e{epoch}.log",
     shell:
-        "{VITPROBE} evaluate --spec {params.spec:q} --device {config[device]}"
+        "{params.vitprobe} evaluate --spec {params.spec:q} --device {params.device}"
         " --checkpoint {input.checkpoint} --out {output} > {log} 2>&1"

@@ -1,6 +1,7 @@
 # The run table and input functions. All logic lives in the vitprobe package; this file
 # only translates its plan into file lists.
 import json
+import os
 import sys
 
 from vitprobe import paths

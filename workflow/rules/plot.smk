@@ -9,8 +9,9 @@ rule fig_hessian:
             category="Figures",
         ),
     params:
+        vitprobe=VITPROBE,
         spec=lambda wildcards: figure_spec("fig_hessian"),
     log:
         "logs/plot/fig_hessian.log",
     shell:
-        "{VITPROBE} plot --figure fig_hessian --spec {params.spec:q} --out {output} {input} > {log} 2>&1"
+        "{params.vitprobe} plot --figure fig_hessian --spec {params.spec:q} --out {output} {input} > {log} 2>&1"

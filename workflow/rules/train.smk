@@ -8,10 +8,12 @@ rule train:
         checkpoints=expand(paths.CHECKPOINT, run="{run}", epoch=PLAN.checkpoint_epochs),
         log=paths.TRAIN_LOG,
     params:
+        vitprobe=VITPROBE,
+        device=config["device"],
         spec=train_spec,
         state_dir=lambda wildcards: paths.TRAIN_STATE_DIR.format(run=wildcards.run),
     log:
         "logs/train/{run}.log",
     shell:
-        "{VITPROBE} train --spec {params.spec:q} --device {config[device]} --state-dir {params.state_dir}"
+        "{params.vitprobe} train --spec {params.spec:q} --device {params.device} --state-dir {params.state_dir}"
         " --checkpoints {output.checkpoints} --log {output.log} > {log} 2>&1"
