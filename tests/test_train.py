@@ -101,6 +101,10 @@ def test_interrupted_run_resumes_bit_identical(tiny_spec, tmp_path, sig):
     resumed = subprocess.run(_cli_train(tiny_spec, cut), check=True, capture_output=True, text=True)
     assert "resuming at epoch" in resumed.stderr
     _assert_identical(_final_weights(ref, tiny_spec), _final_weights(cut, tiny_spec))
+    import pandas as pd
+    logs = [pd.read_parquet(d / "log.parquet") for d in (ref, cut)]
+    for col in ("epoch", "step", "train_loss", "test_error", "test_nll", "lr"):
+        assert logs[0][col].tolist() == logs[1][col].tolist(), col
 
 
 def test_resume_with_changed_config_is_refused(tiny_spec, tmp_path):

@@ -169,6 +169,7 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
     step_model = torch.compile(model) if cfg.get("compile") and device.is_cuda else model
 
     epoch, step, log_rows, perm, start_batch = 0, 0, [], None, 0
+    loss_sum, seen = 0.0, 0  # running sums of the current epoch (kept across a mid-epoch resume)
     state = load_resume(state_dir, h)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -176,12 +177,13 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
         _set_rng_state(state["rng"], gens)
         epoch, step, log_rows = state["epoch"], state["step"], list(state["log"])
         perm, start_batch = state.get("perm"), state.get("batch", 0)
+        loss_sum, seen = state.get("loss_sum", 0.0), state.get("seen", 0)
         print(f"[{run_id}] resuming at epoch {epoch}, step {step}", file=sys.stderr)
 
-    def save_state(batch: int = 0, current_perm=None):
+    def save_state(batch: int = 0, current_perm=None, epoch_sums=(0.0, 0)):
         payload = {"config_hash": h, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                    "rng": _rng_state(gens), "epoch": epoch, "step": step, "log": log_rows,
-                   "batch": batch, "perm": current_perm}
+                   "batch": batch, "perm": current_perm, "loss_sum": epoch_sums[0], "seen": epoch_sums[1]}
         with atomic_path(state_dir / RESUME_FILE) as tmp:
             torch.save(payload, tmp)
 
@@ -198,12 +200,12 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
             if perm is None:
                 perm, start_batch = torch.randperm(n, generator=gens["perm"]), 0
             model.train()
-            t0, loss_sum, seen = time.perf_counter(), 0.0, 0
+            t0, seen_before = time.perf_counter(), seen  # seen_before > 0 only after a mid-epoch resume
             bar = tqdm(total=steps_per_epoch, initial=start_batch, desc=f"{run_id} epoch {epoch + 1}/{cfg['epochs']}",
                        disable=not progress, file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 30.0)
             for b in range(start_batch, steps_per_epoch):
                 if flag.signum is not None:
-                    save_state(b, perm)
+                    save_state(b, perm, (loss_sum, seen))
                     print(f"[{run_id}] signal {flag.signum}: state saved at epoch {epoch}, batch {b}; exiting",
                           file=sys.stderr)
                     raise Preempted(128 + flag.signum)
@@ -226,17 +228,19 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
                 loss_sum += loss.item() * len(idx)
                 seen += len(idx)
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
+                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{(seen - seen_before) / (time.perf_counter() - t0):.0f}", refresh=False)
             bar.close()
             seconds = time.perf_counter() - t0
             epoch, perm = epoch + 1, None
+            epoch_loss, timed = loss_sum / max(seen, 1), seen - seen_before
+            loss_sum, seen = 0.0, 0
             metrics = {"error": float("nan"), "nll_test": float("nan")}
             if epoch % cfg["eval_every"] == 0 or epoch == cfg["epochs"]:
                 metrics = clean_metrics(model, test_set.images, test_set.labels, mean, std, device)
-            log_rows.append({"epoch": epoch, "step": step, "train_loss": loss_sum / max(seen, 1),
+            log_rows.append({"epoch": epoch, "step": step, "train_loss": epoch_loss,
                              "lr": optimizer.param_groups[0]["lr"], "test_error": metrics["error"],
                              "test_nll": metrics["nll_test"], "seconds": seconds,
-                             "images_per_s": seen / seconds if seconds > 0 else float("nan")})
+                             "images_per_s": timed / seconds if seconds > 0 else float("nan")})
             print(f"[{run_id}] epoch {epoch}: loss {log_rows[-1]['train_loss']:.4f} test error "
                   f"{metrics['error']:.2f}% ({seconds:.1f} s)", file=sys.stderr)
             save_checkpoint(epoch)
