@@ -1,0 +1,1 @@
+"""Analyses run on a trained checkpoint (Hessian spectrum, Fourier, variance, robustness, ...)."""
