@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -71,3 +72,103 @@ def evaluate_checkpoint(spec: dict, checkpoint_path, out, device: Device) -> pd.
     df = pd.DataFrame([row])
     results.write_run_table(df, "eval", out, run=spec["run"], epoch=payload["epoch"], config_hash=train_hash(spec))
     return df
+
+
+def _write(df: pd.DataFrame, table: str, spec: dict, payload: dict, out) -> pd.DataFrame:
+    results.write_run_table(df, table, out, run=spec["run"], epoch=payload["epoch"], config_hash=train_hash(spec))
+    return df
+
+
+def _test_images(spec: dict, n_images: int | None, seed: int):
+    """The first n test images of a seeded permutation (all of them if n is None)."""
+    test = test_split(spec)
+    idx = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(seed))[:n_images]
+    return test.images[idx], test.labels[idx]
+
+
+def _map_statistics(spec: dict, checkpoint_path, device: Device, statistic, chunk: int = 64):
+    """Per feature map, the image-weighted mean of `statistic(map)` over chunks of the
+    probe's test images. Both statistics used here (the mean log-amplitude curve and the
+    mean spatial variance) are means over images, so chunking changes nothing but memory."""
+    from vitprobe.augment import normalize
+    from vitprobe.features import feature_maps
+
+    p = spec["probe"]
+    model, payload = load_model(checkpoint_path, spec)
+    model = model.to(device.torch_device)
+    images, _ = _test_images(spec, p["n_images"], p["seed"])
+    meta, sums = None, None
+    for i in range(0, len(images), chunk):
+        x = normalize(images[i:i + chunk].to(device.torch_device), *mean_std(spec))
+        maps = feature_maps(model, x)
+        stats = [np.asarray(statistic(m.tensor), dtype=np.float64) * len(x) for m in maps]
+        meta = meta or [(m.index, m.name, m.kind, m.depth, m.tensor.shape[-1]) for m in maps]
+        sums = stats if sums is None else [a + b for a, b in zip(sums, stats)]
+    return [(*m, total / len(images)) for m, total in zip(meta, sums)], len(images), payload
+
+
+def fourier(spec: dict, checkpoint_path, out, device: Device) -> pd.DataFrame:
+    """Relative log amplitude of every feature map's Fourier spectrum; one row per (map, frequency)."""
+    from vitprobe.probes.fourier import frequencies, relative_log_amplitude
+
+    maps, n, payload = _map_statistics(spec, checkpoint_path, device, lambda t: relative_log_amplitude(t).cpu())
+    rows = [{"map_index": i, "map_name": name, "kind": kind, "depth": depth, "freq": float(f),
+             "log_amplitude": float(a), "high_freq_delta": float(curve[-1]), "n_images": n}
+            for i, name, kind, depth, side, curve in maps for f, a in zip(frequencies(side), curve)]
+    return _write(pd.DataFrame(rows), "fourier", spec, payload, out)
+
+
+def variance(spec: dict, checkpoint_path, out, device: Device) -> pd.DataFrame:
+    """Feature-map variance of every map; one row per map."""
+    from vitprobe.probes.variance import feature_map_variance
+
+    maps, n, payload = _map_statistics(spec, checkpoint_path, device, feature_map_variance)
+    rows = [{"map_index": i, "map_name": name, "kind": kind, "depth": depth, "variance": float(v), "n_images": n}
+            for i, name, kind, depth, _, v in maps]
+    return _write(pd.DataFrame(rows), "variance", spec, payload, out)
+
+
+def robustness(spec: dict, checkpoint_path, out, device: Device) -> pd.DataFrame:
+    """Accuracy under frequency-band noise against clean accuracy; one row per frequency."""
+    from vitprobe.probes.robustness import noise_robustness
+
+    p = spec["probe"]
+    model, payload = load_model(checkpoint_path, spec)
+    model = device.prepare_model(model)
+    images, labels = _test_images(spec, p["n_images"], p["seed"])
+    df = noise_robustness(model, images, labels, *mean_std(spec), eps=p["eps"], freqs=p["freqs"],
+                          width=p["width"], batch_size=p["batch_size"], seed=p["seed"], device=device)
+    df["n_images"] = len(images)
+    return _write(df, "robustness", spec, payload, out)
+
+
+def landscape(spec: dict, checkpoint_path, out, device: Device) -> pd.DataFrame:
+    """NLL + L2 along filter-normalized random directions: a 1-D line and a 2-D plane."""
+    from vitprobe.probes.landscape import filter_normalized_direction, grid_1d, grid_2d, loss_landscape
+
+    p = spec["probe"]
+    model, payload = load_model(checkpoint_path, spec)
+    model = model.to(device.torch_device)
+    batches = list(augmented_batches(spec, p["n_batches"], p["batch_size"], p["seed"], device))
+    gen = torch.Generator(device=device.torch_device).manual_seed(p["seed"])
+    d1, d2 = filter_normalized_direction(model, gen), filter_normalized_direction(model, gen)
+    wd = spec["train"]["weight_decay"]
+    parts = []
+    if p["points_1d"]:
+        line = loss_landscape(model, batches, [d1], grid_1d(p["radius"], p["points_1d"]), wd)
+        parts.append(line.assign(grid="1d", y=0.0))
+    if p["points_2d"]:
+        plane = loss_landscape(model, batches, [d1, d2], grid_2d(p["radius"], p["points_2d"]), wd)
+        parts.append(plane.assign(grid="2d"))
+    return _write(pd.concat(parts, ignore_index=True), "landscape", spec, payload, out)
+
+
+# probe name (= table name = config key under `probes`) -> runner(spec, checkpoint, out, device)
+PROBES = {
+    "hessian": hessian,
+    "eval": evaluate_checkpoint,
+    "fourier": fourier,
+    "variance": variance,
+    "robustness": robustness,
+    "landscape": landscape,
+}

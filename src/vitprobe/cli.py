@@ -49,14 +49,9 @@ def cmd_train(args):
           device=_device(args), progress=not args.no_progress)
 
 
-def cmd_hessian(args):
-    from vitprobe.analyze import hessian
-    hessian(args.spec, args.checkpoint, args.out, _device(args))
-
-
-def cmd_evaluate(args):
-    from vitprobe.analyze import evaluate_checkpoint
-    evaluate_checkpoint(args.spec, args.checkpoint, args.out, _device(args))
+def cmd_probe(args):
+    from vitprobe.analyze import PROBES
+    PROBES[args.verb](args.spec, args.checkpoint, args.out, _device(args))
 
 
 def cmd_aggregate(args):
@@ -83,6 +78,17 @@ def cmd_check_config(args):
 def cmd_tables(args):
     from vitprobe.results import markdown_docs
     print(markdown_docs())
+
+
+# one verb per probe (vitprobe.analyze.PROBES), each writing its per-run, per-checkpoint table
+PROBE_HELP = {
+    "hessian": "Hessian max-eigenvalue spectrum of a checkpoint",
+    "eval": "test error, NLL, ECE and NLL_train of a checkpoint",
+    "fourier": "relative log amplitude of the Fourier spectrum of every feature map",
+    "variance": "variance of every feature map",
+    "robustness": "accuracy under frequency-band noise",
+    "landscape": "loss landscape along filter-normalized random directions",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,9 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--state-dir", required=True, help="resume state directory (kept across failed attempts)")
     s.add_argument("--no-progress", action="store_true")
 
-    for name, func, help_ in [("hessian", cmd_hessian, "Hessian max-eigenvalue spectrum of a checkpoint"),
-                              ("evaluate", cmd_evaluate, "test error, NLL, ECE and NLL_train of a checkpoint")]:
-        s = with_spec(verb(name, func, help_))
+    for name, help_ in PROBE_HELP.items():
+        s = with_spec(verb(name, cmd_probe, help_))
         s.add_argument("--checkpoint", required=True)
         s.add_argument("--out", required=True)
 

@@ -155,10 +155,17 @@ class Plan:
     # ---- epochs -------------------------------------------------------------------
     @property
     def checkpoint_epochs(self) -> list[int]:
-        return sorted(set(self.config["train"]["checkpoint_epochs"]))
+        """Configured checkpoint epochs; the last epoch is always one."""
+        train = self.config["train"]
+        return sorted(set(train["checkpoint_epochs"]) | {train["epochs"]})
+
+    @property
+    def probes(self) -> list[str]:
+        """The configured probes (each also names its per-run table)."""
+        return list(self.config["probes"])
 
     def probe_epochs(self, probe: str) -> list[int]:
-        return sorted(set(self.config["probes"][probe]["epochs"]))
+        return sorted(set(self.config["probes"][probe].get("epochs", [self.config["train"]["epochs"]])))
 
     def _check_epochs(self) -> None:
         train = self.config["train"]
@@ -168,8 +175,8 @@ class Plan:
         for e in train["checkpoint_epochs"]:
             if not 0 <= e <= total:
                 raise ConfigError(f"train.checkpoint_epochs: {e} is outside 0..train.epochs ({total})")
-        for probe, settings in self.config["probes"].items():
-            for e in settings["epochs"]:
+        for probe in self.config["probes"]:
+            for e in self.probe_epochs(probe):
                 if e not in self.checkpoint_epochs:
                     raise ConfigError(f"probes.{probe}.epochs: {e} is not a checkpoint epoch; "
                                       f"allowed: {self.checkpoint_epochs} (train.checkpoint_epochs)")
@@ -194,7 +201,9 @@ class Plan:
                                       f"allowed: {', '.join(sorted(self.experiments))}")
             epoch = spec.get("epoch")
             for table in self.figure_tables(fig):
-                if epoch is not None and table in self.config["probes"] and epoch not in self.probe_epochs(table):
+                if table != "train_log" and table not in self.config["probes"]:
+                    raise ConfigError(f"figures.{fig}: needs the {table!r} probe; add probes.{table} to the config")
+                if epoch is not None and table != "train_log" and epoch not in self.probe_epochs(table):
                     raise ConfigError(f"figures.{fig}.epoch: {epoch} is not analyzed by probes.{table}; "
                                       f"allowed: {self.probe_epochs(table)} (probes.{table}.epochs)")
 

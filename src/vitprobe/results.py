@@ -69,6 +69,41 @@ TABLES: dict[str, list[Column]] = {
         Column("method", pa.string(), "", "eigensolver backend (lanczos, power, pyhessian)"),
         Column("n_hvp", pa.int64(), "", "Hessian-vector products the solver used for this batch"),
     ],
+    "fourier": [
+        Column("map_index", pa.int64(), "", "feature map position in forward order (0 = embedding/stem)"),
+        Column("map_name", pa.string(), "", "module path of the map, e.g. blocks.3.msa, layer2.1"),
+        Column("kind", pa.string(), "", "embed, stem, msa, mlp, conv, pool, mixer_token, mixer_channel"),
+        Column("depth", pa.float64(), "", "normalized depth of the map, in [0, 1]"),
+        Column("freq", pa.float64(), "π rad", "frequency along the spectrum's diagonal, 0 .. 1 - 2/H"),
+        Column("log_amplitude", pa.float64(), "", "relative log amplitude: log amplitude minus its value at frequency 0"),
+        Column("high_freq_delta", pa.float64(), "", "the map's log_amplitude at its highest frequency (Δ log amplitude)"),
+        Column("n_images", pa.int64(), "images", "test images the maps were computed on"),
+    ],
+    "variance": [
+        Column("map_index", pa.int64(), "", "feature map position in forward order (0 = embedding/stem)"),
+        Column("map_name", pa.string(), "", "module path of the map"),
+        Column("kind", pa.string(), "", "embed, stem, msa, mlp, conv, pool, mixer_token, mixer_channel"),
+        Column("depth", pa.float64(), "", "normalized depth of the map, in [0, 1]"),
+        Column("variance", pa.float64(), "", "variance over spatial positions (Bessel), mean over images and channels"),
+        Column("n_images", pa.int64(), "images", "test images the maps were computed on"),
+    ],
+    "robustness": [
+        Column("freq", pa.float64(), "π rad", "centre f of the noise's frequency band (Chebyshev radius in [f-w, f+w])"),
+        Column("accuracy", pa.float64(), "%", "test accuracy with the band-limited noise added"),
+        Column("clean_accuracy", pa.float64(), "%", "test accuracy without noise"),
+        Column("delta_accuracy", pa.float64(), "pp", "accuracy - clean_accuracy"),
+        Column("eps", pa.float64(), "", "noise amplitude before band filtering, in [0, 1] pixel units"),
+        Column("width", pa.float64(), "π rad", "half width w of the frequency band"),
+        Column("n_images", pa.int64(), "images", "test images evaluated"),
+    ],
+    "landscape": [
+        Column("grid", pa.string(), "", "1d (a line along one direction) or 2d (a plane along two)"),
+        Column("x", pa.float64(), "", "coordinate along the first filter-normalized random direction"),
+        Column("y", pa.float64(), "", "coordinate along the second direction (0 on the 1d line)"),
+        Column("nll", pa.float64(), "nats", "mean NLL on the augmented training batches"),
+        Column("l2", pa.float64(), "", "squared parameter norm ||θ'||² at that point"),
+        Column("loss", pa.float64(), "nats", "nll + wd/2 · l2"),
+    ],
 }
 
 

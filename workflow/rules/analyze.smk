@@ -1,4 +1,5 @@
 # One job per (run, checkpoint epoch) and probe; each writes a per-run Parquet table.
+# The probes share one rule body: `vitprobe <probe>` with the probe's slice of the config.
 rule hessian:
     input:
         checkpoint=paths.CHECKPOINT,
@@ -6,28 +7,54 @@ rule hessian:
     output:
         probe_pattern("hessian"),
     params:
-        vitprobe=VITPROBE,
-        device=config["device"],
-        spec=probe_spec("hessian"),
+        **probe_params("hessian"),
     log:
         "logs/hessian/{run}_e{epoch}.log",
     shell:
-        "{params.vitprobe} hessian --spec {params.spec:q} --device {params.device}"
+        "{params.vitprobe} {params.probe} --spec {params.spec:q} --device {params.device}"
         " --checkpoint {input.checkpoint} --out {output} > {log} 2>&1"
 
 
-rule evaluate:
-    input:
-        checkpoint=paths.CHECKPOINT,
-        data=data_ready(),
+use rule hessian as evaluate with:
     output:
         probe_pattern("eval"),
     params:
-        vitprobe=VITPROBE,
-        device=config["device"],
-        spec=probe_spec("eval"),
+        **probe_params("eval"),
     log:
         "logs/eval/{run}_e{epoch}.log",
-    shell:
-        "{params.vitprobe} evaluate --spec {params.spec:q} --device {params.device}"
-        " --checkpoint {input.checkpoint} --out {output} > {log} 2>&1"
+
+
+use rule hessian as fourier with:
+    output:
+        probe_pattern("fourier"),
+    params:
+        **probe_params("fourier"),
+    log:
+        "logs/fourier/{run}_e{epoch}.log",
+
+
+use rule hessian as variance with:
+    output:
+        probe_pattern("variance"),
+    params:
+        **probe_params("variance"),
+    log:
+        "logs/variance/{run}_e{epoch}.log",
+
+
+use rule hessian as robustness with:
+    output:
+        probe_pattern("robustness"),
+    params:
+        **probe_params("robustness"),
+    log:
+        "logs/robustness/{run}_e{epoch}.log",
+
+
+use rule hessian as landscape with:
+    output:
+        probe_pattern("landscape"),
+    params:
+        **probe_params("landscape"),
+    log:
+        "logs/landscape/{run}_e{epoch}.log",

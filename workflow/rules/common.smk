@@ -12,7 +12,7 @@ from vitprobe.grid import RUN_ID_REGEX
 PLAN = validate(config)
 # The interpreter running Snakemake has vitprobe installed; no PATH or activation needed.
 VITPROBE = f"{sys.executable} -m vitprobe"
-TABLES = ["train_log", *config["probes"]]
+TABLES = ["train_log", *PLAN.probes]
 
 
 wildcard_constraints:
@@ -36,8 +36,15 @@ def train_spec(wildcards):
     return as_json(PLAN.train_spec(PLAN.run(wildcards.run)))
 
 
-def probe_spec(probe):
-    return lambda wildcards: as_json(PLAN.probe_spec(PLAN.run(wildcards.run), probe))
+def probe_params(probe):
+    """Params of a probe rule. A probe missing from the config gets a spec that fails
+    loudly; its rule is never scheduled, because nothing requests its files."""
+    return {
+        "vitprobe": VITPROBE,
+        "device": config["device"],
+        "probe": probe,
+        "spec": lambda wildcards: as_json(PLAN.probe_spec(PLAN.run(wildcards.run), probe)),
+    }
 
 
 def run_tables(table, runs=None, epochs=None):
