@@ -32,7 +32,7 @@ def test_hessian_figure_plots_the_table(tmp_path):
         {"label": "CNN", "model": "cnn"}, {"label": "ViT", "model": "vit", "fraction": 1},
         {"label": "ViT small data", "model": "vit", "fraction": "1/16"}]}}
     out = tmp_path / "fig.pdf"
-    fig = fig_hessian.plot(spec, files, out)
+    fig = fig_hessian.plot(spec, {"hessian": results.aggregate(files, "hessian")}, out)
     assert out.read_bytes()[:5] == b"%PDF-"
     ax_neg, ax_pos = fig.axes[:2]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
@@ -48,7 +48,7 @@ def test_hessian_figure_plots_the_table(tmp_path):
 def test_hessian_figure_without_negative_eigenvalues(tmp_path):
     files = [_write(tmp_path, "cnn", 1.0, [8.0, 2.0, 4.0, 2.0])]
     spec = {"figure": {"epoch": 1, "series": [{"label": "CNN", "model": "cnn"}]}}
-    fig = fig_hessian.plot(spec, files, tmp_path / "fig.pdf")
+    fig = fig_hessian.plot(spec, {"hessian": results.aggregate(files, "hessian")}, tmp_path / "fig.pdf")
     ax_neg = fig.axes[0]
     assert [t.get_text() for t in ax_neg.texts] == ["none"]
     assert ax_neg.get_xlim()[0] == pytest.approx(-0.4)  # 5% of the largest magnitude
@@ -56,6 +56,13 @@ def test_hessian_figure_without_negative_eigenvalues(tmp_path):
 
 def test_hessian_figure_with_no_data_at_all_still_draws(tmp_path):
     spec = {"figure": {"epoch": 1, "series": [{"label": "CNN", "model": "cnn"}]}}
-    fig = fig_hessian.plot(spec, [], tmp_path / "fig.pdf")
+    fig = fig_hessian.plot(spec, {"hessian": results.aggregate([], "hessian")}, tmp_path / "fig.pdf")
     assert (tmp_path / "fig.pdf").exists()
     assert "no results yet for: CNN" in [t.get_text() for t in fig.texts]
+
+
+def test_files_are_grouped_by_table():
+    from vitprobe.figures import table_of
+    assert table_of("results/runs/a-b-k0-f1-s0/hessian_e5.parquet") == "hessian"
+    assert table_of("results/runs/a-b-k0-f1-s0/train_log.parquet") == "train_log"
+    assert table_of("x/eval_e305.parquet") == "eval"

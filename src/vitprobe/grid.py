@@ -194,7 +194,10 @@ class Plan:
 
     # ---- figures ------------------------------------------------------------------
     def _check_figures(self) -> None:
+        from vitprobe.figures import FIGURES
         for fig, spec in self.config.get("figures", {}).items():
+            if fig not in FIGURES:
+                raise ConfigError(f"figures.{fig}: unknown figure; allowed: {', '.join(FIGURES)}")
             for exp in spec["experiments"]:
                 if exp not in self.experiments:
                     raise ConfigError(f"figures.{fig}.experiments: unknown experiment {exp!r}; "

@@ -22,6 +22,20 @@ RC = {
 }
 
 
+def color(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def select(table, series: dict, epoch: int | None = None):
+    """The rows of `table` that a figure series selects (model, and fraction/kernel_size when
+    the series names them), at `epoch` if given."""
+    from vitprobe.grid import series_matches
+
+    rows = table if epoch is None else table[table["epoch"] == epoch]
+    mask = [series_matches(series, r) for r in rows.itertuples()]
+    return rows[mask] if len(rows) else rows
+
+
 @contextlib.contextmanager
 def paper_style():
     with matplotlib.rc_context(RC):
