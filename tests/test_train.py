@@ -160,3 +160,11 @@ def test_checkpoint_from_another_config_is_refused(tiny_spec, tmp_path):
     (out / "e0.pt").write_bytes(b"garbage")
     with pytest.raises(checkpoint.CheckpointError, match="damaged"):
         checkpoint.load(out / "e0.pt")
+
+
+def test_drop_path_rate_reaches_the_model(tiny_spec):
+    from vitprobe.runtime import build_model
+    assert not [m for m in build_model(tiny_spec).modules() if type(m).__name__ == "DropPath"]
+    tiny_spec["train"]["drop_path_rate"] = 0.2
+    probs = [m.drop_prob for m in build_model(tiny_spec).modules() if type(m).__name__ == "DropPath"]
+    assert probs and max(probs) == pytest.approx(0.2)

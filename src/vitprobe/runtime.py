@@ -26,6 +26,8 @@ def num_classes(data_spec: dict) -> int:
 def build_model(spec: dict) -> torch.nn.Module:
     from vitprobe import models
     kwargs = dict(spec["model"]["kwargs"])
+    if spec["train"].get("drop_path_rate"):  # stochastic depth; a model alias's own value wins
+        kwargs.setdefault("drop_path_rate", spec["train"]["drop_path_rate"])
     if spec["run"]["kernel_size"]:
         kwargs["kernel_size"] = spec["run"]["kernel_size"]
     return models.create(spec["model"]["arch"], num_classes=num_classes(spec["data"]), **kwargs)

@@ -245,6 +245,9 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
                   f"{metrics['error']:.2f}% ({seconds:.1f} s)", file=sys.stderr)
             save_checkpoint(epoch)
             save_state()
+            # the log so far, for a look while the run is going (the declared log is written at the end)
+            results.write_run_table(pd.DataFrame(log_rows), "train_log", state_dir / "train_log.parquet", run=run,
+                                    config_hash=h)
 
     log = pd.DataFrame(log_rows, columns=["epoch", "step", "train_loss", "lr", "test_error", "test_nll",
                                           "seconds", "images_per_s"])
