@@ -103,6 +103,21 @@ def test_pipeline_runs_end_to_end(workdir, tiny):
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
 
+    # a changed training config retrains from scratch (a fresh state dir), it does not resume
+    import copy
+    changed = copy.deepcopy(tiny)
+    changed["train"]["lr"] *= 2
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(changed))
+    try:
+        target = "results/runs/synthetic-vit_demo-k0-f1of16-s0/train_log.parquet"
+        rerun = _snakemake(workdir, target)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        log = (workdir / "logs/train/synthetic-vit_demo-k0-f1of16-s0.log").read_text()
+        assert "resuming" not in log
+        assert len(list((workdir / "results/runs/synthetic-vit_demo-k0-f1of16-s0/.train").iterdir())) == 2
+    finally:
+        (workdir / "tiny.yaml").write_text(yaml.safe_dump(tiny))
+
 
 def test_bad_config_fails_before_any_job(workdir, tiny):
     import copy

@@ -72,6 +72,11 @@ def config_hash(spec: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def train_hash(spec: dict) -> str:
+    """Hash of the training part of a spec; stored in checkpoints and every result row."""
+    return config_hash({k: spec[k] for k in ("run", "data", "model", "train")})
+
+
 class Plan:
     """Everything the pipeline will make, derived from a schema-validated config.
 

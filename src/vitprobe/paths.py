@@ -6,8 +6,9 @@ CHECKPOINT = RUN_DIR + "/ckpt/e{epoch}.pt"
 TRAIN_LOG = RUN_DIR + "/train_log.parquet"
 PROBE_TABLE = RUN_DIR + "/{table}_e{epoch}.parquet"
 # Not a declared Snakemake output: Snakemake deletes the outputs of failed jobs, and the
-# resume state must survive a failed or preempted job.
-TRAIN_STATE_DIR = RUN_DIR + "/.train"
+# resume state must survive a failed or preempted job. One directory per training-spec
+# hash: a run retrained after a config change starts afresh instead of resuming foreign state.
+TRAIN_STATE_DIR = RUN_DIR + "/.train/{train_hash}"
 AGGREGATE = "results/{table}.parquet"
 FIGURE = "figures/{figure}.pdf"
 DATA_READY = "{root}/{dataset}.ready.json"

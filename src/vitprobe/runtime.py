@@ -9,12 +9,7 @@ from __future__ import annotations
 import torch
 
 from vitprobe import checkpoint, data
-from vitprobe.grid import config_hash
-
-
-def train_hash(spec: dict) -> str:
-    """Hash of the training part of a spec; stored in checkpoints and every result row."""
-    return config_hash({k: spec[k] for k in ("run", "data", "model", "train")})
+from vitprobe.grid import train_hash  # noqa: F401  (re-exported: runtime is where jobs look for it)
 
 
 def num_classes(data_spec: dict) -> int:

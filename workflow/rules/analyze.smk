@@ -8,6 +8,9 @@ rule hessian:
         probe_pattern("hessian"),
     params:
         **probe_params("hessian"),
+    threads: job_threads
+    resources:
+        **probe_resources("hessian"),
     log:
         "logs/hessian/{run}_e{epoch}.log",
     shell:
@@ -20,6 +23,8 @@ use rule hessian as evaluate with:
         probe_pattern("eval"),
     params:
         **probe_params("eval"),
+    resources:
+        **probe_resources("eval"),
     log:
         "logs/eval/{run}_e{epoch}.log",
 
@@ -29,6 +34,8 @@ use rule hessian as fourier with:
         probe_pattern("fourier"),
     params:
         **probe_params("fourier"),
+    resources:
+        **probe_resources("fourier"),
     log:
         "logs/fourier/{run}_e{epoch}.log",
 
@@ -38,6 +45,8 @@ use rule hessian as variance with:
         probe_pattern("variance"),
     params:
         **probe_params("variance"),
+    resources:
+        **probe_resources("variance"),
     log:
         "logs/variance/{run}_e{epoch}.log",
 
@@ -47,6 +56,8 @@ use rule hessian as robustness with:
         probe_pattern("robustness"),
     params:
         **probe_params("robustness"),
+    resources:
+        **probe_resources("robustness"),
     log:
         "logs/robustness/{run}_e{epoch}.log",
 
@@ -56,5 +67,7 @@ use rule hessian as landscape with:
         probe_pattern("landscape"),
     params:
         **probe_params("landscape"),
+    resources:
+        **probe_resources("landscape"),
     log:
         "logs/landscape/{run}_e{epoch}.log",

@@ -6,7 +6,7 @@ import sys
 
 from vitprobe import paths
 from vitprobe.config import validate
-from vitprobe.grid import RUN_ID_REGEX
+from vitprobe.grid import RUN_ID_REGEX, train_hash
 
 # JSON schema (defaults filled in) + semantic checks, before any job is scheduled.
 PLAN = validate(config)
@@ -34,6 +34,11 @@ def probe_pattern(table):
 
 def train_spec(wildcards):
     return as_json(PLAN.train_spec(PLAN.run(wildcards.run)))
+
+
+def train_state_dir(wildcards):
+    spec = PLAN.train_spec(PLAN.run(wildcards.run))
+    return paths.TRAIN_STATE_DIR.format(run=wildcards.run, train_hash=train_hash(spec))
 
 
 def probe_params(probe):
@@ -69,11 +74,58 @@ def figure_inputs(figure):
     return [f for t in PLAN.figure_tables(figure) for f in run_tables(t, runs, epochs)]
 
 
-def figure_spec(figure):
-    return as_json({"figure": figure_config(figure)})
+def figure_params(figure):
+    return {
+        "vitprobe": VITPROBE,
+        "figure": figure,
+        "spec": lambda wildcards: as_json({"figure": figure_config(figure)}),
+    }
 
 
 def all_targets():
     return [paths.AGGREGATE.format(table=t) for t in TABLES] + [
         paths.FIGURE.format(figure=f) for f in config["figures"]
     ]
+
+
+# ---- Cluster execution (profiles/slurm) -----------------------------------------------
+# Rules that never go to the cluster: cheap, CPU-only, or needing the network (CIFAR
+# download). Figure rules are named after their figure, so every configured figure's rule
+# is local too. Everything else (train, the probes) is submitted as one Slurm job per job.
+LOCAL_RULES = ["all", "prepare_data", "aggregate", *config["figures"]]
+workflow.localrules(*LOCAL_RULES)  # the `localrules:` directive, for a computed list
+
+
+def job_threads(wildcards):
+    """CPU threads of a train/probe job (also its OMP_NUM_THREADS): `resources.cpus` per GPU
+    on a cluster; 1 locally, where jobs run side by side on the cores (`--cores`)."""
+    r = config["resources"]
+    return r["cpus"] * max(r["gpus"], 1) if workflow.non_local_exec else 1
+
+
+def _cluster_resources(mem_mb, runtime):
+    """Keys the Slurm executor turns into sbatch flags: gpu (+gpu_model) -> --gpus,
+    cpus_per_gpu / cpus_per_task, mem_mb -> --mem, runtime (minutes) -> -t."""
+    r = config["resources"]
+    res = {"mem_mb": mem_mb, "runtime": runtime}
+    if r["gpus"] > 0:
+        res.update(gpu=r["gpus"], cpus_per_gpu=r["cpus"])
+        if r["gpu_model"]:
+            res["gpu_model"] = r["gpu_model"]
+    else:
+        res["cpus_per_task"] = r["cpus"]
+    return res
+
+
+def train_resources():
+    """Per-model runtime (resources.train.runtime_per_model, else .runtime)."""
+    r = config["resources"]["train"]
+    return _cluster_resources(
+        r["mem_mb"],
+        lambda wildcards: r["runtime_per_model"].get(PLAN.run(wildcards.run).model, r["runtime"]),
+    )
+
+
+def probe_resources(probe):
+    r = config["resources"]["probes"]
+    return _cluster_resources(r["mem_mb"], r["runtime_per_probe"].get(probe, r["runtime"]))

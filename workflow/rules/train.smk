@@ -11,7 +11,10 @@ rule train:
         vitprobe=VITPROBE,
         device=config["device"],
         spec=train_spec,
-        state_dir=lambda wildcards: paths.TRAIN_STATE_DIR.format(run=wildcards.run),
+        state_dir=train_state_dir,
+    threads: job_threads
+    resources:
+        **train_resources(),
     log:
         "logs/train/{run}.log",
     shell:

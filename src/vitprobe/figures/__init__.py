@@ -13,6 +13,10 @@ from pathlib import Path
 
 FIGURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "fig_hessian": ("vitprobe.figures.hessian", ("hessian",)),
+    "fig_fourier": ("vitprobe.figures.fourier", ("fourier",)),
+    "fig_variance": ("vitprobe.figures.variance", ("variance",)),
+    "fig_robustness": ("vitprobe.figures.robustness", ("robustness",)),
+    "fig_landscape": ("vitprobe.figures.landscape", ("landscape",)),
 }
 
 
