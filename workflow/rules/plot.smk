@@ -54,3 +54,47 @@ use rule fig_hessian as fig_landscape with:
         **figure_params("fig_landscape"),
     log:
         "logs/plot/fig_landscape.log",
+
+
+use rule fig_hessian as fig_nll_error with:
+    input:
+        lambda wildcards: figure_inputs("fig_nll_error"),
+    output:
+        report(paths.FIGURE.format(figure="fig_nll_error"), caption="../report/fig_nll_error.rst", category="Figures"),
+    params:
+        **figure_params("fig_nll_error"),
+    log:
+        "logs/plot/fig_nll_error.log",
+
+
+use rule fig_hessian as fig_gap with:
+    input:
+        lambda wildcards: figure_inputs("fig_gap"),
+    output:
+        report(paths.FIGURE.format(figure="fig_gap"), caption="../report/fig_gap.rst", category="Figures"),
+    params:
+        **figure_params("fig_gap"),
+    log:
+        "logs/plot/fig_gap.log",
+
+
+use rule fig_hessian as fig_kernel_size with:
+    input:
+        lambda wildcards: figure_inputs("fig_kernel_size"),
+    output:
+        report(paths.FIGURE.format(figure="fig_kernel_size"), caption="../report/fig_kernel_size.rst", category="Figures"),
+    params:
+        **figure_params("fig_kernel_size"),
+    log:
+        "logs/plot/fig_kernel_size.log",
+
+
+use rule fig_hessian as fig_alternet with:
+    input:
+        lambda wildcards: figure_inputs("fig_alternet"),
+    output:
+        report(paths.FIGURE.format(figure="fig_alternet"), caption="../report/fig_alternet.rst", category="Figures"),
+    params:
+        **figure_params("fig_alternet"),
+    log:
+        "logs/plot/fig_alternet.log",

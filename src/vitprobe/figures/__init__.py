@@ -17,6 +17,10 @@ FIGURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "fig_variance": ("vitprobe.figures.variance", ("variance",)),
     "fig_robustness": ("vitprobe.figures.robustness", ("robustness",)),
     "fig_landscape": ("vitprobe.figures.landscape", ("landscape",)),
+    "fig_nll_error": ("vitprobe.figures.nll_error", ("eval",)),
+    "fig_gap": ("vitprobe.figures.gap", ("eval", "hessian")),
+    "fig_kernel_size": ("vitprobe.figures.kernel_size", ("eval", "hessian")),
+    "fig_alternet": ("vitprobe.figures.alternet", ("eval", "robustness", "hessian")),
 }
 
 

@@ -63,6 +63,7 @@ def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
     values = series_values(tables["hessian"], fig_cfg["series"], fig_cfg["epoch"])
     with paper_style():
         fig, (ax_neg, ax_pos) = plt.subplots(1, 2, figsize=(FULL_WIDTH, 2.4), sharey=True)
+        fig.subplots_adjust(bottom=0.26)  # room for the missing-series note below the x labels
         handles = draw_spectra(ax_neg, ax_pos, values, fig_cfg.get("bins", 40))
         fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.98), ncol=min(3, max(len(handles), 1)),
                    title=f"Hessian max-eigenvalue spectra at epoch {fig_cfg['epoch']}")
