@@ -210,7 +210,8 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
                           file=sys.stderr)
                     raise Preempted(128 + flag.signum)
                 idx = perm[b * batch_size:(b + 1) * batch_size].to(dev)
-                x, y = augment(images[idx], labels[idx], gens["augment"])
+                with device.small_ops():
+                    x, y = augment(images[idx], labels[idx], gens["augment"])
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(step, total_steps, warmup_steps, lr_peak)
                 with device.autocast():
