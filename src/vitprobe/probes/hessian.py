@@ -31,8 +31,10 @@ METHODS = ("lanczos", "power", "pyhessian")
 
 # Below this many parameters the dense Hessian (n HVPs) is as cheap as Lanczos and exact.
 DENSE_MAX_PARAMS = 64
-# Iterations per eigenvalue for the power/pyhessian backends when max_iter is None.
+# Defaults when max_iter is None: iterations per eigenvalue for power/pyhessian, and ARPACK
+# restarts for lanczos (scipy's own default, 10·n, never ends if float32 noise keeps tol out of reach).
 POWER_MAX_ITER = 1000
+LANCZOS_MAX_RESTARTS = 300
 _SEED = 0  # start vectors are seeded so that a batch always gives the same result
 
 
@@ -275,12 +277,14 @@ def top_eigenvalues(
     all parameters with ``requires_grad`` (H = H_NLL + weight_decay·I), in eval mode.
 
     The model's train/eval mode is restored afterwards; attention runs on the math SDPA
-    backend (``double_backward_attention``). ``tol`` is the relative accuracy: ARPACK's
-    residual tolerance for ``lanczos``, the relative change of the Rayleigh quotient between
-    steps for ``power`` and ``pyhessian``. ``max_iter``: ARPACK restarts for ``lanczos``
-    (scipy's default if None), iterations per eigenvalue for ``power``/``pyhessian``
-    (``POWER_MAX_ITER`` if None). Models with at most ``DENSE_MAX_PARAMS`` parameters use an
-    exact dense eigensolve under ``lanczos``.
+    backend (``double_backward_attention``). ``tol`` is the relative accuracy asked for: for
+    ``lanczos`` ARPACK runs at tol/10 (its residual criterion, |λ| error well below tol); for
+    ``power`` and ``pyhessian`` it bounds the relative change of the Rayleigh quotient between
+    steps, which on clustered spectra stops long before the values are that accurate.
+    ``max_iter``: ARPACK restarts for ``lanczos`` (``LANCZOS_MAX_RESTARTS`` if None),
+    iterations per eigenvalue for ``power``/``pyhessian`` (``POWER_MAX_ITER`` if None).
+    Models with at most ``DENSE_MAX_PARAMS`` parameters get an exact dense eigensolve under
+    ``lanczos``.
 
     Returns float64 array (k,); with ``return_info``, ``(values, info)`` where info has
     ``n_hvp``, ``seconds``, ``method``, ``dense`` (True if the dense path was taken) and
@@ -297,8 +301,8 @@ def top_eigenvalues(
     n = sum(p.numel() for p in params)
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, number of parameters = {n}], got {k}")
-    if max_iter is None and method != "lanczos":
-        max_iter = POWER_MAX_ITER
+    if max_iter is None:
+        max_iter = LANCZOS_MAX_RESTARTS if method == "lanczos" else POWER_MAX_ITER
     modes = [(m, m.training) for m in model.modules()]
     count = [0]
     dense, converged = False, True
