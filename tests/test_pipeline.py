@@ -23,9 +23,10 @@ def _tiny_config(demo_config):
     c["models"]["resnet_demo"]["kwargs"]["widths"] = [8, 8, 16, 16]
     c["experiments"]["kernel_size"]["kernel_sizes"] = [3]
     c["train"].update(epochs=2, warmup_epochs=1, checkpoint_epochs=[0, 1, 2], batch_size=32, lr_batch_size=32)
-    c["probes"]["hessian"].update(epochs=[0, 1], n_batches=2, k=3)
+    c["probes"]["hessian"].update(epochs=[1, 2], n_batches=2, k=3)
     c["probes"]["eval"]["epochs"] = [2]
-    c["figures"]["fig_hessian"]["epoch"] = 1
+    for name, fig in c["figures"].items():
+        fig["epoch"] = 1 if name == "fig_hessian" else 2
     return c
 
 

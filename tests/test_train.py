@@ -44,7 +44,7 @@ def tiny_spec(demo_config, tmp_path):
     demo_config["train"]["augment"].update(randaugment={"num_ops": 2, "magnitude": 9}, cutmix_alpha=0.8)
     demo_config["probes"]["hessian"]["epochs"] = [0]
     demo_config["probes"]["eval"]["epochs"] = [1]
-    demo_config["figures"]["fig_hessian"]["epoch"] = 0
+    demo_config["figures"] = {}
     plan = validate(demo_config)
     data.prepare("synthetic", root, synthetic=demo_config["data"]["synthetic"])
     run = next(r for r in plan.runs if r.model == "vit_demo" and r.fraction == 1)
