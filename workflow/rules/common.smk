@@ -98,9 +98,11 @@ workflow.localrules(*LOCAL_RULES)  # the `localrules:` directive, for a computed
 
 def job_threads(wildcards):
     """CPU threads of a train/probe job (also its OMP_NUM_THREADS): `resources.cpus` per GPU
-    on a cluster; 1 locally, where jobs run side by side on the cores (`--cores`)."""
+    on a cluster (when submitting, and inside the job, where Snakemake runs in remote mode);
+    1 locally, where jobs run side by side on the cores (`--cores`)."""
     r = config["resources"]
-    return r["cpus"] * max(r["gpus"], 1) if workflow.non_local_exec else 1
+    on_cluster = workflow.non_local_exec or workflow.remote_exec
+    return r["cpus"] * max(r["gpus"], 1) if on_cluster else 1
 
 
 def _cluster_resources(mem_mb, runtime):
