@@ -38,6 +38,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from vitprobe.modes import eval_mode
+
 KINDS = ("embed", "stem", "msa", "mlp", "conv", "pool", "mixer_token", "mixer_channel")
 
 
@@ -65,17 +67,14 @@ def feature_maps(model: nn.Module, images: torch.Tensor) -> list[FeatureMap]:
     """
     found: list[tuple[str, str, torch.Tensor]] = []
     handles: list = []
-    modes = {m: m.training for m in model.modules()}
-    try:
-        _attach(model, found, handles)
-        model.eval()
-        with torch.no_grad():
-            model(images)
-    finally:
-        for h in handles:
-            h.remove()
-        for m, training in modes.items():
-            m.training = training
+    with eval_mode(model):
+        try:
+            _attach(model, found, handles)
+            with torch.no_grad():
+                model(images)
+        finally:
+            for h in handles:
+                h.remove()
     n = len(found)
     return [FeatureMap(i, name, kind, i / (n - 1) if n > 1 else 0.0, t)
             for i, (name, kind, t) in enumerate(found)]

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vitprobe.modes import eval_mode
+
 METHODS = ("lanczos", "power", "pyhessian")
 
 # Below this many parameters the dense Hessian (n HVPs) is as cheap as Lanczos and exact.
@@ -303,33 +305,27 @@ def top_eigenvalues(
         raise ValueError(f"k must be in [1, number of parameters = {n}], got {k}")
     if max_iter is None:
         max_iter = LANCZOS_MAX_RESTARTS if method == "lanczos" else POWER_MAX_ITER
-    modes = [(m, m.training) for m in model.modules()]
     count = [0]
     dense, converged = False, True
     start = time.perf_counter()
-    model.eval()
-    try:
-        with double_backward_attention():
-            if method == "pyhessian":
-                converged = None  # pyhessian does not say
-                values = _pyhessian(model, inputs, targets, k, tol, max_iter, weight_decay, count)
+    with eval_mode(model), double_backward_attention():
+        if method == "pyhessian":
+            converged = None  # pyhessian does not say
+            values = _pyhessian(model, inputs, targets, k, tol, max_iter, weight_decay, count)
+        else:
+            hvp, _ = make_hvp(model, inputs, targets, weight_decay)
+            dtype, device = params[0].dtype, params[0].device
+            if method == "power":
+                values, converged = _power(hvp, n, k, tol, max_iter, dtype, device, count)
+                if not converged:
+                    warnings.warn(f"power iteration reached max_iter={max_iter} before tol={tol}",
+                                  RuntimeWarning, stacklevel=2)
+            elif n <= max(DENSE_MAX_PARAMS, k + 1):  # eigsh needs k < n
+                dense = True
+                values = _dense(hvp, n, dtype, device)
+                count[0] = n
             else:
-                hvp, _ = make_hvp(model, inputs, targets, weight_decay)
-                dtype, device = params[0].dtype, params[0].device
-                if method == "power":
-                    values, converged = _power(hvp, n, k, tol, max_iter, dtype, device, count)
-                    if not converged:
-                        warnings.warn(f"power iteration reached max_iter={max_iter} before tol={tol}",
-                                      RuntimeWarning, stacklevel=2)
-                elif n <= max(DENSE_MAX_PARAMS, k + 1):  # eigsh needs k < n
-                    dense = True
-                    values = _dense(hvp, n, dtype, device)
-                    count[0] = n
-                else:
-                    values = _lanczos(hvp, n, k, tol, max_iter, dtype, device, count)
-    finally:
-        for m, training in modes:
-            m.training = training
+                values = _lanczos(hvp, n, k, tol, max_iter, dtype, device, count)
     values = _order(values)[:k]
     if not return_info:
         return values

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from vitprobe.modes import eval_mode
 from vitprobe.probes.hessian import loss_fn
 
 
@@ -93,22 +94,20 @@ def loss_landscape(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
         raise ValueError("no batches given")
 
     origin = [p.detach().clone() for p in params]
-    was_training = model.training
-    model.eval()
     rows = []
-    try:
-        for a in coords:
-            for j, (p, p0) in enumerate(zip(params, origin)):
+    with eval_mode(model):
+        try:
+            for a in coords:
+                for j, (p, p0) in enumerate(zip(params, origin)):
+                    p.copy_(p0)
+                    for a_i, d in zip(a, directions):
+                        p.add_(d[j].to(p), alpha=float(a_i))
+                nll = float(np.mean([loss_fn(model(x), y).item() for x, y in batches]))
+                l2 = float(sum(p.detach().double().pow(2).sum().item() for p in params))
+                row = dict(zip("xy", map(float, a)))
+                row.update(nll=nll, l2=l2, loss=nll + weight_decay / 2 * l2)
+                rows.append(row)
+        finally:
+            for p, p0 in zip(params, origin):
                 p.copy_(p0)
-                for a_i, d in zip(a, directions):
-                    p.add_(d[j].to(p), alpha=float(a_i))
-            nll = float(np.mean([loss_fn(model(x), y).item() for x, y in batches]))
-            l2 = float(sum(p.detach().double().pow(2).sum().item() for p in params))
-            row = dict(zip("xy", map(float, a)))
-            row.update(nll=nll, l2=l2, loss=nll + weight_decay / 2 * l2)
-            rows.append(row)
-    finally:
-        for p, p0 in zip(params, origin):
-            p.copy_(p0)
-        model.train(was_training)
     return pd.DataFrame(rows, columns=[*"xy"[:k], "nll", "l2", "loss"])

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from vitprobe.probes.hessian import double_backward_attention, make_hvp
+from vitprobe.modes import eval_mode
 
 START_VECTORS = ("rademacher", "gaussian")
 
@@ -64,23 +65,6 @@ def _trainable_count(model: nn.Module) -> tuple[int, torch.dtype, torch.device]:
     return sum(p.numel() for p in params), params[0].dtype, params[0].device
 
 
-class _EvalMode:
-    """Put the model in eval mode; restore every submodule's own mode on exit."""
-
-    def __init__(self, model: nn.Module):
-        self.model = model
-
-    def __enter__(self):
-        self.modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc):
-        for m, training in self.modes:
-            m.training = training
-        return False
-
-
 def hessian_trace(
     model: nn.Module,
     inputs: Tensor,
@@ -104,7 +88,7 @@ def hessian_trace(
     n, dtype, device = _trainable_count(model)
     start = time.perf_counter()
     samples = np.empty(n_samples, dtype=np.float64)
-    with _EvalMode(model), double_backward_attention():
+    with eval_mode(model), double_backward_attention():
         hvp, _ = make_hvp(model, inputs, targets, weight_decay)
         vectors = random_vectors(n, seed, "rademacher")
         for i in range(n_samples):
@@ -199,7 +183,7 @@ def eigenvalue_density(
     weights = np.empty((n_vectors, n_lanczos))
     restarts = 0
     restart_gen = torch.Generator().manual_seed(seed + _RESTART_SEED_OFFSET)
-    with _EvalMode(model), double_backward_attention():
+    with eval_mode(model), double_backward_attention():
         hvp, _ = make_hvp(model, inputs, targets, weight_decay)
         vectors = random_vectors(n, seed, start)
         for i in range(n_vectors):
