@@ -34,6 +34,11 @@ def augmented_batches(spec: dict, n_batches: int, batch_size: int, seed: int, de
         yield augment(split.images[idx].to(device.torch_device), split.labels[idx].to(device.torch_device), aug_gen)
 
 
+def _write(df: pd.DataFrame, table: str, spec: dict, payload: dict, out) -> pd.DataFrame:
+    results.write_run_table(df, table, out, run=spec["run"], epoch=payload["epoch"], config_hash=train_hash(spec))
+    return df
+
+
 def hessian(spec: dict, checkpoint_path, out, device: Device) -> pd.DataFrame:
     """Top-k Hessian eigenvalues (by magnitude, sign kept) of NLL + wd/2·||θ||² on each of
     N mini-batches of augmented training images; one row per (batch, rank)."""
@@ -49,9 +54,7 @@ def hessian(spec: dict, checkpoint_path, out, device: Device) -> pd.DataFrame:
         print(f"batch {b}: {info['n_hvp']} HVPs, {info['seconds']:.1f} s, top eigenvalues {values}", file=sys.stderr)
         rows += [{"batch": b, "rank": r + 1, "eigenvalue": float(v), "batch_size": len(x), "method": p["method"],
                   "n_hvp": info["n_hvp"]} for r, v in enumerate(values)]
-    df = pd.DataFrame(rows)
-    results.write_run_table(df, "hessian", out, run=spec["run"], epoch=payload["epoch"], config_hash=train_hash(spec))
-    return df
+    return _write(pd.DataFrame(rows), "hessian", spec, payload, out)
 
 
 def evaluate_checkpoint(spec: dict, checkpoint_path, out, device: Device) -> pd.DataFrame:
@@ -69,14 +72,7 @@ def evaluate_checkpoint(spec: dict, checkpoint_path, out, device: Device) -> pd.
     row["nll_train"] = evaluate.augmented_nll(model, split.images, split.labels, augment, device,
                                               p["batch_size"], gen)
     row["n_train"] = len(split.labels)
-    df = pd.DataFrame([row])
-    results.write_run_table(df, "eval", out, run=spec["run"], epoch=payload["epoch"], config_hash=train_hash(spec))
-    return df
-
-
-def _write(df: pd.DataFrame, table: str, spec: dict, payload: dict, out) -> pd.DataFrame:
-    results.write_run_table(df, table, out, run=spec["run"], epoch=payload["epoch"], config_hash=train_hash(spec))
-    return df
+    return _write(pd.DataFrame([row]), "eval", spec, payload, out)
 
 
 def _test_images(spec: dict, n_images: int | None, seed: int):

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from vitprobe.figures.gap import layout, spectra_legend
-from vitprobe.figures.hessian import draw_spectra
+from vitprobe.figures.gap import finish_with_spectra, layout
 from vitprobe.figures.nll_error import (empty_panel, errorbar, figure_epoch, full_data, label_points,
                                         missing_label, rows_of, shifted, stat)
-from vitprobe.figures.style import color, note_missing, paper_style, plt, save
+from vitprobe.figures.style import color, paper_style, plt
 
 ACCURACY_LABEL = "Test accuracy (%)"
 ROBUSTNESS_LABEL = "Accuracy under band noise (%)\n(mean over frequencies)"
@@ -66,10 +65,5 @@ def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
         ax_a.set_title("(a) Accuracy and robustness" + (f", epoch {epochs['eval']}" if epochs["eval"] is not None
                                                         else ""))
         draw_accuracy_robustness(ax_a, points)
-        handles = draw_spectra(ax_neg, ax_pos, values, cfg.get("bins", 40))
-        ax_neg.set_title("(b) Negative eigenvalues")
-        ax_pos.set_title("(c) Positive eigenvalues")
-        spectra_legend(fig, ax_neg, ax_pos, handles, epochs["hessian"])
-        note_missing(fig, [m for m in missing if m])
-        save(fig, out)
+        finish_with_spectra(fig, ax_neg, ax_pos, values, cfg.get("bins", 40), epochs["hessian"], missing, out)
     return fig

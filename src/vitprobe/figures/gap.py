@@ -41,6 +41,17 @@ def spectra_legend(fig, ax_neg, ax_pos, handles, epoch) -> None:
                columnspacing=1.2)
 
 
+def finish_with_spectra(fig, ax_neg, ax_pos, values: dict, bins: int, epoch, missing: list, out) -> None:
+    """Panels (b, c): the Hessian spectra with their NEP/APE legend; then the missing-series
+    note, and save. The common ending of the figures that pair panel (a) with spectra."""
+    handles = draw_spectra(ax_neg, ax_pos, values, bins)
+    ax_neg.set_title("(b) Negative eigenvalues")
+    ax_pos.set_title("(c) Positive eigenvalues")
+    spectra_legend(fig, ax_neg, ax_pos, handles, epoch)
+    note_missing(fig, [m for m in missing if m])
+    save(fig, out)
+
+
 def layout(height: float = 2.4, wspace: float = 0.32, a_rows: int = 1):
     """A full-width row: panel (a) (split into `a_rows` stacked axes sharing x, returned as a
     tuple when more than one), then the two spectrum panels close together; `wspace` is the
@@ -75,10 +86,5 @@ def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
         fig, ax_a, ax_neg, ax_pos = layout()
         ax_a.set_title("(a) Error and NLL" + (f", epoch {eval_epoch}" if eval_epoch is not None else ""))
         draw_nll_error(ax_a, points)
-        handles = draw_spectra(ax_neg, ax_pos, values, cfg.get("bins", 40))
-        ax_neg.set_title("(b) Negative eigenvalues")
-        ax_pos.set_title("(c) Positive eigenvalues")
-        spectra_legend(fig, ax_neg, ax_pos, handles, hess_epoch)
-        note_missing(fig, [m for m in missing if m])
-        save(fig, out)
+        finish_with_spectra(fig, ax_neg, ax_pos, values, cfg.get("bins", 40), hess_epoch, missing, out)
     return fig

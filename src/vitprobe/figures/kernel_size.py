@@ -20,11 +20,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from vitprobe.figures.gap import layout, spectra_legend
-from vitprobe.figures.hessian import draw_spectra
+from vitprobe.figures.gap import finish_with_spectra, layout
 from vitprobe.figures.nll_error import (ERROR_LABEL, NLL_LABEL, empty_panel, errorbar, figure_epoch,
                                         missing_label, rows_of, stat)
-from vitprobe.figures.style import color, note_missing, paper_style, plt, save
+from vitprobe.figures.style import color, paper_style, plt
 
 KERNEL_LABEL = "Kernel size (tokens)"
 
@@ -105,10 +104,5 @@ def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
         fig, (ax_err, ax_nll), ax_neg, ax_pos = layout(height=2.6, a_rows=2)
         ax_err.set_title("(a) Error and NLL" + (f", epoch {eval_epoch}" if eval_epoch is not None else ""))
         draw_kernel_curves(ax_err, ax_nll, curves)
-        handles = draw_spectra(ax_neg, ax_pos, values, cfg.get("bins", 40))
-        ax_neg.set_title("(b) Negative eigenvalues")
-        ax_pos.set_title("(c) Positive eigenvalues")
-        spectra_legend(fig, ax_neg, ax_pos, handles, hess_epoch)
-        note_missing(fig, [m for m in missing if m])
-        save(fig, out)
+        finish_with_spectra(fig, ax_neg, ax_pos, values, cfg.get("bins", 40), hess_epoch, missing, out)
     return fig
