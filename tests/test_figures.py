@@ -19,11 +19,6 @@ def _write(tmp_path, model, fraction, values, epoch=1):
     return str(path)
 
 
-def test_nep_ape_hand_computed():
-    nep, ape = fig_hessian.nep_ape(np.array([4.0, -1.0, 2.0, -3.0, 6.0]))
-    assert nep == pytest.approx(0.4) and ape == pytest.approx(4.0)
-
-
 def test_hessian_figure_plots_the_table(tmp_path):
     files = [_write(tmp_path, "cnn", 1.0, [8.0, -2.0, 4.0, 2.0]),
              _write(tmp_path, "vit", 1.0, [10.0, -6.0, -4.0, 2.0]),

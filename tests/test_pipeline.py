@@ -23,7 +23,7 @@ def _tiny_config(demo_config):
     c["models"]["resnet_demo"]["kwargs"]["widths"] = [8, 8, 16, 16]
     c["experiments"]["kernel_size"]["kernel_sizes"] = [3]
     c["train"].update(epochs=2, warmup_epochs=1, checkpoint_epochs=[0, 1, 2], batch_size=32, lr_batch_size=32)
-    c["probes"]["hessian"].update(epochs=[1, 2], n_batches=2, k=3)
+    c["probes"]["hessian"].update(epochs=[1, 2], n_batches=2, k=3, trace_samples=4)
     c["probes"]["eval"]["epochs"] = [2]
     for name, fig in c["figures"].items():
         fig["epoch"] = 1 if name == "fig_hessian" else 2
@@ -87,6 +87,16 @@ def test_pipeline_runs_end_to_end(workdir, tiny):
         assert (np.diff(mags) <= 1e-9 * mags.max()).all()
     assert set(hessian["kernel_size"]) == {0, 3}
     assert sorted(hessian["fraction"].unique()) == [1 / 16, 1.0]
+
+    # hessian_summary: one row per (run, epoch) whose NEP/APE are those of the pooled eigenvalues
+    summary = pd.read_parquet(workdir / "results/hessian_summary.parquet").set_index(grid)
+    assert len(summary) == n_runs * 2 and summary.index.is_unique
+    for key, g in hessian.groupby(grid):
+        v = g["eigenvalue"].to_numpy()
+        row = summary.loc[key]
+        assert row["nep"] == pytest.approx((v < 0).mean()) and row["n_eigenvalues"] == len(v)
+        assert row["ape"] == pytest.approx(v[v > 0].mean())
+    assert np.isfinite(summary["trace"]).all() and (summary["trace_samples"] == tiny["probes"]["hessian"]["trace_samples"]).all()
 
     ev = pd.read_parquet(workdir / "results/eval.parquet")
     assert len(ev) == n_runs and (ev["epoch"] == 2).all()

@@ -324,7 +324,7 @@ def test_results_equal_the_local_run(runs):
     ignored = {c.name for c in results.PROVENANCE_COLUMNS}
     ignored |= {c.name for cols in results.TABLES.values() for c in cols if c.unit in _IGNORED_UNITS}
     tables = sorted(p.name for p in (runs["local"] / "results").glob("*.parquet"))
-    assert len(tables) == len(runs["plan"].probes) + 1, tables
+    assert len(tables) == len(runs["plan"].tables), tables
     for name in tables:
         frames = []
         for side in ("slurm", "local"):

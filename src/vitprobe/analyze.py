@@ -39,21 +39,35 @@ def _write(df: pd.DataFrame, table: str, spec: dict, payload: dict, out) -> pd.D
     return df
 
 
-def hessian(spec: dict, checkpoint_path, out, device: Device) -> pd.DataFrame:
+def hessian(spec: dict, checkpoint_path, out, summary_out, device: Device) -> pd.DataFrame:
     """Top-k Hessian eigenvalues (by magnitude, sign kept) of NLL + wd/2·||θ||² on each of
-    N mini-batches of augmented training images; one row per (batch, rank)."""
+    N mini-batches of augmented training images; one row per (batch, rank) in `out`. In
+    `summary_out`, one row: NEP, APE and Hutchinson's trace on the same batches
+    (`vitprobe.probes.summary`)."""
     from vitprobe.probes.hessian import top_eigenvalues
+    from vitprobe.probes.spectral import hessian_trace
+    from vitprobe.probes.summary import spectrum_summary
 
     p = spec["probe"]
+    wd = spec["train"]["weight_decay"]
     model, payload = load_model(checkpoint_path, spec)
     model = model.to(device.torch_device)
-    rows = []
+    rows, spectra, traces = [], [], []
     for b, (x, y) in enumerate(augmented_batches(spec, p["n_batches"], p["batch_size"], p["seed"], device)):
-        values, info = top_eigenvalues(model, x, y, k=p["k"], weight_decay=spec["train"]["weight_decay"],
-                                       method=p["method"], tol=p["tol"], return_info=True)
+        values, info = top_eigenvalues(model, x, y, k=p["k"], weight_decay=wd, method=p["method"], tol=p["tol"],
+                                       return_info=True)
         print(f"batch {b}: {info['n_hvp']} HVPs, {info['seconds']:.1f} s, top eigenvalues {values}", file=sys.stderr)
         rows += [{"batch": b, "rank": r + 1, "eigenvalue": float(v), "batch_size": len(x), "method": p["method"],
                   "n_hvp": info["n_hvp"]} for r, v in enumerate(values)]
+        spectra.append(values)
+        if p["trace_samples"]:
+            trace, tinfo = hessian_trace(model, x, y, weight_decay=wd, n_samples=p["trace_samples"],
+                                         seed=p["seed"] + b, return_info=True)
+            print(f"batch {b}: trace {trace:.4g} ± {tinfo['std_error']:.2g}, {tinfo['seconds']:.1f} s",
+                  file=sys.stderr)
+            traces.append(tinfo["samples"])
+    summary = {**spectrum_summary(spectra, traces), "batch_size": p["batch_size"], "method": p["method"]}
+    _write(pd.DataFrame([summary]), "hessian_summary", spec, payload, summary_out)
     return _write(pd.DataFrame(rows), "hessian", spec, payload, out)
 
 
@@ -159,7 +173,8 @@ def landscape(spec: dict, checkpoint_path, out, device: Device) -> pd.DataFrame:
     return _write(pd.concat(parts, ignore_index=True), "landscape", spec, payload, out)
 
 
-# probe name (= table name = config key under `probes`) -> runner(spec, checkpoint, out, device)
+# probe name (= its table's name = config key under `probes`) ->
+# runner(spec, checkpoint, *outs, device): one out per table of `results.tables_of(probe)`
 PROBES = {
     "hessian": hessian,
     "eval": evaluate_checkpoint,

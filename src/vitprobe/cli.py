@@ -51,7 +51,12 @@ def cmd_train(args):
 
 def cmd_probe(args):
     from vitprobe.analyze import PROBES
-    PROBES[args.verb](args.spec, args.checkpoint, args.out, _device(args))
+    from vitprobe.results import tables_of
+    tables = tables_of(args.verb)
+    if len(args.out) != len(tables):
+        raise SystemExit(f"vitprobe {args.verb}: --out needs {len(tables)} paths, one per table it writes "
+                         f"({', '.join(tables)}, in that order); got {len(args.out)}")
+    PROBES[args.verb](args.spec, args.checkpoint, *args.out, device=_device(args))
 
 
 def cmd_aggregate(args):
@@ -125,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_ in PROBE_HELP.items():
         s = with_spec(verb(name, cmd_probe, help_))
         s.add_argument("--checkpoint", required=True)
-        s.add_argument("--out", required=True)
+        s.add_argument("--out", required=True, nargs="+", help="Parquet path of each table the probe writes")
 
     s = verb("aggregate", cmd_aggregate, "concatenate per-run tables into results/<table>.parquet")
     s.add_argument("--table", required=True)

@@ -169,6 +169,17 @@ class Plan:
         """The configured probes (each also names its per-run table)."""
         return list(self.config["probes"])
 
+    @property
+    def tables(self) -> list[str]:
+        """Every table the configured jobs write: train_log, then each probe's tables."""
+        from vitprobe.results import tables_of
+        return ["train_log", *(t for probe in self.probes for t in tables_of(probe))]
+
+    def table_epochs(self, table: str) -> list[int]:
+        """Checkpoint epochs of a per-checkpoint table: those of the probe that writes it."""
+        from vitprobe.results import probe_of
+        return self.probe_epochs(probe_of(table))
+
     def probe_epochs(self, probe: str) -> list[int]:
         return sorted(set(self.config["probes"][probe].get("epochs", [self.config["train"]["epochs"]])))
 
@@ -200,6 +211,7 @@ class Plan:
     # ---- figures ------------------------------------------------------------------
     def _check_figures(self) -> None:
         from vitprobe.figures import FIGURES
+        from vitprobe.results import probe_of
         for fig, spec in self.config.get("figures", {}).items():
             if fig not in FIGURES:
                 raise ConfigError(f"figures.{fig}: unknown figure; allowed: {', '.join(FIGURES)}")
@@ -209,11 +221,14 @@ class Plan:
                                       f"allowed: {', '.join(sorted(self.experiments))}")
             epoch = spec.get("epoch")
             for table in self.figure_tables(fig):
-                if table != "train_log" and table not in self.config["probes"]:
-                    raise ConfigError(f"figures.{fig}: needs the {table!r} probe; add probes.{table} to the config")
-                if epoch is not None and table != "train_log" and epoch not in self.probe_epochs(table):
-                    raise ConfigError(f"figures.{fig}.epoch: {epoch} is not analyzed by probes.{table}; "
-                                      f"allowed: {self.probe_epochs(table)} (probes.{table}.epochs)")
+                if table == "train_log":
+                    continue
+                probe = probe_of(table)
+                if probe not in self.config["probes"]:
+                    raise ConfigError(f"figures.{fig}: needs the {probe!r} probe; add probes.{probe} to the config")
+                if epoch is not None and epoch not in self.probe_epochs(probe):
+                    raise ConfigError(f"figures.{fig}.epoch: {epoch} is not analyzed by probes.{probe}; "
+                                      f"allowed: {self.probe_epochs(probe)} (probes.{probe}.epochs)")
 
     @staticmethod
     def figure_tables(figure: str) -> tuple[str, ...]:

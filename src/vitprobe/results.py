@@ -64,10 +64,22 @@ TABLES: dict[str, list[Column]] = {
     "hessian": [
         Column("batch", pa.int64(), "", "mini-batch index (augmented training images)"),
         Column("rank", pa.int64(), "", "1 = largest |eigenvalue| of that batch's Hessian"),
-        Column("eigenvalue", pa.float64(), "", "eigenvalue of the Hessian of NLL + wd/2·||θ||² (sign kept)"),
+        Column("eigenvalue", pa.float64(), "", "eigenvalue of the Hessian of NLL + wd/2·‖θ‖² (sign kept)"),
         Column("batch_size", pa.int64(), "images", "images in the mini-batch"),
         Column("method", pa.string(), "", "eigensolver backend (lanczos, power, pyhessian)"),
         Column("n_hvp", pa.int64(), "", "Hessian-vector products the solver used for this batch"),
+    ],
+    "hessian_summary": [
+        Column("n_batches", pa.int64(), "", "mini-batches whose spectra are pooled"),
+        Column("n_eigenvalues", pa.int64(), "", "eigenvalues pooled (n_batches · k)"),
+        Column("nep", pa.float64(), "", "NEP: share of the pooled eigenvalues that are negative, in [0, 1]"),
+        Column("ape", pa.float64(), "", "APE: mean of the pooled positive eigenvalues (NaN if none)"),
+        Column("lambda_max", pa.float64(), "", "mean over batches of the batch's largest (signed) eigenvalue"),
+        Column("trace", pa.float64(), "", "Hutchinson estimate of tr(H) (mean of vᵀHv, Rademacher v, over batches; NaN if not computed)"),
+        Column("trace_std_error", pa.float64(), "", "standard error of that mean over all samples (NaN below 2 samples)"),
+        Column("trace_samples", pa.int64(), "", "Rademacher vectors per batch (0 = trace not computed)"),
+        Column("batch_size", pa.int64(), "images", "images per mini-batch"),
+        Column("method", pa.string(), "", "eigensolver backend (lanczos, power, pyhessian)"),
     ],
     "fourier": [
         Column("map_index", pa.int64(), "", "feature map position in forward order (0 = embedding/stem)"),
@@ -101,10 +113,23 @@ TABLES: dict[str, list[Column]] = {
         Column("x", pa.float64(), "", "coordinate along the first filter-normalized random direction"),
         Column("y", pa.float64(), "", "coordinate along the second direction (0 on the 1d line)"),
         Column("nll", pa.float64(), "nats", "mean NLL on the augmented training batches"),
-        Column("l2", pa.float64(), "", "squared parameter norm ||θ'||² at that point"),
+        Column("l2", pa.float64(), "", "squared parameter norm ‖θ'‖² at that point"),
         Column("loss", pa.float64(), "nats", "nll + wd/2 · l2"),
     ],
 }
+
+# Tables written by another probe's job (the summary needs the same mini-batches and model).
+WRITTEN_BY = {"hessian_summary": "hessian"}
+
+
+def probe_of(table: str) -> str:
+    """The probe (= config key under `probes`) whose job writes a per-checkpoint table."""
+    return WRITTEN_BY.get(table, table)
+
+
+def tables_of(probe: str) -> list[str]:
+    """The per-checkpoint tables one probe job writes, its own first (the CLI's --out order)."""
+    return [probe, *(t for t, p in WRITTEN_BY.items() if p == probe)]
 
 
 def schema(table: str) -> pa.Schema:

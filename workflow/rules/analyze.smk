@@ -1,11 +1,13 @@
 # One job per (run, checkpoint epoch) and probe; each writes a per-run Parquet table.
 # The probes share one rule body: `vitprobe <probe>` with the probe's slice of the config.
+# The Hessian job also writes hessian_summary (NEP, APE, trace) from the same mini-batches.
 rule hessian:
     input:
         checkpoint=paths.CHECKPOINT,
         data=data_ready(),
     output:
         probe_pattern("hessian"),
+        probe_pattern("hessian_summary"),
     params:
         **probe_params("hessian"),
     threads: job_threads

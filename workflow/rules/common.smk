@@ -12,7 +12,7 @@ from vitprobe.grid import RUN_ID_REGEX, train_hash
 PLAN = validate(config)
 # The interpreter running Snakemake has vitprobe installed; no PATH or activation needed.
 VITPROBE = f"{sys.executable} -m vitprobe"
-TABLES = ["train_log", *PLAN.probes]
+TABLES = PLAN.tables
 
 
 wildcard_constraints:
@@ -57,7 +57,7 @@ def run_tables(table, runs=None, epochs=None):
     runs = PLAN.runs if runs is None else runs
     if table == "train_log":
         return [paths.TRAIN_LOG.format(run=r.id) for r in runs]
-    epochs = PLAN.probe_epochs(table) if epochs is None else epochs
+    epochs = PLAN.table_epochs(table) if epochs is None else epochs
     return [paths.PROBE_TABLE.format(run=r.id, table=table, epoch=e) for r in runs for e in epochs]
 
 

@@ -10,13 +10,7 @@ import numpy as np
 import pandas as pd
 
 from vitprobe.figures.style import FULL_WIDTH, color, note_missing, paper_style, plt, save, select
-
-
-def nep_ape(values: np.ndarray) -> tuple[float, float]:
-    """NEP = share of negative eigenvalues; APE = mean of the positive ones (NaN if none)."""
-    values = np.asarray(values, dtype=float)
-    pos = values[values > 0]
-    return float((values < 0).mean()), float(pos.mean()) if len(pos) else float("nan")
+from vitprobe.probes.summary import nep_ape
 
 
 def series_values(table: pd.DataFrame, series: list[dict], epoch: int) -> dict[str, np.ndarray]:

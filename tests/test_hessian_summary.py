@@ -1,0 +1,86 @@
+"""hessian_summary: NEP, APE, λ_max and Hutchinson's trace per checkpoint.
+
+Truth: hand-computed values, and for the probe runner the exact dense Hessian of a tiny MLP
+on each mini-batch (its full spectrum, and vᵀHv for the documented Rademacher vectors)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from test_spectral import _data, _dense_hessian, _vectors
+from vitprobe import analyze, results
+from vitprobe.device import resolve
+from vitprobe.probes.summary import nep_ape, spectrum_summary
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+
+
+def test_nep_ape_hand_computed():
+    nep, ape = nep_ape(np.array([4.0, -1.0, 2.0, -3.0, 6.0]))
+    assert nep == pytest.approx(2 / 5) and ape == pytest.approx(4.0)
+    assert np.isnan(nep_ape([-1.0, -2.0])[1]) and nep_ape([-1.0, -2.0])[0] == 1.0
+    assert nep_ape([0.0, 1.0]) == (0.0, 1.0)  # zero is neither negative nor positive
+    assert all(np.isnan(nep_ape([])))
+
+
+def test_spectrum_summary_hand_computed():
+    s = spectrum_summary([[4.0, -1.0], [2.0, -3.0]], [[1.0, 3.0], [5.0, 7.0]])
+    assert s["n_batches"] == 2 and s["n_eigenvalues"] == 4 and s["trace_samples"] == 2
+    assert s["nep"] == 0.5 and s["ape"] == 3.0
+    assert s["lambda_max"] == 3.0  # mean of 4 and 2
+    assert s["trace"] == 4.0
+    assert s["trace_std_error"] == pytest.approx(np.std([1, 3, 5, 7], ddof=1) / 2)
+
+
+def test_spectrum_summary_without_trace_and_bad_samples():
+    s = spectrum_summary([[-1.0, -2.0]], [])
+    assert s["trace_samples"] == 0 and np.isnan(s["trace"]) and np.isnan(s["trace_std_error"])
+    assert s["lambda_max"] == -1.0 and np.isnan(s["ape"])
+    assert np.isnan(spectrum_summary([[1.0]], [[2.0]])["trace_std_error"])  # one sample: no error bar
+    with pytest.raises(ValueError, match="same number of trace samples"):
+        spectrum_summary([[1.0], [2.0]], [[1.0, 2.0], [3.0]])
+
+
+def test_probe_runner_summary_matches_dense_hessians(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 16), nn.Tanh(), nn.Linear(16, 5)).double()  # 261 parameters
+    n = sum(p.numel() for p in model.parameters())
+    batches = [_data(seed=1), _data(seed=2)]
+    wd, seed, samples = 0.01, 3, 6
+    monkeypatch.setattr(analyze, "load_model", lambda path, spec: (model, {"epoch": 4}))
+    monkeypatch.setattr(analyze, "augmented_batches", lambda *args: iter(batches))
+    run = {"dataset": "synthetic", "model": "mlp", "kernel_size": 0, "fraction": 1.0, "seed": 0}
+    spec = {"run": run, "data": {}, "model": {}, "train": {"weight_decay": wd},
+            "probe": {"n_batches": 2, "batch_size": 16, "k": n, "method": "lanczos", "tol": 1e-3,
+                      "seed": seed, "trace_samples": samples}}
+    out, summary_out = tmp_path / "hessian_e4.parquet", tmp_path / "hessian_summary_e4.parquet"
+    analyze.hessian(spec, "unused.pt", out, summary_out, device=resolve("cpu"))
+
+    dense = [_dense_hessian(model, x, y, wd) for x, y in batches]
+    spectra = [np.linalg.eigvalsh(H) for H in dense]
+    pooled = np.concatenate(spectra)
+    # the documented vectors: random_vectors(n, seed + batch)
+    quad = [[v @ H @ v for v in _vectors(n, samples, seed + b)] for b, H in enumerate(dense)]
+
+    row = results.aggregate([summary_out], "hessian_summary").iloc[0]
+    assert row["epoch"] == 4 and row["model"] == "mlp" and row["n_eigenvalues"] == 2 * n
+    assert row["nep"] == pytest.approx((pooled < 0).mean())
+    assert row["ape"] == pytest.approx(pooled[pooled > 0].mean(), rel=1e-6)
+    assert row["lambda_max"] == pytest.approx(np.mean([s.max() for s in spectra]), rel=1e-6)
+    assert row["trace"] == pytest.approx(np.mean(quad), rel=1e-8)
+    assert row["trace_std_error"] == pytest.approx(np.std(quad, ddof=1) / np.sqrt(2 * samples), rel=1e-6)
+    # unbiased: near the exact mean trace (not a check of the formula, which is above)
+    exact = np.mean([np.trace(H) for H in dense])
+    assert abs(row["trace"] - exact) < 5 * row["trace_std_error"]
+    eig = results.aggregate([out], "hessian")
+    assert len(eig) == 2 * n
+    np.testing.assert_allclose(np.sort(eig["eigenvalue"]), np.sort(pooled), rtol=1e-6, atol=1e-9)
+
+
+def test_probe_cli_wants_one_out_per_table(tmp_path):
+    from vitprobe.cli import main
+    with pytest.raises(SystemExit, match="--out needs 2 paths.*hessian, hessian_summary"):
+        main(["hessian", "--spec", "{}", "--device", "cpu", "--checkpoint", "x.pt", "--out", str(tmp_path / "a")])
+    assert not list(tmp_path.iterdir())
