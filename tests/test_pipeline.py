@@ -1,9 +1,13 @@
 """End to end: the Snakemake pipeline on a tiny offline config, in a temporary directory."""
 
+import html
+import json
 import re
 import shutil
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,9 +22,11 @@ pytestmark = pytest.mark.slow
 def _tiny_config(demo_config):
     c = demo_config
     c["data"]["synthetic"] = {"num_classes": 10, "train_per_class": 24, "test_per_class": 6, "seed": 0}
-    for alias in ("vit_demo", "lmsa_demo"):
+    for alias in ("vit_demo", "lmsa_demo", "vit_gap_demo"):
         c["models"][alias]["kwargs"].update(embed_dim=16, depth=2, num_heads=2)
     c["models"]["resnet_demo"]["kwargs"]["widths"] = [8, 8, 16, 16]
+    for alias in ("preact_demo", "alternet_demo"):
+        c["models"][alias]["kwargs"]["widths"] = [4, 4, 8, 8]
     c["experiments"]["kernel_size"]["kernel_sizes"] = [3]
     c["train"].update(epochs=2, warmup_epochs=1, checkpoint_epochs=[0, 1, 2], batch_size=32, lr_batch_size=32)
     c["probes"]["hessian"].update(epochs=[1, 2], n_batches=2, k=3, trace_samples=4)
@@ -77,7 +83,7 @@ def test_pipeline_runs_end_to_end(workdir, tiny):
     hessian = pd.read_parquet(workdir / "results/hessian.parquet")
     grid = ["dataset", "model", "kernel_size", "fraction", "seed", "epoch"]
     assert set(grid + ["batch", "rank", "eigenvalue", "config_hash", "vitprobe_version"]) <= set(hessian.columns)
-    n_runs = 4  # resnet, vit, vit 1/16, lmsa k3
+    n_runs = 7  # resnet, vit, vit 1/16, lmsa k3, vit gap, pre-act resnet, alternet
     assert len(hessian) == n_runs * 2 * 2 * 3  # runs x epochs x batches x k
     assert not hessian.duplicated(grid + ["batch", "rank"]).any()
     assert np.isfinite(hessian["eigenvalue"]).all()
@@ -114,6 +120,8 @@ def test_pipeline_runs_end_to_end(workdir, tiny):
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
 
+    _check_report(workdir, tiny["figures"])
+
     # a changed training config retrains from scratch (a fresh state dir), it does not resume
     import copy
     changed = copy.deepcopy(tiny)
@@ -128,6 +136,25 @@ def test_pipeline_runs_end_to_end(workdir, tiny):
         assert len(list((workdir / "results/runs/synthetic-vit_demo-k0-f1of16-s0/.train").iterdir())) == 2
     finally:
         (workdir / "tiny.yaml").write_text(yaml.safe_dump(tiny))
+
+
+def _check_report(workdir, figures):
+    """`snakemake --report report.zip` holds every figure and renders its caption cleanly."""
+    rep = _snakemake(workdir, "--report", "report.zip")
+    log = rep.stdout + rep.stderr
+    assert rep.returncode == 0, log[-3000:]
+    assert "ERROR/" not in log and "WARNING/" not in log, log  # docutils problems in a caption
+    with zipfile.ZipFile(workdir / "report.zip") as z:
+        names = z.namelist()
+        page = z.read("report/report.html").decode()
+    assert set(figures) == {Path(n).stem for n in names if n.endswith(".pdf")}, names
+    assert "vitprobe reproduces" in page  # the workflow description
+    # each figure's entry in the report's data: {"filename": ..., "caption": "<p>...</p>"}
+    entries = re.findall(r'"filename": "([^"]+)\.pdf"[^{}]*?"caption": ("(?:[^"\\]|\\.)*")', page)
+    shown = {fig: " ".join(re.sub("<[^>]+>", "", html.unescape(json.loads(c))).split()) for fig, c in entries}
+    for fig in figures:
+        caption = " ".join((workdir / f"workflow/report/{fig}.rst").read_text().replace("``", "").split())
+        assert caption[:200] in shown.get(fig, ""), (fig, shown.get(fig))
 
 
 def test_bad_config_fails_before_any_job(workdir, tiny):
