@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, hessian, jvp, grad
+from torch.func import functional_call, grad, jvp
 
+from dense_truth import dense_hessian, nll, toy_data
 from vitprobe.probes.hessian import (
     double_backward_attention, loss_fn, make_hvp, top_eigenvalues,
 )
@@ -33,31 +34,8 @@ def _one_thread():
 
 
 # ---------------------------------------------------------------- truth
-def _nll(out, y):
-    logp = out.log_softmax(-1)
-    if y.ndim == 1:
-        return -logp.gather(1, y[:, None]).mean()
-    return -(y * logp).sum(-1).mean()
-
-
-def _dense_hessian(model, x, y, wd=0.0):
-    """Exact Hessian over the parameters with requires_grad, model in eval mode."""
-    model.eval()
-    named = dict(model.named_parameters())
-    names = [n for n, p in named.items() if p.requires_grad]
-    sizes = [named[n].numel() for n in names]
-    flat = torch.cat([named[n].detach().reshape(-1) for n in names])
-
-    def f(theta):
-        params = {n: c.view_as(named[n]) for n, c in zip(names, torch.split(theta, sizes))}
-        return _nll(functional_call(model, params, (x,)), y) + wd / 2 * theta.dot(theta)
-
-    return hessian(f)(flat)
-
-
 def _true_top(model, x, y, k=5, wd=0.0):
-    H = _dense_hessian(model, x, y, wd)
-    e = torch.linalg.eigvalsh(H).numpy()
+    e = np.linalg.eigvalsh(dense_hessian(model, x, y, wd))
     return e[np.argsort(-np.abs(e), kind="stable")][:k]
 
 
@@ -81,22 +59,11 @@ def _cnn(seed=0):
     ).double()
 
 
-def _data(shape=(10,), classes=5, soft=False, n=16, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, *shape, generator=g, dtype=torch.float64)
-    if soft:  # mixup-like soft labels: Dirichlet(1) rows, i.e. normalized exponentials
-        e = -torch.rand(n, classes, generator=g, dtype=torch.float64).log()
-        y = e / e.sum(1, keepdim=True)
-    else:
-        y = torch.randint(0, classes, (n,), generator=g)
-    return x, y
-
-
 def _train(model, x, y, steps=50, lr=0.2, sign=1.0):
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     for _ in range(steps):
         opt.zero_grad()
-        (sign * _nll(model(x), y)).backward()
+        (sign * nll(model(x), y)).backward()
         opt.step()
     opt.zero_grad(set_to_none=True)
     return model
@@ -104,20 +71,20 @@ def _train(model, x, y, steps=50, lr=0.2, sign=1.0):
 
 # ---------------------------------------------------------------- loss and HVP
 def test_loss_fn_int_and_soft():
-    x, y = _data()
+    x, y = toy_data()
     out = torch.randn(16, 5, dtype=torch.float64)
     assert torch.allclose(loss_fn(out, y), F.cross_entropy(out, y))
     assert torch.allclose(loss_fn(out, F.one_hot(y, 5).double()), F.cross_entropy(out, y))
-    _, ys = _data(soft=True)
-    assert torch.allclose(loss_fn(out, ys), _nll(out, ys))
+    _, ys = toy_data(soft=True)
+    assert torch.allclose(loss_fn(out, ys), nll(out, ys))
     with pytest.raises(ValueError):
         loss_fn(out, y.double())
 
 
 def test_make_hvp_matches_dense_hessian():
-    x, y = _data(soft=True)
+    x, y = toy_data(soft=True)
     model = _mlp(nn.Tanh).eval()
-    H = _dense_hessian(model, x, y, wd=0.05)
+    H = torch.from_numpy(dense_hessian(model, x, y, wd=0.05))
     hvp, params = make_hvp(model, x, y, weight_decay=0.05)
     assert sum(p.numel() for p in params) == H.shape[0]
     for seed in range(3):
@@ -126,7 +93,7 @@ def test_make_hvp_matches_dense_hessian():
 
 
 def test_unused_parameter_has_zero_curvature():
-    x, y = _data()
+    x, y = toy_data()
     model = _mlp(nn.GELU)
     model.register_parameter("unused", nn.Parameter(torch.ones(3, dtype=torch.float64)))
     hvp, params = make_hvp(model.eval(), x, y, weight_decay=0.5)
@@ -142,7 +109,7 @@ def test_unused_parameter_has_zero_curvature():
 @pytest.mark.parametrize("wd", [0.0, 0.05])
 @pytest.mark.parametrize("soft", [False, True])
 def test_lanczos_matches_dense(act, trained, wd, soft):
-    x, y = _data(soft=soft)
+    x, y = toy_data(soft=soft)
     model = _mlp(act)
     if trained:
         _train(model, x, y)
@@ -155,7 +122,7 @@ def test_lanczos_matches_dense(act, trained, wd, soft):
 
 @pytest.mark.parametrize("act,trained,wd,soft", [(nn.Tanh, True, 0.05, True), (nn.GELU, False, 0.0, False)])
 def test_power_matches_dense(act, trained, wd, soft):
-    x, y = _data(soft=soft)
+    x, y = toy_data(soft=soft)
     model = _mlp(act)
     if trained:
         _train(model, x, y)
@@ -165,7 +132,7 @@ def test_power_matches_dense(act, trained, wd, soft):
 
 
 def test_pyhessian_matches_dense_mlp():
-    x, y = _data(soft=True)
+    x, y = toy_data(soft=True)
     model = _train(_mlp(nn.GELU), x, y)
     got, info = top_eigenvalues(model, x, y, weight_decay=0.05, method="pyhessian", return_info=True, **TIGHT)
     _assert_rel(got, _true_top(model, x, y, wd=0.05))
@@ -174,7 +141,7 @@ def test_pyhessian_matches_dense_mlp():
 
 def test_lanczos_float32():
     """float32 model and HVPs against the float64 truth: 1e-3 per value still holds."""
-    x, y = _data()
+    x, y = toy_data()
     model = _train(_mlp(nn.Tanh), x, y)
     want = _true_top(model, x, y, wd=0.05)
     got = top_eigenvalues(model.float(), x.float(), y, weight_decay=0.05)
@@ -184,7 +151,7 @@ def test_lanczos_float32():
 # ---------------------------------------------------------------- CNN
 @pytest.mark.parametrize("method", ["lanczos", "power", "pyhessian"])
 def test_cnn_all_backends(method):
-    x, y = _data(shape=(3, 8, 8), soft=True)
+    x, y = toy_data(shape=(3, 8, 8), soft=True)
     model = _train(_cnn(), x, y, steps=30, lr=0.1)
     kw = {} if method == "lanczos" else TIGHT
     got = top_eigenvalues(model, x, y, weight_decay=0.05, method=method, **kw)
@@ -194,7 +161,7 @@ def test_cnn_all_backends(method):
 # ---------------------------------------------------------------- negative spectra
 def test_negative_eigenvalues_dominate_after_gradient_ascent():
     """Gradient ascent on a tanh MLP reaches a region where the top-5 by |λ| are all negative."""
-    x, y = _data()
+    x, y = toy_data()
     model = _train(_mlp(nn.Tanh), x, y, steps=60, lr=0.1, sign=-1.0)
     want = _true_top(model, x, y)
     assert np.all(want < 0)
@@ -206,7 +173,7 @@ def test_negative_eigenvalues_dominate_after_gradient_ascent():
 def test_negative_weight_decay_shift(method):
     """H - 0.5·I: the largest |λ| are the most negative of H_NLL shifted by -0.5, not H_NLL's
     own top-|λ| (positive) shifted, which catches backends that add wd after the fact."""
-    x, y = _data(soft=True)
+    x, y = toy_data(soft=True)
     model = _mlp(nn.GELU)
     k = 3
     want = _true_top(model, x, y, k=k, wd=-0.5)
@@ -236,7 +203,7 @@ def test_clustered_spectrum(method):
     """Ranks 6-10 lie within 0.5 % of each other and k=8 cuts into them. Power iteration needs
     a tight tol here (with pyhessian's default tol=1e-3 the per-step change is small long
     before convergence)."""
-    x, y = _data()
+    x, y = toy_data()
     model = _symmetric_mlp(jitter=1e-3)
     want = _true_top(model, x, y, k=10)
     assert np.ptp(want[5:10]) < 5e-3 * abs(want[5])
@@ -251,7 +218,7 @@ def test_clustered_spectrum(method):
 ])
 def test_exactly_repeated_eigenvalue(method):
     """k=8 cuts into an eigenvalue of multiplicity 5 (ranks 6-10), from an exact symmetry."""
-    x, y = _data()
+    x, y = toy_data()
     model = _symmetric_mlp()
     want = _true_top(model, x, y, k=10)
     assert np.allclose(want[5:10], want[5], rtol=1e-10) and not np.isclose(want[4], want[5])
@@ -260,7 +227,7 @@ def test_exactly_repeated_eigenvalue(method):
 
 
 def test_clustered_spectrum_weight_decay_dominates():
-    x, y = _data()
+    x, y = toy_data()
     model = _symmetric_mlp()
     want = _true_top(model, x, y, wd=1.0)
     # per-value relative error of the curvature part λ - wd, which is stricter
@@ -270,7 +237,7 @@ def test_clustered_spectrum_weight_decay_dominates():
 
 # ---------------------------------------------------------------- tiny models: dense path
 def test_dense_path_for_tiny_models():
-    x, y = _data(shape=(4,), classes=3)
+    x, y = toy_data(shape=(4,), classes=3)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()  # 43 parameters
     n = sum(p.numel() for p in model.parameters())
@@ -291,7 +258,7 @@ def _vit():
 
 
 def test_vit_hvp_matches_forward_over_reverse_and_finite_differences():
-    x, y = _data(shape=(3, 8, 8), classes=3, n=8, soft=True)
+    x, y = toy_data(shape=(3, 8, 8), classes=3, n=8, soft=True)
     model = _vit().eval()
     names = [n for n, _ in model.named_parameters()]
     sizes = [p.numel() for p in model.parameters()]
@@ -300,7 +267,7 @@ def test_vit_hvp_matches_forward_over_reverse_and_finite_differences():
 
     def f(theta):
         params = {n: c.view(s) for n, c, s in zip(names, torch.split(theta, sizes), shapes)}
-        return _nll(functional_call(model, params, (x,)), y)
+        return nll(functional_call(model, params, (x,)), y)
 
     v = torch.randn(flat.numel(), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     with double_backward_attention():
@@ -316,7 +283,7 @@ def test_vit_hvp_matches_forward_over_reverse_and_finite_differences():
 def test_vit_top_eigenvalues_attention_block():
     """Only the attention block trainable (~1.1k params) so that the dense truth is cheap;
     top_eigenvalues enters double_backward_attention by itself."""
-    x, y = _data(shape=(3, 8, 8), classes=3, n=8)
+    x, y = toy_data(shape=(3, 8, 8), classes=3, n=8)
     model = _vit()
     for name, p in model.named_parameters():
         p.requires_grad_(".attn." in name)
@@ -329,13 +296,13 @@ def test_vit_top_eigenvalues_attention_block():
 
 # ---------------------------------------------------------------- API contract
 def test_unknown_method():
-    x, y = _data()
+    x, y = toy_data()
     with pytest.raises(ValueError, match="lanczos.*power.*pyhessian"):
         top_eigenvalues(_mlp(nn.Tanh), x, y, method="arnoldi")
 
 
 def test_sorted_by_magnitude_and_modes_restored():
-    x, y = _data()
+    x, y = toy_data()
     model = nn.Sequential(nn.Linear(10, 24), nn.Dropout(0.5), nn.Tanh(), nn.Linear(24, 5)).double()
     model.train()
     model[1].eval()  # mixed modes must come back exactly
@@ -347,9 +314,9 @@ def test_sorted_by_magnitude_and_modes_restored():
 
 
 def test_existing_gradients_untouched():
-    x, y = _data()
+    x, y = toy_data()
     model = _mlp(nn.Tanh)
-    _nll(model(x), y).backward()
+    nll(model(x), y).backward()
     before = [p.grad.clone() for p in model.parameters()]
     for method in ("lanczos", "power", "pyhessian"):
         top_eigenvalues(model, x, y, k=2, method=method)
@@ -357,7 +324,7 @@ def test_existing_gradients_untouched():
 
 
 def test_power_reports_non_convergence():
-    x, y = _data()
+    x, y = toy_data()
     with pytest.warns(RuntimeWarning, match="max_iter=3"):
         _, info = top_eigenvalues(_mlp(nn.Tanh), x, y, k=2, method="power", tol=1e-12, max_iter=3, return_info=True)
     assert info["converged"] is False and info["n_hvp"] == 6

@@ -4,12 +4,12 @@ Truth: hand-computed values, and for the probe runner the exact dense Hessian of
 on each mini-batch (its full spectrum, and vᵀHv for the documented Rademacher vectors)."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from torch import nn
 
-from test_spectral import _data, _dense_hessian, _vectors
+from dense_truth import dense_hessian, toy_data
+from test_spectral import _vectors
 from vitprobe import analyze, results
 from vitprobe.device import resolve
 from vitprobe.probes.summary import nep_ape, spectrum_summary
@@ -47,7 +47,7 @@ def test_probe_runner_summary_matches_dense_hessians(tmp_path, monkeypatch):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(10, 16), nn.Tanh(), nn.Linear(16, 5)).double()  # 261 parameters
     n = sum(p.numel() for p in model.parameters())
-    batches = [_data(seed=1), _data(seed=2)]
+    batches = [toy_data(soft=True, seed=1), toy_data(soft=True, seed=2)]
     wd, seed, samples = 0.01, 3, 6
     monkeypatch.setattr(analyze, "load_model", lambda path, spec: (model, {"epoch": 4}))
     monkeypatch.setattr(analyze, "augmented_batches", lambda *args: iter(batches))
@@ -58,7 +58,7 @@ def test_probe_runner_summary_matches_dense_hessians(tmp_path, monkeypatch):
     out, summary_out = tmp_path / "hessian_e4.parquet", tmp_path / "hessian_summary_e4.parquet"
     analyze.hessian(spec, "unused.pt", out, summary_out, device=resolve("cpu"))
 
-    dense = [_dense_hessian(model, x, y, wd) for x, y in batches]
+    dense = [dense_hessian(model, x, y, wd) for x, y in batches]
     spectra = [np.linalg.eigvalsh(H) for H in dense]
     pooled = np.concatenate(spectra)
     # the documented vectors: random_vectors(n, seed + batch)

@@ -1,7 +1,7 @@
 """Hessian trace (Hutchinson) and eigenvalue density (SLQ) against the exact dense Hessian.
 
 Truth: torch.func.hessian of the loss as a function of the flat parameter vector (float64,
-eval mode, NLL written here independently of vitprobe) for tiny models of a few hundred
+eval mode, NLL from dense_truth, independent of vitprobe) for tiny models of a few hundred
 parameters; the random vectors are those the probes document (``random_vectors``).
 """
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.func import functional_call, hessian
 
+from dense_truth import dense_hessian, nll, toy_data
 from vitprobe.probes.hessian import double_backward_attention
 from vitprobe.probes.spectral import density_on_grid, eigenvalue_density, hessian_trace, random_vectors
 
@@ -21,33 +21,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated
 
 
 # ---------------------------------------------------------------- truth
-def _nll(out, y):
-    logp = out.log_softmax(-1)
-    if y.ndim == 1:
-        return -logp.gather(1, y[:, None]).mean()
-    return -(y * logp).sum(-1).mean()
-
-
-def _dense_hessian(model, x, y, wd=0.0):
-    """Exact Hessian over the parameters with requires_grad, in eval mode, float64 numpy."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    named = dict(model.named_parameters())
-    names = [n for n, p in named.items() if p.requires_grad]
-    sizes = [named[n].numel() for n in names]
-    flat = torch.cat([named[n].detach().reshape(-1) for n in names]).double()
-    frozen = {n: p.detach() for n, p in named.items() if not p.requires_grad}
-
-    def f(theta):
-        params = {n: c.view_as(named[n]) for n, c in zip(names, torch.split(theta, sizes))}
-        return _nll(functional_call(model, {**frozen, **params}, (x,)), y) + wd / 2 * theta.dot(theta)
-
-    H = hessian(f)(flat).numpy()
-    for m, training in modes:
-        m.training = training
-    return (H + H.T) / 2
-
-
 def _vectors(n, count, seed=0, kind="rademacher"):
     return [v.numpy() for v in itertools.islice(random_vectors(n, seed, kind), count)]
 
@@ -66,22 +39,15 @@ def _mlp(seed=0):
     return nn.Sequential(nn.Linear(10, 16), nn.Tanh(), nn.Linear(16, 5)).double()  # 261 parameters
 
 
-def _data(shape=(10,), classes=5, soft=True, n=16, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, *shape, generator=g, dtype=torch.float64)
-    if soft:
-        e = -torch.rand(n, classes, generator=g, dtype=torch.float64).log()
-        y = e / e.sum(1, keepdim=True)
-    else:
-        y = torch.randint(0, classes, (n,), generator=g)
-    return x, y
+def _data(**kwargs):
+    return toy_data(**{"soft": True, **kwargs})  # mixup-like targets unless told
 
 
 def _train(model, x, y, steps=30, lr=0.2):
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     for _ in range(steps):
         opt.zero_grad()
-        _nll(model(x), y).backward()
+        nll(model(x), y).backward()
         opt.step()
     opt.zero_grad(set_to_none=True)
     return model
@@ -91,7 +57,7 @@ def _train(model, x, y, steps=30, lr=0.2):
 def mlp_case():
     x, y = _data()
     model = _train(_mlp(), x, y)
-    return model, x, y, _dense_hessian(model, x, y)
+    return model, x, y, dense_hessian(model, x, y)
 
 
 class PerSample(nn.Module):
@@ -139,7 +105,7 @@ def test_trace_exact_for_diagonal_hessian():
     tr(H) (a Gaussian v would not give that)."""
     x, y = _data(shape=(), classes=2, soft=False, n=40)
     model = PerSample(40)
-    H = _dense_hessian(model, x, y)
+    H = dense_hessian(model, x, y)
     assert np.count_nonzero(H - np.diag(np.diag(H))) == 0 and np.ptp(np.diag(H)) > 1e-3
     est, info = hessian_trace(model, x, y, n_samples=10, return_info=True)
     np.testing.assert_allclose(info["samples"], np.trace(H), rtol=1e-12)
@@ -230,7 +196,7 @@ def test_density_full_lanczos_restarts_on_repeated_eigenvalues():
         model[0].bias.copy_(torch.randn(3).repeat(4) / 5)
         model[2].weight.copy_(torch.randn(3, 3).repeat(1, 4) / 4)
     x, y = _data(shape=(6,), classes=3)
-    H = _dense_hessian(model, x, y, wd=0.05)
+    H = dense_hessian(model, x, y, wd=0.05)
     n = H.shape[0]
     nodes, weights, info = eigenvalue_density(model, x, y, weight_decay=0.05, n_lanczos=n, return_info=True)
     assert info["restarts"] > 0
@@ -312,7 +278,7 @@ def test_vit_attention_parameters():
         p.requires_grad_(".attn.qkv." in name)
     x, y = _data(shape=(3, 8, 8), classes=3, n=8)
     with double_backward_attention():
-        H = _dense_hessian(model, x, y, wd=0.05)
+        H = dense_hessian(model, x, y, wd=0.05)
     n = H.shape[0]
     _, info = hessian_trace(model, x, y, weight_decay=0.05, n_samples=3, return_info=True)
     np.testing.assert_allclose(info["samples"], [v @ H @ v for v in _vectors(n, 3)], rtol=1e-8)
@@ -326,12 +292,12 @@ def test_vit_attention_parameters():
 def test_modes_restored_and_gradients_untouched():
     x, y = _data()
     model = nn.Sequential(nn.Linear(10, 16), nn.Dropout(0.5), nn.Tanh(), nn.Linear(16, 5)).double()
-    _nll(model(x), y).backward()
+    nll(model(x), y).backward()
     before = [p.grad.clone() for p in model.parameters()]
     model.train()
     model[1].eval()  # mixed modes must come back exactly
     # in train mode dropout would make repeated HVPs disagree; eval mode makes them exact
-    H = _dense_hessian(model, x, y)
+    H = dense_hessian(model, x, y)
     assert [m.training for m in model] == [True, False, True, True]
     _, info = hessian_trace(model, x, y, n_samples=3, return_info=True)
     np.testing.assert_allclose(info["samples"], [v @ H @ v for v in _vectors(H.shape[0], 3)], rtol=1e-9)
@@ -347,7 +313,7 @@ def _pyhessian(model, x, y, wd):
     params = list(model.parameters())
 
     def criterion(out, t):
-        return _nll(out, t) + wd / 2 * sum((p * p).sum() for p in params)
+        return nll(out, t) + wd / 2 * sum((p * p).sum() for p in params)
 
     model.eval()
     return ph.hessian(model, criterion, data=(x, y), cuda=False)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
