@@ -105,3 +105,17 @@ def test_readme_documents_every_table_column():
     readme = (REPO / "README.md").read_text()
     section = readme.split("<!-- tables:begin -->")[1].split("<!-- tables:end -->")[0]
     assert section.strip() == markdown_docs().strip(), "README table reference is stale: paste `vitprobe tables`"
+
+
+def test_every_figure_has_a_rule_a_caption_and_a_demo_entry(demo_config, paper_config):
+    """The demo draws every registered figure, the paper grid configures every one, and each
+    has its Snakemake rule and a report caption."""
+    from conftest import REPO
+    from vitprobe.figures import FIGURES
+    rules = (REPO / "workflow/rules/plot.smk").read_text()
+    assert set(demo_config["figures"]) == set(FIGURES)
+    assert set(paper_config["figures"]) == set(FIGURES)
+    for fig in FIGURES:
+        assert f"rule {fig}:" in rules or f"use rule fig_hessian as {fig} with:" in rules, fig
+        assert (REPO / f"workflow/report/{fig}.rst").read_text().strip(), fig
+    validate(demo_config)  # and the demo's figure settings are valid
