@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
+from conftest import randomize_bn
 from vitprobe import models
 from vitprobe.features import FeatureMap, feature_maps, msa_mask
 
@@ -17,17 +18,6 @@ def build(name, **kwargs):
 
 def images(n=2):
     return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-
-
-def randomize_bn(model):
-    """Generic BN statistics: timm zero-inits the last BN of each residual branch, which
-    would make untrained blocks pass their input through and value checks vacuous."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.weight.uniform_(0.5, 1.5), m.bias.normal_(0, 0.1)
-                m.running_mean.normal_(0, 0.1), m.running_var.uniform_(0.5, 1.5)
-    return model
 
 
 def grid(tokens, prefix):

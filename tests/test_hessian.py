@@ -24,15 +24,6 @@ RTOL = 1e-3
 TIGHT = dict(tol=1e-8, max_iter=5000)  # power iteration converged far past 1e-3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: one thread is faster, and two threads spin badly on a shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------- truth
 def _true_top(model, x, y, k=5, wd=0.0):
     e = np.linalg.eigvalsh(dense_hessian(model, x, y, wd))

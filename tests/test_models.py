@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from conftest import randomize_bn
 import vitprobe.models as models
 from vitprobe.models import MODELS
 from vitprobe.models.local_vit import local_attention_mask
@@ -94,15 +95,6 @@ TINY = {
     "alternet50_cifar": dict(layers=(1, 2, 2, 2), widths=(2, 4, 4, 8), msa_blocks=(0, 1, 1, 1),
                              heads=(1, 1, 2, 2), head_dim=4),
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny models: with several processes on 2 cores, intra-op threads make them ~100x slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def n_params(model):
@@ -280,26 +272,10 @@ def test_local_msa_fused_and_unfused_agree():
 
 # ---- double backward --------------------------------------------------------------------
 
-def generic_point(model):
-    """Random BatchNorm statistics and affine parameters, as after training.
-
-    At initialization (BN bias 0, running mean 0) a pixel whose input channels are all
-    ReLU-dead gives a bias-free conv output of exactly 0 and a ReLU exactly at its kink,
-    so gradients jump under any perturbation (common with the 2-4 channels of TINY);
-    finite differences need a point where the loss is smooth.
-    """
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.weight.uniform_(0.5, 1.5), m.bias.normal_(0, 0.1)
-                m.running_mean.normal_(0, 0.1), m.running_var.uniform_(0.5, 1.5)
-    return model
-
-
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_hessian_vector_product_matches_finite_difference(name):
     torch.manual_seed(0)
-    model = generic_point(timm.create_model(name, num_classes=5, **TINY[name]).double().eval())
+    model = randomize_bn(timm.create_model(name, num_classes=5, **TINY[name]).double().eval())
     params = [p for p in model.parameters() if p.requires_grad]
     x = torch.randn(2, 3, 32, 32, dtype=torch.double)
     y = torch.tensor([1, 3])

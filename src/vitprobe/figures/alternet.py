@@ -18,9 +18,9 @@ from __future__ import annotations
 import pandas as pd
 
 from vitprobe.figures.gap import finish_with_spectra, layout
-from vitprobe.figures.nll_error import (empty_panel, errorbar, figure_epoch, full_data, label_points,
-                                        missing_label, rows_of, shifted, stat)
-from vitprobe.figures.style import color, paper_style, plt
+from vitprobe.figures.nll_error import (draw_labelled_points, figure_epoch, full_data, missing_label, rows_of,
+                                        shifted, stat)
+from vitprobe.figures.style import paper_style, plt
 
 ACCURACY_LABEL = "Test accuracy (%)"
 ROBUSTNESS_LABEL = "Accuracy under band noise (%)\n(mean over frequencies)"
@@ -39,19 +39,6 @@ def accuracy_robustness_points(tables: dict[str, pd.DataFrame], series: list[dic
     return points, lacking
 
 
-def draw_accuracy_robustness(ax, points) -> None:
-    for label, i, acc, rob in points:
-        errorbar(ax, [acc], [rob], color=color(i), label=label)
-    ax.set_xlabel(ACCURACY_LABEL)
-    ax.set_ylabel(ROBUSTNESS_LABEL)
-    if not points:
-        empty_panel(ax, "no results yet")
-        return
-    ax.margins(x=0.25, y=0.2)
-    ax.autoscale_view()
-    label_points(ax, [(label, acc.mean, rob.mean) for label, _, acc, rob in points])
-
-
 def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
     cfg = spec["figure"]
     series = cfg["series"]
@@ -64,6 +51,6 @@ def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
         fig, ax_a, ax_neg, ax_pos = layout()
         ax_a.set_title("(a) Accuracy and robustness" + (f", epoch {epochs['eval']}" if epochs["eval"] is not None
                                                         else ""))
-        draw_accuracy_robustness(ax_a, points)
+        draw_labelled_points(ax_a, points, ACCURACY_LABEL, ROBUSTNESS_LABEL, margins=(0.25, 0.2))
         finish_with_spectra(fig, ax_neg, ax_pos, values, cfg.get("bins", 40), epochs["hessian"], missing, out)
     return fig

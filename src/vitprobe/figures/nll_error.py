@@ -154,18 +154,24 @@ def nll_error_points(table: pd.DataFrame, series: list[dict], epoch: int | None)
     return points, missing
 
 
-def draw_nll_error(ax, points) -> None:
-    """Labelled markers at (NLL_train, error), one per series, in the series' colours."""
-    for label, i, nll, err in points:
-        errorbar(ax, [nll], [err], color=color(i), label=label)
-    ax.set_xlabel(NLL_LABEL)
-    ax.set_ylabel(ERROR_LABEL)
+def draw_labelled_points(ax, points, xlabel: str, ylabel: str, margins=(0.2, 0.15)) -> None:
+    """One labelled marker per series at (x, y), in the series' colours, with bars over
+    min..max of its runs; `points` holds (label, series index, x Stat, y Stat)."""
+    for label, i, x, y in points:
+        errorbar(ax, [x], [y], color=color(i), label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     if not points:
         empty_panel(ax, "no results yet")
         return
-    ax.margins(x=0.2, y=0.15)
+    ax.margins(x=margins[0], y=margins[1])
     ax.autoscale_view()
-    label_points(ax, [(label, nll.mean, err.mean) for label, _, nll, err in points])
+    label_points(ax, [(label, x.mean, y.mean) for label, _, x, y in points])
+
+
+def draw_nll_error(ax, points) -> None:
+    """Labelled markers at (NLL_train, error), one per series."""
+    draw_labelled_points(ax, points, NLL_LABEL, ERROR_LABEL)
 
 
 # ---- panels (b, c): error and NLL_train vs data fraction --------------------------------
