@@ -8,11 +8,12 @@ from pathlib import Path
 import torch
 
 from vitprobe.atomic import atomic_path
+from vitprobe.errors import VitprobeError
 
 FORMAT_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(VitprobeError, RuntimeError):
     """A checkpoint is unreadable or belongs to another run or config."""
 
 

@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     from vitprobe.device import DEVICE_CHOICES
     p = argparse.ArgumentParser(prog="vitprobe", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"vitprobe {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = p.add_subparsers(dest="verb", required=True)
 
     def verb(name, func, help_):
@@ -152,11 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from vitprobe.grid import ConfigError
+    from vitprobe.errors import VitprobeError
     try:
         args.func(args)
-    except ConfigError as exc:
-        print(f"vitprobe: {exc}", file=sys.stderr)
+    except VitprobeError as exc:
+        if args.debug:
+            raise
+        print(f"vitprobe {args.verb}: error: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from functools import cached_property
 
+from vitprobe.errors import VitprobeError
+
 NO_KERNEL = 0  # kernel_size of models without local attention ("k0" in run ids)
 _FRACTION_DENOMINATOR_LIMIT = 4096
 RUN_ID_REGEX = r"[a-z0-9_]+-[a-z0-9_]+-k\d+-f\d+(?:of\d+)?-s\d+"
@@ -17,7 +19,7 @@ _RUN_ID = re.compile(r"(?P<dataset>[a-z0-9_]+)-(?P<model>[a-z0-9_]+)-k(?P<kernel
                      r"-f(?P<num>\d+)(?:of(?P<den>\d+))?-s(?P<seed>\d+)")
 
 
-class ConfigError(ValueError):
+class ConfigError(VitprobeError, ValueError):
     """A config value is wrong; the message names the key and what is allowed."""
 
 

@@ -32,6 +32,7 @@ from vitprobe import checkpoint, results
 from vitprobe.atomic import atomic_path
 from vitprobe.augment import BatchAugment
 from vitprobe.device import Device
+from vitprobe.errors import VitprobeError
 from vitprobe.grid import Run
 from vitprobe.probes.evaluate import clean_metrics
 from vitprobe.runtime import build_model, mean_std, test_split, train_hash, training_split
@@ -39,11 +40,11 @@ from vitprobe.runtime import build_model, mean_std, test_split, train_hash, trai
 RESUME_FILE = "resume.pt"
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(VitprobeError, RuntimeError):
     """The loss became NaN or inf; the last good resume state is kept."""
 
 
-class ResumeError(RuntimeError):
+class ResumeError(VitprobeError, RuntimeError):
     """A resume file is damaged or was written by another config."""
 
 
