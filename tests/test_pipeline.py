@@ -37,8 +37,7 @@ def _tiny_config(demo_config):
 
 
 def _snakemake(workdir, *args):
-    cmd = [sys.executable, "-m", "snakemake", "--configfile", "tiny.yaml", "--replace-workflow-config",
-           "--cores", "2", *args]
+    cmd = [sys.executable, "-m", "snakemake", "--configfile", "tiny.yaml", "--cores", "2", *args]
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
 
 
@@ -67,7 +66,7 @@ def tiny(workdir):
 
 
 def test_figure_target_plans_only_the_runs_it_needs(workdir, tiny):
-    dry = _snakemake(workdir, "-n", "figures/fig_hessian.pdf")
+    dry = _snakemake(workdir, "-n", "figures/demo/fig_hessian.pdf")
     assert dry.returncode == 0, dry.stderr
     counts = _job_counts(dry.stdout + dry.stderr)
     # ResNet, ViT, ViT on 1/16: not the local-attention run; Hessian only at the figure's epoch
@@ -78,9 +77,10 @@ def test_figure_target_plans_only_the_runs_it_needs(workdir, tiny):
 
 def test_pipeline_runs_end_to_end(workdir, tiny):
     run = _snakemake(workdir)
+    R = workdir / "results/demo"
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
 
-    hessian = pd.read_parquet(workdir / "results/hessian.parquet")
+    hessian = pd.read_parquet(R / "hessian.parquet")
     grid = ["dataset", "model", "kernel_size", "fraction", "seed", "epoch"]
     assert set(grid + ["batch", "rank", "eigenvalue", "config_hash", "vitprobe_version"]) <= set(hessian.columns)
     n_runs = 7  # resnet, vit, vit 1/16, lmsa k3, vit gap, pre-act resnet, alternet
@@ -95,7 +95,7 @@ def test_pipeline_runs_end_to_end(workdir, tiny):
     assert sorted(hessian["fraction"].unique()) == [1 / 16, 1.0]
 
     # hessian_summary: one row per (run, epoch) whose NEP/APE are those of the pooled eigenvalues
-    summary = pd.read_parquet(workdir / "results/hessian_summary.parquet").set_index(grid)
+    summary = pd.read_parquet(R / "hessian_summary.parquet").set_index(grid)
     assert len(summary) == n_runs * 2 and summary.index.is_unique
     for key, g in hessian.groupby(grid):
         v = g["eigenvalue"].to_numpy()
@@ -104,16 +104,16 @@ def test_pipeline_runs_end_to_end(workdir, tiny):
         assert row["ape"] == pytest.approx(v[v > 0].mean())
     assert np.isfinite(summary["trace"]).all() and (summary["trace_samples"] == tiny["probes"]["hessian"]["trace_samples"]).all()
 
-    ev = pd.read_parquet(workdir / "results/eval.parquet")
+    ev = pd.read_parquet(R / "eval.parquet")
     assert len(ev) == n_runs and (ev["epoch"] == 2).all()
     assert ev["error"].between(0, 100).all() and (ev["nll_train"] > 0).all()
 
-    log = pd.read_parquet(workdir / "results/train_log.parquet")
+    log = pd.read_parquet(R / "train_log.parquet")
     assert len(log) == n_runs * 2
 
-    pdf = workdir / "figures/fig_hessian.pdf"
+    pdf = workdir / "figures/demo/fig_hessian.pdf"
     assert pdf.read_bytes()[:5] == b"%PDF-"
-    for run_dir in (workdir / "results/runs").iterdir():
+    for run_dir in (R / "runs").iterdir():
         assert sorted(p.name for p in (run_dir / "ckpt").iterdir()) == ["e0.pt", "e1.pt", "e2.pt"]
 
     again = _snakemake(workdir, "-n")
@@ -128,12 +128,12 @@ def test_pipeline_runs_end_to_end(workdir, tiny):
     changed["train"]["lr"] *= 2
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(changed))
     try:
-        target = "results/runs/synthetic-vit_demo-k0-f1of16-s0/train_log.parquet"
+        target = "results/demo/runs/synthetic-vit_demo-k0-f1of16-s0/train_log.parquet"
         rerun = _snakemake(workdir, target)
         assert rerun.returncode == 0, rerun.stderr[-3000:]
-        log = (workdir / "logs/train/synthetic-vit_demo-k0-f1of16-s0.log").read_text()
+        log = (R / "logs/train/synthetic-vit_demo-k0-f1of16-s0.log").read_text()
         assert "resuming" not in log
-        assert len(list((workdir / "results/runs/synthetic-vit_demo-k0-f1of16-s0/.train").iterdir())) == 2
+        assert len(list((R / "runs/synthetic-vit_demo-k0-f1of16-s0/.train").iterdir())) == 2
     finally:
         (workdir / "tiny.yaml").write_text(yaml.safe_dump(tiny))
 
@@ -147,10 +147,11 @@ def _check_report(workdir, figures):
     with zipfile.ZipFile(workdir / "report.zip") as z:
         names = z.namelist()
         page = z.read("report/report.html").decode()
-    assert set(figures) == {Path(n).stem for n in names if n.endswith(".pdf")}, names
-    assert "vitprobe reproduces" in page  # the workflow description
+    assert set(figures) == {Path(n).stem for n in names if n.endswith(".png")}, names
+    assert "vitprobe reproduces" in page  # the workflow description, with the config and dataset
+    assert "config <strong>tiny.yaml</strong>, dataset <strong>synthetic</strong>" in page
     # each figure's entry in the report's data: {"filename": ..., "caption": "<p>...</p>"}
-    entries = re.findall(r'"filename": "([^"]+)\.pdf"[^{}]*?"caption": ("(?:[^"\\]|\\.)*")', page)
+    entries = re.findall(r'"filename": "([^"]+)\.png"[^{}]*?"caption": ("(?:[^"\\]|\\.)*")', page)
     shown = {fig: " ".join(re.sub("<[^>]+>", "", html.unescape(json.loads(c))).split()) for fig, c in entries}
     for fig in figures:
         caption = " ".join((workdir / f"workflow/report/{fig}.rst").read_text().replace("``", "").split())
@@ -162,8 +163,7 @@ def test_bad_config_fails_before_any_job(workdir, tiny):
     bad = copy.deepcopy(tiny)
     bad["experiments"]["data_size"]["fractions"] = [2]
     (workdir / "bad.yaml").write_text(yaml.safe_dump(bad))
-    cmd = [sys.executable, "-m", "snakemake", "--configfile", "bad.yaml", "--replace-workflow-config",
-           "-c1", "-n"]
+    cmd = [sys.executable, "-m", "snakemake", "--configfile", "bad.yaml", "-c1", "-n"]
     out = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
     assert out.returncode != 0
     assert "experiments.data_size.fractions.0" in out.stdout + out.stderr

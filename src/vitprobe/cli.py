@@ -12,14 +12,37 @@ import re
 import sys
 from pathlib import Path
 
+from vitprobe.errors import VitprobeError
 
-def _spec(value: str) -> dict:
-    """A spec given inline as JSON, or as @path to a JSON file."""
-    text = Path(value[1:]).read_text() if value.startswith("@") else value
+
+class SpecError(VitprobeError):
+    """A --spec that is not JSON or lacks keys its verb needs."""
+
+
+# The keys every spec of a verb must have (see vitprobe.grid.Plan.train_spec/probe_spec).
+SPEC_KEYS = {"train": ("run", "data", "model", "train"), "probe": ("run", "data", "model", "train", "probe"),
+             "plot": ("figure",)}
+
+
+def _spec(value: str, verb: str, kind: str) -> dict:
+    """A spec given inline as JSON, or as @path to a JSON file; checked for its keys."""
+    if value.startswith("@"):
+        path = Path(value[1:])
+        if not path.is_file():
+            raise SpecError(f"--spec {value}: file {path} does not exist")
+        text = path.read_text()
+    else:
+        text = value
     try:
-        return json.loads(text)
+        spec = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"--spec is not valid JSON: {exc}") from None
+        raise SpecError(f"--spec is not valid JSON ({exc}); pass the JSON object the Snakemake rule passes, "
+                        f"or @file.json") from None
+    missing = [k for k in SPEC_KEYS[kind] if not isinstance(spec, dict) or k not in spec]
+    if missing:
+        raise SpecError(f"--spec of `vitprobe {verb}` lacks {', '.join(map(repr, missing))}: it needs the keys "
+                        f"{', '.join(SPEC_KEYS[kind])} (the rules build it with vitprobe.grid.Plan)")
+    return spec
 
 
 def _device(args):
@@ -45,7 +68,7 @@ def cmd_train(args):
         if not m:
             raise SystemExit(f"--checkpoints: {path!r} does not end in e<epoch>.pt")
         checkpoints[int(m.group(1))] = path
-    train(args.spec, state_dir=args.state_dir, checkpoints=checkpoints, log_path=args.log,
+    train(_spec(args.spec, "train", "train"), state_dir=args.state_dir, checkpoints=checkpoints, log_path=args.log,
           device=_device(args), progress=not args.no_progress)
 
 
@@ -56,7 +79,8 @@ def cmd_probe(args):
     if len(args.out) != len(tables):
         raise SystemExit(f"vitprobe {args.verb}: --out needs {len(tables)} paths, one per table it writes "
                          f"({', '.join(tables)}, in that order); got {len(args.out)}")
-    PROBES[args.verb](args.spec, args.checkpoint, *args.out, device=_device(args))
+    spec = _spec(args.spec, args.verb, "probe")
+    PROBES[args.verb](spec, args.checkpoint, *args.out, device=_device(args))
 
 
 def cmd_aggregate(args):
@@ -67,12 +91,23 @@ def cmd_aggregate(args):
 
 def cmd_plot(args):
     from vitprobe.figures import plot
-    plot(args.figure, args.spec, args.inputs, args.out)
+    plot(args.figure, _spec(args.spec, "plot", "plot"), args.inputs, args.out)
+
+
+def _overrides(pairs) -> dict:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise VitprobeError(f"--set {pair!r}: expected KEY=VALUE, e.g. train.epochs=10")
+        import yaml
+        out[key] = yaml.safe_load(value) if value else None
+    return out
 
 
 def cmd_check_config(args):
     from vitprobe.config import load
-    _, plan = load(args.config)
+    _, plan = load(args.config, _overrides(args.set))
     print(f"{args.config}: valid; {len(plan.runs)} runs, checkpoints at epochs {plan.checkpoint_epochs}")
     for name, runs in plan.experiments.items():
         print(f"  {name}: {len(runs)} runs")
@@ -110,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         return s
 
     def with_spec(s, device=True):
-        s.add_argument("--spec", type=_spec, required=True, help="job spec as JSON, or @file.json")
+        s.add_argument("--spec", required=True, help="job spec as JSON, or @file.json")
         if device:
             s.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
         return s
@@ -140,12 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = with_spec(verb("plot", cmd_plot, "draw a figure from per-run tables"), device=False)
     s.add_argument("--figure", required=True, help="figure name, e.g. fig_hessian")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, nargs="+", help="figure paths; the format follows the suffix (.pdf, .png, .svg)")
     s.add_argument("inputs", nargs="*")
 
     s = verb("check-config", cmd_check_config, "validate a config file and summarize its run grid")
     s.add_argument("config")
     s.add_argument("--runs", action="store_true", help="also list every run id")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a key, e.g. train.epochs=10 (as `snakemake --config train__epochs=10`)")
 
     verb("tables", cmd_tables, "print the Parquet table reference (Markdown)")
     return p

@@ -92,6 +92,7 @@ class Plan:
         self._check_models()
         self._check_epochs()
         self.experiments = {name: self._expand(name, exp) for name, exp in config["experiments"].items()}
+        self._check_model_kwargs()
         self._check_figures()
 
     # ---- models -------------------------------------------------------------------
@@ -103,8 +104,12 @@ class Plan:
         return {"arch": model, "kwargs": {}}
 
     def model_info(self, model: str):
+        return self._registered()[self.model_spec(model)["arch"]]
+
+    @staticmethod
+    def _registered() -> dict:
         from vitprobe.models import MODELS
-        return MODELS[self.model_spec(model)["arch"]]
+        return MODELS
 
     def token_grid(self, model: str) -> int | None:
         info = self.model_info(model)
@@ -126,10 +131,42 @@ class Plan:
                     raise ConfigError(f"experiments.{exp_name}.models: unknown model {model!r}; "
                                       f"allowed: {', '.join(allowed)}")
 
+    def _check_model_kwargs(self) -> None:
+        """Build every configured model once on the meta device (no memory, no compute), so
+        kwargs the entry point does not take, or of the wrong type, fail before any job."""
+        import torch
+
+        from vitprobe.models import create
+        built = set()
+        for run in self.runs:
+            if run.model in built:
+                continue
+            built.add(run.model)
+            spec = self.model_spec(run.model)
+            kwargs = dict(spec["kwargs"])
+            if self.config["train"].get("drop_path_rate"):
+                kwargs.setdefault("drop_path_rate", self.config["train"]["drop_path_rate"])
+            if run.kernel_size:
+                kwargs["kernel_size"] = run.kernel_size
+            where = f"models.{run.model}.kwargs" if run.model in self.config.get("models", {}) else run.model
+            try:
+                with torch.device("meta"):
+                    create(spec["arch"], num_classes=10, **kwargs)
+            except Exception as exc:  # TypeError/ValueError/... from the model's constructor
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise ConfigError(f"{where}: {spec['arch']}({', '.join(f'{k}={v!r}' for k, v in spec['kwargs'].items())})"
+                                  f" cannot be built: {msg}; see the keyword arguments of vitprobe.models."
+                                  f"{spec['arch']}") from None
+
     # ---- runs ---------------------------------------------------------------------
     def _expand(self, name: str, exp: dict) -> list[Run]:
         dataset = self.config["data"]["dataset"]
         fractions = [parse_fraction(f, f"experiments.{name}.fractions") for f in exp.get("fractions", [1])]
+        if exp.get("kernel_sizes") and not any(self.model_info(m).local_attention for m in exp["models"]):
+            local = sorted(n for n, i in self._registered().items() if i.local_attention)
+            raise ConfigError(f"experiments.{name}.kernel_sizes: none of its models ({', '.join(exp['models'])}) uses "
+                              f"local attention, so kernel sizes would be ignored; remove the key or add a "
+                              f"local-attention model ({', '.join(local)})")
         runs = []
         for model in exp["models"]:
             if self.model_info(model).local_attention:
@@ -221,6 +258,13 @@ class Plan:
                 if exp not in self.experiments:
                     raise ConfigError(f"figures.{fig}.experiments: unknown experiment {exp!r}; "
                                       f"allowed: {', '.join(sorted(self.experiments))}")
+            candidates = {r for exp in spec["experiments"] for r in self.experiments[exp]}
+            for i, series in enumerate(spec.get("series") or []):
+                if not any(series_matches(series, r) for r in candidates):
+                    have = ", ".join(sorted({f"{r.model} (k{r.kernel_size}, f{_fraction_token(r.fraction)})"
+                                             for r in candidates}))
+                    raise ConfigError(f"figures.{fig}.series.{i} ({series['label']!r}): matches no run of experiments "
+                                      f"{', '.join(spec['experiments'])}; their runs: {have}")
             epoch = spec.get("epoch")
             for table in self.figure_tables(fig):
                 if table == "train_log":

@@ -2,12 +2,10 @@ rule aggregate:
     input:
         lambda wildcards: run_tables(wildcards.table),
     output:
-        paths.AGGREGATE,
+        LAYOUT.aggregate,
     wildcard_constraints:
         table="|".join(TABLES),
-    params:
-        vitprobe=VITPROBE,
     log:
-        "logs/aggregate/{table}.log",
+        LAYOUT.log("aggregate/{table}"),
     shell:
-        "{params.vitprobe} aggregate --table {wildcards.table} --out {output} {input} > {log} 2>&1"
+        "{VITPROBE} aggregate --table {wildcards.table} --out {output} {input} > {log} 2>&1"

@@ -2,17 +2,56 @@
 # only translates its plan into file lists.
 import json
 import os
+import shutil
 import sys
 
-from vitprobe import paths
-from vitprobe.config import validate
-from vitprobe.grid import RUN_ID_REGEX, train_hash
+from vitprobe.config import assemble, validate
+from vitprobe.grid import RUN_ID_REGEX, ConfigError, train_hash
+from vitprobe.paths import DATA_READY, Layout
+from vitprobe.results import tables_of
 
-# JSON schema (defaults filled in) + semantic checks, before any job is scheduled.
-PLAN = validate(config)
-# The interpreter running Snakemake has vitprobe installed; no PATH or activation needed.
-VITPROBE = f"{sys.executable} -m vitprobe"
+
+def _shown(path):
+    """A config file's path as the user would write it: relative below the workdir."""
+    rel = os.path.relpath(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+def _load_config():
+    """The files given with --configfile (or config.yaml when none is), then --config
+    overrides (`train__epochs=10`), strict YAML, schema and semantic checks, before any job.
+    Slurm jobs get the same --configfiles/--config and so assemble the same config."""
+    files = [_shown(f) for f in workflow.overwrite_configfiles]
+    try:
+        cfg = assemble(files, dict(workflow.config_settings.config), default=DEFAULT_CONFIG)
+        plan = validate(cfg, source=", ".join(files) or DEFAULT_CONFIG)
+    except ConfigError as exc:
+        sys.exit(f"vitprobe: {exc}")  # one line, no traceback
+    config.clear()
+    config.update(cfg)
+    overrides = " ".join(f"{k}={v}" for k, v in workflow.config_settings.config.items())
+    # For the report's home page only (workflow/report/workflow.rst); no job reads it.
+    config["_report"] = {"config": (", ".join(files) or DEFAULT_CONFIG) + (f" with {overrides}" if overrides else ""),
+                         "runs": len(plan.runs), "experiments": ", ".join(plan.experiments)}
+    return plan
+
+
+PLAN = _load_config()
+LAYOUT = Layout.of(config)
 TABLES = PLAN.tables
+# Not a rule param: the interpreter's path differs between venvs, checkouts and
+# `python -m snakemake`, and a param change would rerun every job. Shell commands read it
+# as a global; Snakemake's code-change check sees only the unformatted command.
+VITPROBE = f"{sys.executable} -m vitprobe"
+
+
+onstart:
+    # The executor is known only now; without the Slurm commands every submission would fail.
+    if workflow.executor_plugin is not None and workflow.executor_plugin.name == "slurm":
+        missing = [c for c in ("sbatch", "squeue", "sacct", "scancel") if shutil.which(c) is None]
+        if missing:
+            sys.exit(f"vitprobe: the Slurm executor needs {', '.join(missing)} on PATH; run on a Slurm login "
+                     f"node (or load the site's slurm module), or drop --profile profiles/slurm to run locally")
 
 
 wildcard_constraints:
@@ -25,11 +64,11 @@ def as_json(spec):
 
 
 def data_ready():
-    return paths.DATA_READY.format(root=config["data"]["root"], dataset=config["data"]["dataset"])
+    return DATA_READY.format(root=config["data"]["root"], dataset=config["data"]["dataset"])
 
 
 def probe_pattern(table):
-    return paths.PROBE_TABLE.format(run="{run}", epoch="{epoch}", table=table)
+    return LAYOUT.probe_table.format(run="{run}", epoch="{epoch}", table=table)
 
 
 def train_spec(wildcards):
@@ -38,14 +77,18 @@ def train_spec(wildcards):
 
 def train_state_dir(wildcards):
     spec = PLAN.train_spec(PLAN.run(wildcards.run))
-    return paths.TRAIN_STATE_DIR.format(run=wildcards.run, train_hash=train_hash(spec))
+    return LAYOUT.train_state_dir.format(run=wildcards.run, train_hash=train_hash(spec))
+
+
+def probe_rule(probe):
+    """Rule name of a probe's jobs ("evaluate" for eval, a Python builtin)."""
+    return "evaluate" if probe == "eval" else probe
 
 
 def probe_params(probe):
     """Params of a probe rule. A probe missing from the config gets a spec that fails
     loudly; its rule is never scheduled, because nothing requests its files."""
     return {
-        "vitprobe": VITPROBE,
         "device": config["device"],
         "probe": probe,
         "spec": lambda wildcards: as_json(PLAN.probe_spec(PLAN.run(wildcards.run), probe)),
@@ -56,9 +99,9 @@ def run_tables(table, runs=None, epochs=None):
     """Per-run files of one table for the given runs (default: the whole grid)."""
     runs = PLAN.runs if runs is None else runs
     if table == "train_log":
-        return [paths.TRAIN_LOG.format(run=r.id) for r in runs]
+        return [LAYOUT.train_log.format(run=r.id) for r in runs]
     epochs = PLAN.table_epochs(table) if epochs is None else epochs
-    return [paths.PROBE_TABLE.format(run=r.id, table=table, epoch=e) for r in runs for e in epochs]
+    return [LAYOUT.probe_table.format(run=r.id, table=table, epoch=e) for r in runs for e in epochs]
 
 
 def figure_config(figure):
@@ -76,15 +119,14 @@ def figure_inputs(figure):
 
 def figure_params(figure):
     return {
-        "vitprobe": VITPROBE,
         "figure": figure,
         "spec": lambda wildcards: as_json({"figure": figure_config(figure)}),
     }
 
 
 def all_targets():
-    return [paths.AGGREGATE.format(table=t) for t in TABLES] + [
-        paths.FIGURE.format(figure=f) for f in config["figures"]
+    return [LAYOUT.aggregate.format(table=t) for t in TABLES] + [
+        LAYOUT.figure(ext).format(figure=f) for f in config["figures"] for ext in ("pdf", "png")
     ]
 
 

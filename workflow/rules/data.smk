@@ -2,13 +2,12 @@ rule prepare_data:
     output:
         data_ready(),
     params:
-        vitprobe=VITPROBE,
         dataset=config["data"]["dataset"],
         root=lambda wildcards, output: os.path.dirname(output[0]),
         download="--download" if config["data"]["download"] else "",
         synthetic=as_json(config["data"]["synthetic"]),
     log:
-        "logs/prepare_data.log",
+        LAYOUT.log("prepare_data"),
     shell:
-        "{params.vitprobe} prepare-data --dataset {params.dataset} --root {params.root}"
+        "{VITPROBE} prepare-data --dataset {params.dataset} --root {params.root}"
         " {params.download} --synthetic {params.synthetic:q} --out {output} > {log} 2>&1"

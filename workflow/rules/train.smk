@@ -1,14 +1,13 @@
 # One job per run; it writes every checkpoint epoch. The resume state in
-# results/runs/<run>/.train/ is deliberately not an output: Snakemake deletes the outputs
-# of failed jobs, and a rerun must resume from it.
+# <results>/runs/<run>/.train/ is deliberately not an output: Snakemake deletes the outputs
+# of failed jobs, and a rerun must resume from it. Live progress: `tail -f` the log.
 rule train:
     input:
         data_ready(),
     output:
-        checkpoints=expand(paths.CHECKPOINT, run="{run}", epoch=PLAN.checkpoint_epochs),
-        log=paths.TRAIN_LOG,
+        checkpoints=expand(LAYOUT.checkpoint, run="{run}", epoch=PLAN.checkpoint_epochs),
+        log=LAYOUT.train_log,
     params:
-        vitprobe=VITPROBE,
         device=config["device"],
         spec=train_spec,
         state_dir=train_state_dir,
@@ -16,7 +15,7 @@ rule train:
     resources:
         **train_resources(),
     log:
-        "logs/train/{run}.log",
+        LAYOUT.log("train/{run}"),
     shell:
-        "{params.vitprobe} train --spec {params.spec:q} --device {params.device} --state-dir {params.state_dir}"
+        "{VITPROBE} train --spec {params.spec:q} --device {params.device} --state-dir {params.state_dir}"
         " --checkpoints {output.checkpoints} --log {output.log} > {log} 2>&1"

@@ -49,8 +49,18 @@ def note_missing(fig, missing: list[str]) -> None:
                  fontsize=7, color="#B00000")
 
 
+PNG_DPI = 150  # the report's and the README's inline rendering
+
+
 def save(fig, out) -> None:
+    """Write the figure to one path or several; the format follows each suffix (.pdf, .png, .svg)."""
+    from pathlib import Path
+
     from vitprobe.atomic import atomic_path
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="pdf")
+    for path in [out] if isinstance(out, (str, Path)) else out:
+        fmt = Path(path).suffix.lstrip(".").lower()
+        if fmt not in ("pdf", "png", "svg"):
+            raise ValueError(f"{path}: figures are written as .pdf, .png or .svg")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, **({"dpi": PNG_DPI} if fmt == "png" else {}))
     plt.close(fig)
