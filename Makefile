@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   create .venv, install vitprobe, run the offline demo pipeline (figures/*.pdf)
+#   make demo   create .venv, install vitprobe, run the offline demo pipeline (figures/demo/*.pdf)
 #   make test   create .venv if needed, install, run the test suite
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -7,15 +7,16 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean-results
+.PHONY: demo test install clean-demo
 
 install: $(STAMP)
 
 # torch==2.14.1/torchvision==0.29.1 come from the local wheel cache on the project machines;
 # elsewhere pip downloads them. The grep drops pip's noise about absent local index folders.
-$(STAMP): pyproject.toml
+# constraints.txt pins every package to the version the tests ran with; pyproject.toml has ranges.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -e '.[test]' 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[workflow,test]' 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 	touch $@
 
 demo: $(STAMP)
@@ -24,5 +25,6 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
 
-clean-results:
-	rm -rf results/runs results/*.parquet figures/*.pdf logs .snakemake
+# Removes the demo's outputs only (results/demo, figures/demo); the paper's results stay.
+clean-demo:
+	rm -rf results/demo figures/demo

@@ -28,6 +28,8 @@ def _tiny_config(demo_config):
     for alias in ("preact_demo", "alternet_demo"):
         c["models"][alias]["kwargs"]["widths"] = [4, 4, 8, 8]
     c["experiments"]["kernel_size"]["kernel_sizes"] = [3]
+    ks = c["figures"]["fig_kernel_size"]
+    ks["series"] = [s for s in ks["series"] if s.get("kernel_size") == 3]  # a series must match a run
     c["train"].update(epochs=2, warmup_epochs=1, checkpoint_epochs=[0, 1, 2], batch_size=32, lr_batch_size=32)
     c["probes"]["hessian"].update(epochs=[1, 2], n_batches=2, k=3, trace_samples=4)
     c["probes"]["eval"]["epochs"] = [2]
@@ -119,6 +121,8 @@ def test_pipeline_runs_end_to_end(workdir, tiny):
     again = _snakemake(workdir, "-n")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
+    _check_other_invocations_plan_nothing(workdir)
+    _check_logs(R)
 
     _check_report(workdir, tiny["figures"])
 
@@ -136,6 +140,35 @@ def test_pipeline_runs_end_to_end(workdir, tiny):
         assert len(list((R / "runs/synthetic-vit_demo-k0-f1of16-s0/.train").iterdir())) == 2
     finally:
         (workdir / "tiny.yaml").write_text(yaml.safe_dump(tiny))
+
+
+def _check_other_invocations_plan_nothing(workdir):
+    """Job signatures hold nothing install- or machine-specific: the `snakemake` script instead
+    of `python -m snakemake`, and another path to the venv and to the checkout (symlinks, as
+    after moving them) plan nothing."""
+    venv = Path(sys.prefix)
+    links = workdir.parent / f"{workdir.name}-links"
+    links.mkdir(exist_ok=True)
+    for name, target in (("venv", venv), ("checkout", workdir)):
+        if not (links / name).exists():
+            (links / name).symlink_to(target, target_is_directory=True)
+    for cmd, cwd in [([str(venv / "bin/snakemake")], workdir),
+                     ([str(links / "venv/bin/python"), "-m", "snakemake"], links / "checkout")]:
+        out = subprocess.run([*cmd, "--configfile", "tiny.yaml", "-n", "-c1"], cwd=cwd, capture_output=True,
+                             text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "Nothing to be done" in out.stdout + out.stderr, (cmd, cwd, (out.stdout + out.stderr)[-3000:])
+
+
+def _check_logs(results):
+    """Every job's log says something: a start and a result line for the probes (with the
+    progress bar in between), the epochs for training."""
+    logs = sorted((results / "logs").rglob("*.log"))
+    assert logs and not [p for p in logs if p.stat().st_size == 0], [p for p in logs if p.stat().st_size == 0]
+    for probe in ("hessian", "evaluate", "fourier", "variance", "robustness", "landscape"):
+        for log in (results / "logs" / probe).glob("*.log"):
+            text = log.read_text()
+            assert "100%" in text and "wrote" in text, (log, text[-1000:])
 
 
 def _check_report(workdir, figures):
@@ -167,6 +200,33 @@ def test_bad_config_fails_before_any_job(workdir, tiny):
     out = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
     assert out.returncode != 0
     assert "experiments.data_size.fractions.0" in out.stdout + out.stderr
+
+
+def _planned_runs(workdir, configfile):
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-c1", "--configfile", configfile], cwd=workdir,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return set(re.findall(r"wildcards: run=([\w.-]+)", out.stdout + out.stderr))
+
+
+def _check_config_runs(workdir, configfile):
+    out = subprocess.run([sys.executable, "-m", "vitprobe", "check-config", configfile, "--runs"], cwd=workdir,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return {line for line in out.stdout.splitlines() if re.fullmatch(r"[a-z0-9_]+-[a-z0-9_]+-k\d+-\S+", line)}
+
+
+def test_the_config_you_pass_is_the_config(workdir, tiny, paper_config):
+    """A copy of config.yaml that keeps one experiment plans that experiment's runs, nothing of
+    the default config.yaml; `vitprobe check-config FILE --runs` lists exactly those runs."""
+    mine = {**paper_config, "experiments": {"gap": paper_config["experiments"]["gap"]},
+            "figures": {"fig_gap": paper_config["figures"]["fig_gap"]}}
+    (workdir / "mine.yaml").write_text(yaml.safe_dump(mine))
+    planned = _planned_runs(workdir, "mine.yaml")
+    assert planned == {"cifar100-vit_ti_cifar-k0-f1-s0", "cifar100-vit_ti_gap_cifar-k0-f1-s0"}
+    assert _check_config_runs(workdir, "mine.yaml") == planned
+    for configfile in ("tiny.yaml", "config.yaml"):
+        assert _check_config_runs(workdir, configfile) == _planned_runs(workdir, configfile), configfile
 
 
 def test_paper_grid_dry_run_plans_everything(workdir):
