@@ -175,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = with_spec(verb("plot", cmd_plot, "draw a figure from per-run tables"), device=False)
     s.add_argument("--figure", required=True, help="figure name, e.g. fig_hessian")
-    s.add_argument("--out", required=True, nargs="+", help="figure paths; the format follows the suffix (.pdf, .png, .svg)")
+    s.add_argument("--out", required=True, action="append",
+                   help="figure path, the format from its suffix (.pdf, .png, .svg); repeat for several")
     s.add_argument("inputs", nargs="*")
 
     s = verb("check-config", cmd_check_config, "validate a config file and summarize its run grid")

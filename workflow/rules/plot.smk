@@ -19,5 +19,5 @@ for _figure in config["figures"]:
         log:
             LAYOUT.log(f"plot/{_figure}"),
         shell:
-            "{VITPROBE} plot --figure {params.figure} --spec {params.spec:q} --out {output.pdf} {output.png}"
+            "{VITPROBE} plot --figure {params.figure} --spec {params.spec:q} --out {output.pdf} --out {output.png}"
             " {input} > {log} 2>&1"

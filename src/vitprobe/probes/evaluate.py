@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from vitprobe.augment import BatchAugment, normalize
 from vitprobe.device import Device
+from vitprobe.probes import no_progress
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 10) -> float:
@@ -32,11 +33,13 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins
 
 
 @torch.no_grad()
-def clean_metrics(model, images_u8, labels, mean, std, device: Device, batch_size: int = 500) -> dict:
-    """Error (%), NLL and ECE of `model` (eval mode) on uint8 images."""
+def clean_metrics(model, images_u8, labels, mean, std, device: Device, batch_size: int = 500,
+                  progress=no_progress) -> dict:
+    """Error (%), NLL and ECE of `model` (eval mode) on uint8 images. `progress` wraps the
+    loop over batches (a list of batch start indices), e.g. in a progress bar."""
     model.eval()
     logits = []
-    for i in range(0, len(images_u8), batch_size):
+    for i in progress(range(0, len(images_u8), batch_size)):
         x = normalize(images_u8[i:i + batch_size].to(device.torch_device), mean, std)
         with device.autocast():
             logits.append(model(device.prepare_input(x)).float().cpu())
@@ -49,11 +52,12 @@ def clean_metrics(model, images_u8, labels, mean, std, device: Device, batch_siz
 
 @torch.no_grad()
 def augmented_nll(model, images_u8, labels, augment: BatchAugment, device: Device, batch_size: int = 500,
-                  generator: torch.Generator | None = None) -> float:
-    """Mean soft-target NLL on augmented training batches, model in eval mode."""
+                  generator: torch.Generator | None = None, progress=no_progress) -> float:
+    """Mean soft-target NLL on augmented training batches, model in eval mode. `progress`
+    wraps the loop over batches as in `clean_metrics`."""
     model.eval()
     total, n = 0.0, 0
-    for i in range(0, len(images_u8), batch_size):
+    for i in progress(range(0, len(images_u8), batch_size)):
         x, y = augment(images_u8[i:i + batch_size].to(device.torch_device),
                        labels[i:i + batch_size].to(device.torch_device), generator)
         with device.autocast():

@@ -74,6 +74,12 @@ def _trainable(model: nn.Module) -> list[Tensor]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
+def parameter_count(model: nn.Module) -> int:
+    """P, the dimension of the Hessian: the number of parameters with ``requires_grad``
+    (weight decay adds wd·I over all of them, so tr(wd·I) = wd·P)."""
+    return sum(p.numel() for p in _trainable(model))
+
+
 def _as_input(inputs: Tensor, params: list[Tensor]) -> Tensor:
     if inputs.is_floating_point():
         return inputs.to(device=params[0].device, dtype=params[0].dtype)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from vitprobe.modes import eval_mode
+from vitprobe.probes import no_progress
 from vitprobe.probes.hessian import loss_fn
 
 
@@ -67,7 +68,7 @@ def _to(t: Tensor, like: Tensor) -> Tensor:
 def loss_landscape(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
                    directions: Sequence[Sequence[Tensor]],
                    coords: np.ndarray | Sequence[Sequence[float]] | Sequence[float],
-                   weight_decay: float = 0.0) -> pd.DataFrame:
+                   weight_decay: float = 0.0, progress=no_progress) -> pd.DataFrame:
     """Loss at θ + Σ a_i d_i for every coordinate a in ``coords`` (see the module docstring).
 
     ``directions``: k directions (k = 1 or 2), each a list of tensors shaped like the trainable
@@ -75,6 +76,7 @@ def loss_landscape(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
     cast to the parameters' dtype; targets go through ``loss_fn`` (float targets are soft
     labels). The parameters (bit-exact) and the train/eval mode are restored afterwards.
     Columns: x (and y for k = 2), nll, l2, loss; one row per coordinate, in order.
+    ``progress`` wraps the loop over the coordinates (an (n, k) array), e.g. in a progress bar.
     """
     params = _trainable(model)
     if not params:
@@ -97,7 +99,7 @@ def loss_landscape(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
     rows = []
     with eval_mode(model):
         try:
-            for a in coords:
+            for a in progress(coords):
                 for j, (p, p0) in enumerate(zip(params, origin)):
                     p.copy_(p0)
                     for a_i, d in zip(a, directions):

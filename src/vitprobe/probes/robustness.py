@@ -19,6 +19,7 @@ from torch import Tensor
 
 from vitprobe.augment import normalize
 from vitprobe.device import Device
+from vitprobe.probes import no_progress
 
 FREQS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 _TOL = 1e-9  # ring edges are inclusive; absorbs rounding of f ± width (e.g. 0.3 - 0.1)
@@ -60,7 +61,7 @@ def _as_device(device, model) -> Device:
 def noise_robustness(model, images_u8: Tensor, labels: Tensor, mean, std, eps: float,
                      freqs: Sequence[float] = FREQS, width: float = 0.1, batch_size: int = 500,
                      seed: int = 0, device: Device | torch.device | str | None = None,
-                     clip: bool = True) -> pd.DataFrame:
+                     clip: bool = True, progress=no_progress) -> pd.DataFrame:
     """Top-1 accuracy (%) under band noise at each frequency in ``freqs``, model in eval mode.
 
     Each frequency uses a fresh generator seeded with ``seed`` (on the device), so all
@@ -68,7 +69,8 @@ def noise_robustness(model, images_u8: Tensor, labels: Tensor, mean, std, eps: f
     depends on ``batch_size``. ``device``: a ``vitprobe.device.Device`` (autocast etc.), a
     torch device, or None for the model's device.
     Columns: freq, accuracy, clean_accuracy, delta_accuracy (= accuracy - clean_accuracy,
-    percentage points), eps, width; one row per frequency.
+    percentage points), eps, width; one row per frequency. ``progress`` wraps the loop over
+    the passes through the images, a list: None (clean) first, then each frequency.
     """
     if len(images_u8) == 0 or len(images_u8) != len(labels):
         raise ValueError(f"need as many labels as images (> 0); got {len(images_u8)} images, {len(labels)} labels")
@@ -89,10 +91,10 @@ def noise_robustness(model, images_u8: Tensor, labels: Tensor, mean, std, eps: f
             correct += (logits.argmax(1).cpu() == labels[i:i + batch_size].cpu()).sum().item()
         return 100.0 * correct / len(images_u8)
 
-    clean = accuracy(None)
+    freqs = [float(f) for f in freqs]
+    clean, *noisy = [accuracy(f) for f in progress([None, *freqs])]
     rows = []
-    for f in freqs:
-        acc = accuracy(float(f))
+    for f, acc in zip(freqs, noisy):
         rows.append({"freq": float(f), "accuracy": acc, "clean_accuracy": clean,
                      "delta_accuracy": acc - clean, "eps": float(eps), "width": float(width)})
     return pd.DataFrame(rows, columns=["freq", "accuracy", "clean_accuracy", "delta_accuracy", "eps", "width"])
