@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean-demo
+.PHONY: demo test install readme clean-demo
 
 install: $(STAMP)
 
@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(VENV)/bin/snakemake --profile profiles/demo
+
+# After `make demo`: the README's demo numbers and images, regenerated from its results.
+readme: $(STAMP)
+	$(VENV)/bin/vitprobe digest --results results/demo --readme README.md --figures figures/demo --images docs/img
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest

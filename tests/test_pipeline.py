@@ -237,3 +237,18 @@ def test_paper_grid_dry_run_plans_everything(workdir):
     assert counts["train"] == 25  # every run of config.yaml, shared runs once
     assert counts["hessian"] == 25 * 3 and counts["evaluate"] == 25 * 4
     assert counts["fig_hessian"] == 1 and counts["prepare_data"] == 1
+
+
+def test_slurm_executor_without_slurm_commands_says_so(workdir, tiny, tmp_path):
+    """The Slurm executor where sbatch & co. are not on PATH: one line, before any submission."""
+    bin_dir = tmp_path / "bin"  # the bare minimum Snakemake itself needs
+    bin_dir.mkdir()
+    for tool in ("which", "bash", "sh", "env", "uname"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    out = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", "tiny.yaml", "--executor", "slurm",
+                          "-j1", "--forceall", "data/synthetic.ready.json"], cwd=workdir, capture_output=True,
+                         text=True, env={"PATH": str(bin_dir), "HOME": str(tmp_path)})
+    assert out.returncode == 1
+    last = (out.stdout + out.stderr).strip().splitlines()[-1]
+    assert last.startswith("vitprobe: the Slurm executor needs sbatch, squeue, scancel on PATH"), last
+    assert "Traceback" not in out.stdout + out.stderr

@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from vitprobe import results
+from vitprobe.errors import VitprobeError
 
 RUN = {"dataset": "synthetic", "model": "vit_demo", "kernel_size": 0, "fraction": 0.5, "seed": 1}
 
@@ -44,6 +45,57 @@ def test_aggregate_concatenates_and_names_a_bad_file(tmp_path):
     (tmp_path / "junk.parquet").write_bytes(b"nope")
     with pytest.raises(ValueError, match="junk.parquet: not a readable Parquet file"):
         results.aggregate([tmp_path / "junk.parquet"], "hessian")
+
+
+def _one_line_naming(err, path):
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg
+    return msg
+
+
+def test_missing_columns_are_named_in_one_line(tmp_path):
+    path = tmp_path / "h.parquet"
+    results.write_run_table(_hessian_rows([3.0]), "hessian", path, run=RUN, epoch=0, config_hash="h")
+    pq.write_table(pq.read_table(path).drop(["n_hvp", "seed"]), path)
+    with pytest.raises(results.TableError) as err:
+        results.read_run_table(path, "hessian")
+    msg = _one_line_naming(err, path)
+    assert "table 'hessian'" in msg and "missing columns: seed, n_hvp;" in msg
+    assert isinstance(err.value, VitprobeError)
+
+
+def test_wrong_type_and_unexpected_column_are_named(tmp_path):
+    path = tmp_path / "h.parquet"
+    results.write_run_table(_hessian_rows([3.0]), "hessian", path, run=RUN, epoch=0, config_hash="h")
+    t = pq.read_table(path)
+    t = t.set_column(t.schema.get_field_index("rank"), "rank", t["rank"].cast(pa.int32()))
+    pq.write_table(t.append_column("extra", pa.array([1.0])), path)
+    with pytest.raises(results.TableError) as err:
+        results.read_run_table(path, "hessian")
+    msg = _one_line_naming(err, path)
+    assert "unexpected columns: extra;" in msg and "wrong types: rank is int32, not int64" in msg
+    assert "missing" not in msg
+
+
+def test_empty_table_file_says_killed_writer(tmp_path):
+    path = tmp_path / "h.parquet"
+    path.write_bytes(b"")
+    with pytest.raises(results.TableError) as err:
+        results.aggregate([path], "hessian")
+    msg = _one_line_naming(err, path)
+    assert "empty (0 bytes)" in msg and "killed writer" in msg and "delete it and rerun" in msg
+
+
+def test_truncated_and_missing_table_files(tmp_path):
+    good, cut = tmp_path / "good.parquet", tmp_path / "cut.parquet"
+    results.write_run_table(_hessian_rows([3.0]), "hessian", good, run=RUN, epoch=0, config_hash="h")
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(results.TableError) as err:
+        results.read_run_table(cut, "hessian")
+    assert "not a readable Parquet file of table 'hessian'" in _one_line_naming(err, cut)
+    with pytest.raises(results.TableError) as err:
+        results.read_run_table(tmp_path / "gone.parquet", "hessian")
+    assert "does not exist" in _one_line_naming(err, tmp_path / "gone.parquet")
 
 
 def test_unknown_table():

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ import torch
 from vitprobe import checkpoint, data
 from vitprobe.config import validate
 from vitprobe.device import resolve
-from vitprobe.train import ResumeError, TrainingDiverged, lr_at, peak_lr, train
+from vitprobe.train import ResumeError, TrainingDiverged, first_nonfinite, lr_at, peak_lr, train
 
 
 def test_lr_schedule_matches_hand_computed_values():
@@ -141,6 +142,7 @@ def test_nan_loss_stops_with_run_epoch_and_step(tiny_spec, tmp_path, monkeypatch
               log_path=tmp_path / "log.parquet", device=resolve("cpu"), progress=False)
     msg = str(err.value)
     assert "synthetic-vit_demo-k0-f1-s0" in msg and "epoch 2" in msg and "step 8" in msg and "nan" in msg
+    assert f"last finite state is {tmp_path / '.train/resume.pt'} (epoch 1, step 5)" in msg and "\n" not in msg
     assert torch.load(tmp_path / ".train/resume.pt", weights_only=True)["epoch"] == 1  # last good state kept
     assert not (tmp_path / "e3.pt").exists()
 
@@ -153,6 +155,10 @@ def test_checkpoint_from_another_config_is_refused(tiny_spec, tmp_path):
     payload = torch.load(out / "e0.pt", weights_only=True)
     assert payload["config_hash"] == train_hash(tiny_spec) and payload["epoch"] == 0
     assert payload["run"]["model"] == "vit_demo"
+    import vitprobe  # the checkpoint alone rebuilds the model the pipeline loads with the spec
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(vitprobe.load_checkpoint(out / "e0.pt")(x), load_model(out / "e0.pt", tiny_spec)[0](x))
     tiny_spec["train"]["weight_decay"] = 0.5
     with pytest.raises(checkpoint.CheckpointError, match="config hash"):
         load_model(out / "e0.pt", tiny_spec)
@@ -167,3 +173,80 @@ def test_drop_path_rate_reaches_the_model(tiny_spec):
     tiny_spec["train"]["drop_path_rate"] = 0.2
     probs = [m.drop_prob for m in build_model(tiny_spec).modules() if type(m).__name__ == "DropPath"]
     assert probs and max(probs) == pytest.approx(0.2)
+
+
+def _nonfinite_tensors(obj, where="") -> list[str]:
+    """Paths of the tensors in a (nested) payload that hold a NaN or inf."""
+    if torch.is_tensor(obj):
+        return [where] if obj.is_floating_point() and not torch.isfinite(obj).all() else []
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else []
+    return [p for k, v in items for p in _nonfinite_tensors(v, f"{where}/{k}")]
+
+
+def _bad_files(folder) -> dict:
+    return {str(p): bad for p in sorted(folder.rglob("*.pt"))
+            if (bad := _nonfinite_tensors(torch.load(p, weights_only=True)))}
+
+
+@pytest.fixture
+def diverging_spec(tiny_spec):
+    """resnet_demo on SGD with lr 2e5, no clipping, one step per epoch (batch = all 160 images):
+    after the 3rd step a BN running variance is inf while the training loss is still finite.
+    (Found by a scan: lr 1e5..5e5 do this here; narrower widths and lr 3e4 go straight to a
+    NaN loss, which the loss check already stops.)"""
+    from vitprobe.grid import Run
+    tiny_spec["run"] = Run.parse("synthetic-resnet_demo-k0-f1-s0").columns()
+    tiny_spec["model"] = {"arch": "resnet18_cifar", "kwargs": {"layers": [1, 1, 1, 1], "widths": [16, 32, 64, 128]}}
+    tiny_spec["train"].update(optimizer="sgd", lr=2e5, grad_clip=0, warmup_epochs=0, batch_size=160,
+                              lr_batch_size=160, checkpoint_epochs=[0, 1, 2, 3])
+    return tiny_spec
+
+
+def _train_diverging(spec, out, epochs):
+    return train(spec, state_dir=out / ".train", checkpoints={e: out / f"ckpt/e{e}.pt" for e in epochs},
+                 log_path=out / "log.parquet", device=resolve("cpu"), progress=False)
+
+
+@pytest.mark.parametrize("epochs", [(0, 1, 2, 3), (0, 1, 2)], ids=["bad-epoch-checkpointed", "resume-only"])
+def test_diverging_weights_are_never_saved(diverging_spec, tmp_path, monkeypatch, epochs):
+    import vitprobe.train as train_module
+    # precondition: without the check, the run exits normally with a finite loss every epoch
+    # and writes non-finite tensors into resume.pt (and the final checkpoint, if it is one)
+    with monkeypatch.context() as m:
+        m.setattr(train_module, "first_nonfinite", lambda model, optimizer=None: None)
+        log = _train_diverging(diverging_spec, tmp_path / "unchecked", epochs)
+    assert log["train_loss"].map(math.isfinite).all() and log["train_loss"].iloc[-1] > 1e6
+    bad = {Path(f).relative_to(tmp_path / "unchecked").as_posix() for f in _bad_files(tmp_path / "unchecked")}
+    assert bad == {".train/resume.pt", *((".train/e3.pt", "ckpt/e3.pt") if 3 in epochs else ())}
+
+    out = tmp_path / "checked"
+    with pytest.raises(TrainingDiverged) as err:
+        _train_diverging(diverging_spec, out, epochs)
+    msg = str(err.value)
+    assert "\n" not in msg and "run synthetic-resnet_demo-k0-f1-s0: buffer " in msg
+    assert "running_var is NaN or inf after epoch 3 (step 3) and was not saved" in msg
+    assert f"the last finite state is {out / '.train/resume.pt'} (epoch 2, step 2)" in msg
+    assert _bad_files(out) == {}
+    assert torch.load(out / ".train/resume.pt", weights_only=True)["epoch"] == 2  # still the resume point
+    assert sorted(p.name for p in (out / ".train").glob("*.pt")) == ["e0.pt", "e1.pt", "e2.pt", "resume.pt"]
+    assert not (out / "ckpt").exists() and not (out / "log.parquet").exists()  # nothing looks complete
+
+
+def test_first_nonfinite_names_the_first_bad_tensor():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.randn(5, 3)).sum().backward()
+    optimizer.step()
+    model[1].register_buffer("mask", torch.tensor([0.0, float("-inf")]), persistent=False)  # never saved
+    assert first_nonfinite(model, optimizer) is None
+    with torch.no_grad():
+        optimizer.state[model[2].bias]["exp_avg_sq"][1] = float("inf")
+        assert first_nonfinite(model, optimizer) == "optimizer state exp_avg_sq of 2.bias"
+        assert first_nonfinite(model) is None  # the model alone is finite
+        model[2].weight[1, 3] = float("nan")
+        assert first_nonfinite(model, optimizer) == "parameter 2.weight"
+        model[1].running_var[0] = float("inf")
+        assert first_nonfinite(model, optimizer) == "buffer 1.running_var"  # state-dict order
+        model[0].bias[0] = float("-inf")
+        assert first_nonfinite(model, optimizer) == "parameter 0.bias"

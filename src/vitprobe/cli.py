@@ -91,7 +91,10 @@ def cmd_aggregate(args):
 
 def cmd_plot(args):
     from vitprobe.figures import plot
-    plot(args.figure, _spec(args.spec, "plot", "plot"), args.inputs, args.out)
+    spec = _spec(args.spec, "plot", "plot")
+    print(f"{args.figure}: drawing from {len(args.inputs)} per-run tables", file=sys.stderr)
+    plot(args.figure, spec, args.inputs, args.out)
+    print(f"{args.figure}: wrote {', '.join(args.out)}", file=sys.stderr)
 
 
 def _overrides(pairs) -> dict:
@@ -113,6 +116,17 @@ def cmd_check_config(args):
         print(f"  {name}: {len(runs)} runs")
     if args.runs:
         print("\n".join(r.id for r in plan.runs))
+
+
+def cmd_digest(args):
+    from vitprobe.digest import copy_images, digest, update_readme
+    block = digest(args.results)
+    print(block)
+    if args.readme:
+        update_readme(args.readme, block)
+    if args.figures and args.images:
+        copied = copy_images(args.figures, args.images)
+        print(f"copied {len(copied)} figure PNGs to {args.images}", file=sys.stderr)
 
 
 def cmd_tables(args):
@@ -184,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runs", action="store_true", help="also list every run id")
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a key, e.g. train.epochs=10 (as `snakemake --config train__epochs=10`)")
+
+    s = verb("digest", cmd_digest, "the headline numbers of a results folder as Markdown (the README's demo numbers)")
+    s.add_argument("--results", required=True, help="results folder, e.g. results/demo")
+    s.add_argument("--readme", help="rewrite the <!-- digest:begin/end --> block of this file")
+    s.add_argument("--figures", help="figures folder whose PNGs to copy, e.g. figures/demo")
+    s.add_argument("--images", help="where to copy them, e.g. docs/img")
 
     verb("tables", cmd_tables, "print the Parquet table reference (Markdown)")
     return p

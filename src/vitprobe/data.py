@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torchvision.datasets import CIFAR10, CIFAR100
 
+from vitprobe.atomic import dir_mode
+
 #: Dataset names allowed in the config -> number of classes (synthetic: the default).
 DATASETS: dict[str, int] = {"cifar10": 10, "cifar100": 100, "synthetic": 10}
 
@@ -264,6 +266,7 @@ def _write_synthetic(root: Path, params: dict) -> None:
         return
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{SYNTHETIC_FOLDER}.tmp-"))
+    os.chmod(tmp, dir_mode())  # mkdtemp makes it 0o700; the data folder follows the umask
     try:
         table = synthetic_class_table(params["num_classes"])
         files = {"train": _synthetic_split(params, table, True),

@@ -74,6 +74,17 @@ def config_hash(spec: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def model_kwargs(model_spec: dict, train: dict, kernel_size: int) -> dict:
+    """The keyword arguments a run's model is built with: its alias's kwargs, the stochastic
+    depth rate of the training config (an alias's own value wins) and the run's kernel size."""
+    kwargs = dict(model_spec["kwargs"])
+    if train.get("drop_path_rate"):
+        kwargs.setdefault("drop_path_rate", train["drop_path_rate"])
+    if kernel_size:
+        kwargs["kernel_size"] = kernel_size
+    return kwargs
+
+
 def train_hash(spec: dict) -> str:
     """Hash of the training part of a spec; stored in checkpoints and every result row."""
     return config_hash({k: spec[k] for k in ("run", "data", "model", "train")})
@@ -143,11 +154,7 @@ class Plan:
                 continue
             built.add(run.model)
             spec = self.model_spec(run.model)
-            kwargs = dict(spec["kwargs"])
-            if self.config["train"].get("drop_path_rate"):
-                kwargs.setdefault("drop_path_rate", self.config["train"]["drop_path_rate"])
-            if run.kernel_size:
-                kwargs["kernel_size"] = run.kernel_size
+            kwargs = model_kwargs(spec, self.config["train"], run.kernel_size)
             where = f"models.{run.model}.kwargs" if run.model in self.config.get("models", {}) else run.model
             try:
                 with torch.device("meta"):

@@ -9,6 +9,7 @@ and provenance (vitprobe version, git commit, config hash), so a user needs noth
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 
 from vitprobe import __version__
 from vitprobe.atomic import atomic_path
+from vitprobe.errors import VitprobeError
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,11 @@ TABLES: dict[str, list[Column]] = {
         Column("nep", pa.float64(), "", "NEP: share of the pooled eigenvalues that are negative, in [0, 1]"),
         Column("ape", pa.float64(), "", "APE: mean of the pooled positive eigenvalues (NaN if none)"),
         Column("lambda_max", pa.float64(), "", "mean over batches of the batch's largest (signed) eigenvalue"),
-        Column("trace", pa.float64(), "", "Hutchinson estimate of tr(H) (mean of vᵀHv, Rademacher v, over batches; NaN if not computed)"),
-        Column("trace_std_error", pa.float64(), "", "standard error of that mean over all samples (NaN below 2 samples)"),
+        Column("trace", pa.float64(), "", "Hutchinson estimate of tr(H), H = H_NLL + wd·I (mean of vᵀHv, Rademacher v, over batches; NaN if not computed); includes wd·n_params"),
+        Column("trace_nll", pa.float64(), "", "the same estimate of tr(H_NLL), the NLL's Hessian alone: trace − wd·n_params (vᵀv = n_params for Rademacher v)"),
+        Column("trace_std_error", pa.float64(), "", "standard error of that mean over all samples, the same for trace and trace_nll (NaN below 2 samples)"),
         Column("trace_samples", pa.int64(), "", "Rademacher vectors per batch (0 = trace not computed)"),
+        Column("n_params", pa.int64(), "", "parameters the Hessian is taken over (all with requires_grad), its dimension"),
         Column("batch_size", pa.int64(), "images", "images per mini-batch"),
         Column("method", pa.string(), "", "eigensolver backend (lanczos, power, pyhessian)"),
     ],
@@ -171,16 +175,35 @@ def write_run_table(rows: pd.DataFrame, table: str, path, *, run: dict, config_h
         pq.write_table(arrow, tmp)
 
 
+class TableError(VitprobeError, ValueError):
+    """A per-run table file is missing, empty, unreadable or has another schema than its table."""
+
+
 def read_run_table(path, table: str) -> pa.Table:
-    """Read a per-run file and check it has exactly the table's schema; name the file if not."""
-    expected = schema(table)
+    """Read a per-run file and check it has exactly the table's schema; if not, a one-line
+    TableError names the file, the table and what is wrong (e.g. the missing columns)."""
+    expected, fix = schema(table), "delete it and rerun the job that writes it"
+    if not os.path.isfile(path):
+        raise TableError(f"{path}: file of table {table!r} does not exist; rerun the job that writes it")
+    if os.path.getsize(path) == 0:
+        raise TableError(f"{path}: file of table {table!r} is empty (0 bytes), probably left by a killed "
+                         f"writer; {fix}")
     try:
         got = pq.read_table(path)
     except Exception as exc:
-        raise ValueError(f"{path}: not a readable Parquet file ({exc})") from exc
-    if not got.schema.remove_metadata().equals(expected):
-        raise ValueError(f"{path}: schema does not match table {table!r}.\n  expected: {expected}\n  found: "
-                         f"{got.schema.remove_metadata()}")
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise TableError(f"{path}: not a readable Parquet file of table {table!r} ({reason}); {fix}") from exc
+    found = got.schema.remove_metadata()
+    if not found.equals(expected):
+        missing = [n for n in expected.names if n not in found.names]
+        extra = [n for n in found.names if n not in expected.names]
+        types = [f"{f.name} is {f.type}, not {expected.field(f.name).type}" for f in found
+                 if f.name in expected.names and f.type != expected.field(f.name).type]
+        problems = [f"{what}: {', '.join(items)}" for what, items in
+                    [("missing columns", missing), ("unexpected columns", extra), ("wrong types", types)] if items]
+        raise TableError(f"{path}: schema does not match table {table!r}: "
+                         f"{'; '.join(problems) or 'columns in another order or with other attributes'}; "
+                         f"it was written by another vitprobe version or other code: {fix}")
     return got
 
 

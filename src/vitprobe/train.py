@@ -11,6 +11,10 @@ the epoch's permutation and position, the log so far) is written atomically to
 `<state_dir>/resume.pt`. Re-running resumes from it, so a killed run ends bit-identical to an
 uninterrupted one on the same device. Checkpoints are written to the state dir too and only
 linked to the declared outputs when training is complete.
+
+Nothing non-finite is saved: before every write the parameters, buffers and optimizer state
+are checked (`first_nonfinite`); a NaN/inf raises TrainingDiverged and the last finite
+resume state stays the resume point.
 """
 
 from __future__ import annotations
@@ -35,13 +39,13 @@ from vitprobe.device import Device
 from vitprobe.errors import VitprobeError
 from vitprobe.grid import Run
 from vitprobe.probes.evaluate import clean_metrics
-from vitprobe.runtime import build_model, mean_std, test_split, train_hash, training_split
+from vitprobe.runtime import build_model, mean_std, model_recipe, test_split, train_hash, training_split
 
 RESUME_FILE = "resume.pt"
 
 
 class TrainingDiverged(VitprobeError, RuntimeError):
-    """The loss became NaN or inf; the last good resume state is kept."""
+    """The loss, a weight or an optimizer state became NaN or inf; the last finite resume state is kept."""
 
 
 class ResumeError(VitprobeError, RuntimeError):
@@ -50,6 +54,23 @@ class ResumeError(VitprobeError, RuntimeError):
 
 class Preempted(SystemExit):
     """SIGTERM/SIGUSR1 arrived; the state was saved and the process exits non-zero."""
+
+
+def first_nonfinite(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> str | None:
+    """The first tensor that a checkpoint or resume file would hold (parameters, persistent
+    buffers, optimizer state) with a NaN or inf, as e.g. "parameter head.weight" or "optimizer
+    state exp_avg_sq of head.weight"; None if all are finite. Non-persistent buffers (e.g. an
+    attention mask of -inf) are not saved and not checked."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    tensors = [(f"{'parameter' if id(t) in names else 'buffer'} {n}", t)
+               for n, t in model.state_dict(keep_vars=True).items() if torch.is_tensor(t)]
+    if optimizer is not None:
+        tensors += [(f"optimizer state {k} of {names.get(id(p), 'an unnamed parameter')}", t)
+                    for p, state in optimizer.state.items() for k, t in state.items() if torch.is_tensor(t)]
+    for name, t in tensors:
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            return name
+    return None
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float) -> float:
@@ -122,10 +143,10 @@ def load_resume(state_dir: Path, expected_hash: str) -> dict | None:
     path = state_dir / RESUME_FILE
     if not path.exists():
         return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ResumeError(f"resume file {path} is damaged ({exc}); delete it to start the run over") from exc
+    state = checkpoint.read(path, what="resume file", error=ResumeError, fix="delete it to start the run over")
+    if not isinstance(state, dict) or "optimizer" not in state:
+        raise ResumeError(f"resume file {path} is damaged or not a vitprobe resume file (no 'optimizer' entry); "
+                          f"delete it to start the run over")
     if state.get("config_hash") != expected_hash:
         raise ResumeError(f"resume file {path} was written with config hash {state.get('config_hash')}, but the "
                           f"current training config gives {expected_hash}. Refusing to mix configs: restore the "
@@ -170,7 +191,9 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
     step_model = torch.compile(model) if cfg.get("compile") and device.is_cuda else model
 
     epoch, step, log_rows, perm, start_batch = 0, 0, [], None, 0
+    resume_point = "none: no finite state was saved"
     loss_sum, seen = 0.0, 0  # running sums of the current epoch (kept across a mid-epoch resume)
+    recipe = model_recipe(spec)
     state = load_resume(state_dir, h)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -179,19 +202,35 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
         epoch, step, log_rows = state["epoch"], state["step"], list(state["log"])
         perm, start_batch = state.get("perm"), state.get("batch", 0)
         loss_sum, seen = state.get("loss_sum", 0.0), state.get("seen", 0)
+        if (bad := first_nonfinite(model, optimizer)) is not None:  # written before the check existed
+            raise ResumeError(f"resume file {state_dir / RESUME_FILE} holds a non-finite {bad}; delete "
+                              f"{state_dir} to start the run over")
         print(f"[{run_id}] resuming at epoch {epoch}, step {step}", file=sys.stderr)
+        resume_point = f"{state_dir / RESUME_FILE} (epoch {epoch}, step {step})"
+
+    def diverged(what: str) -> TrainingDiverged:
+        return TrainingDiverged(f"run {run_id}: {what}; the last finite state is {resume_point}. Lower train.lr "
+                                f"or set train.grad_clip, then delete {state_dir} to start the run over")
+
+    def ensure_finite(where: str):
+        bad = first_nonfinite(model, optimizer)
+        if bad is not None:
+            raise diverged(f"{bad} is NaN or inf {where} (step {step}) and was not saved")
 
     def save_state(batch: int = 0, current_perm=None, epoch_sums=(0.0, 0)):
+        nonlocal resume_point
+        ensure_finite(f"at epoch {epoch + 1}, batch {batch}" if current_perm is not None else f"after epoch {epoch}")
         payload = {"config_hash": h, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                    "rng": _rng_state(gens), "epoch": epoch, "step": step, "log": log_rows,
                    "batch": batch, "perm": current_perm, "loss_sum": epoch_sums[0], "seen": epoch_sums[1]}
         with atomic_path(state_dir / RESUME_FILE) as tmp:
             torch.save(payload, tmp)
+        resume_point = f"{state_dir / RESUME_FILE} (epoch {epoch}, step {step})"
 
     def save_checkpoint(e: int):
         if e in checkpoints:
-            checkpoint.save(state_dir / f"e{e}.pt", model, run=run, epoch=e, config_hash=h,
-                            arch=spec["model"]["arch"])
+            ensure_finite(f"after epoch {e}")
+            checkpoint.save(state_dir / f"e{e}.pt", model, run=run, epoch=e, config_hash=h, recipe=recipe)
 
     if state is None:
         save_checkpoint(0)
@@ -219,8 +258,7 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
                     out = step_model(device.prepare_input(x))
                 loss = soft_cross_entropy(out.float(), y)
                 if not torch.isfinite(loss):
-                    raise TrainingDiverged(f"run {run_id}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
-                                           f"the last good state is kept in {state_dir}")
+                    raise diverged(f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg["grad_clip"]:
@@ -251,6 +289,7 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
             results.write_run_table(pd.DataFrame(log_rows), "train_log", state_dir / "train_log.parquet", run=run,
                                     config_hash=h)
 
+    ensure_finite(f"after epoch {epoch}")  # e.g. a resume file written before this check existed
     log = pd.DataFrame(log_rows, columns=["epoch", "step", "train_loss", "lr", "test_error", "test_nll",
                                           "seconds", "images_per_s"])
     results.write_run_table(log, "train_log", log_path, run=run, config_hash=h)

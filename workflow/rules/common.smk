@@ -48,7 +48,7 @@ VITPROBE = f"{sys.executable} -m vitprobe"
 onstart:
     # The executor is known only now; without the Slurm commands every submission would fail.
     if workflow.executor_plugin is not None and workflow.executor_plugin.name == "slurm":
-        missing = [c for c in ("sbatch", "squeue", "sacct", "scancel") if shutil.which(c) is None]
+        missing = [c for c in ("sbatch", "squeue", "scancel") if shutil.which(c) is None]
         if missing:
             sys.exit(f"vitprobe: the Slurm executor needs {', '.join(missing)} on PATH; run on a Slurm login "
                      f"node (or load the site's slurm module), or drop --profile profiles/slurm to run locally")
