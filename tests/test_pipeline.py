@@ -182,13 +182,48 @@ def _check_report(workdir, figures):
         page = z.read("report/report.html").decode()
     assert set(figures) == {Path(n).stem for n in names if n.endswith(".png")}, names
     assert "vitprobe reproduces" in page  # the workflow description, with the config and dataset
-    assert "config <strong>tiny.yaml</strong>, dataset <strong>synthetic</strong>" in page
+    flat = " ".join(page.replace("\\n", " ").split())
+    assert "config <strong>tiny.yaml</strong>, dataset <strong>synthetic</strong>, 7 runs" in flat
     # each figure's entry in the report's data: {"filename": ..., "caption": "<p>...</p>"}
     entries = re.findall(r'"filename": "([^"]+)\.png"[^{}]*?"caption": ("(?:[^"\\]|\\.)*")', page)
     shown = {fig: " ".join(re.sub("<[^>]+>", "", html.unescape(json.loads(c))).split()) for fig, c in entries}
     for fig in figures:
         caption = " ".join((workdir / f"workflow/report/{fig}.rst").read_text().replace("``", "").split())
         assert caption[:200] in shown.get(fig, ""), (fig, shown.get(fig))
+
+
+def test_readme_python_snippets_run_on_the_demo_results(workdir, tiny, monkeypatch):
+    """Every ```python block of the README, run where the (tiny) demo wrote its results."""
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert len(blocks) >= 2
+    assert (workdir / "results/demo/eval.parquet").exists(), "run test_pipeline_runs_end_to_end first"
+    monkeypatch.chdir(workdir)
+    for code in blocks:
+        namespace = {}
+        exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["logits"].shape == (2, 10)  # the load_checkpoint snippet ran to its end
+
+
+def test_report_shows_a_figure_in_a_browser(workdir, tiny, tmp_path):
+    """The self-contained report.html in headless Chromium: its home page names the config and
+    dataset; a figure opened as from "Results" shows the figure itself (its series' colours)."""
+    import os
+
+    import report_view
+    from vitprobe.figures.style import PALETTE
+    if report_view.chromium() is None:
+        if os.environ.get("VITPROBE_REQUIRE_CHROMIUM") == "1":
+            pytest.fail("VITPROBE_REQUIRE_CHROMIUM=1, but no chromium on PATH (apt-get install chromium)")
+        pytest.skip("no chromium on PATH (apt-get install chromium)")
+    assert (workdir / "figures/demo/fig_hessian.png").exists(), "run test_pipeline_runs_end_to_end first"
+    rep = _snakemake(workdir, "--report", "report.html")
+    assert rep.returncode == 0, (rep.stdout + rep.stderr)[-3000:]
+    home = report_view.screenshot(workdir / "report.html", tmp_path / "home.png")
+    fig = report_view.screenshot(workdir / "report.html", tmp_path / "fig.png", figure="fig_hessian.png")
+    shutil.copy(fig, workdir / "report_fig_hessian.png")  # for a look: pytest --basetemp=...
+    for colour in PALETTE[:2]:  # ResNet and ViT series of the spectra
+        on_figure, on_home = report_view.colour_pixels(fig, colour), report_view.colour_pixels(home, colour)
+        assert on_figure > 150 and on_figure > 5 * on_home, (colour, on_figure, on_home)
 
 
 def test_bad_config_fails_before_any_job(workdir, tiny):

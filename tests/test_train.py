@@ -250,3 +250,21 @@ def test_first_nonfinite_names_the_first_bad_tensor():
         assert first_nonfinite(model, optimizer) == "buffer 1.running_var"  # state-dict order
         model[0].bias[0] = float("-inf")
         assert first_nonfinite(model, optimizer) == "parameter 0.bias"
+
+
+def test_tensorboard_gets_the_training_curves(tiny_spec, tmp_path):
+    """With --tensorboard, the event files hold each epoch's logged values, equal to the log table."""
+    pytest.importorskip("tensorboard")  # in the `test` extra, so CI has it
+    import pandas as pd
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    out = tmp_path / "run"
+    done = subprocess.run(_cli_train(tiny_spec, out, ["--tensorboard", str(tmp_path / "tb")]), capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = pd.read_parquet(out / "log.parquet").set_index("epoch")
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    assert set(events.Tags()["scalars"]) == {"train_loss", "lr", "test_error", "test_nll", "images_per_s"}
+    for tag in ("train_loss", "lr", "test_error"):
+        got = {e.step: e.value for e in events.Scalars(tag)}
+        assert sorted(got) == [1, 2, 3]
+        assert got == pytest.approx(log[tag].to_dict(), rel=1e-6), tag  # float32 in the event file

@@ -69,7 +69,7 @@ def cmd_train(args):
             raise SystemExit(f"--checkpoints: {path!r} does not end in e<epoch>.pt")
         checkpoints[int(m.group(1))] = path
     train(_spec(args.spec, "train", "train"), state_dir=args.state_dir, checkpoints=checkpoints, log_path=args.log,
-          device=_device(args), progress=not args.no_progress)
+          device=_device(args), progress=not args.no_progress, tensorboard=args.tensorboard)
 
 
 def cmd_probe(args):
@@ -176,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log", required=True, help="train_log Parquet path")
     s.add_argument("--state-dir", required=True, help="resume state directory (kept across failed attempts)")
     s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--tensorboard", metavar="DIR", help="also write the per-epoch curves as TensorBoard events here")
 
     for name, help_ in PROBE_HELP.items():
         s = with_spec(verb(name, cmd_probe, help_))

@@ -105,6 +105,11 @@ class Plan:
         self.experiments = {name: self._expand(name, exp) for name, exp in config["experiments"].items()}
         self._check_model_kwargs()
         self._check_figures()
+        if config.get("tensorboard"):
+            import importlib.util
+            if importlib.util.find_spec("tensorboard") is None:
+                raise ConfigError("tensorboard: true needs the tensorboard package: pip install "
+                                  "'vitprobe[tensorboard]', or set tensorboard: false")
 
     # ---- models -------------------------------------------------------------------
     def model_spec(self, model: str) -> dict:

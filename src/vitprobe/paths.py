@@ -42,6 +42,10 @@ class Layout:
         return self.run_dir + "/.train/{train_hash}"
 
     @property
+    def tensorboard(self) -> str:
+        return self.results + "/tensorboard/{run}"
+
+    @property
     def aggregate(self) -> str:
         return self.results + "/{table}.parquet"
 

@@ -163,16 +163,33 @@ def _link_or_copy(src: Path, dst: Path) -> None:
             shutil.copyfile(src, tmp)
 
 
+TENSORBOARD_SCALARS = ("train_loss", "lr", "test_error", "test_nll", "images_per_s")
+
+
+def tensorboard_writer(directory):
+    """TensorBoard's SummaryWriter for the per-epoch training curves, or None when off."""
+    if not directory:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise VitprobeError("TensorBoard logging is on, but the tensorboard package is missing: "
+                            "pip install 'vitprobe[tensorboard]', or set tensorboard: false") from None
+    return SummaryWriter(str(directory))
+
+
 def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, device: Device,
-          progress: bool = True) -> pd.DataFrame:
+          progress: bool = True, tensorboard=None) -> pd.DataFrame:
     """Train the run described by `spec`; write the checkpoints named in `checkpoints`
-    ({epoch: path}) and the per-epoch log table. Returns the log."""
+    ({epoch: path}) and the per-epoch log table. Returns the log. With `tensorboard` (a
+    folder), the per-epoch curves also go to TensorBoard event files there."""
     cfg, run = spec["train"], spec["run"]
     run_id, h = Run(**run).id, train_hash(spec)
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     dev = device.torch_device
 
+    writer = tensorboard_writer(tensorboard)
     torch.manual_seed(run["seed"])
     model = device.prepare_model(build_model(spec))
     optimizer = make_optimizer(model, cfg)
@@ -283,6 +300,11 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
                              "images_per_s": timed / seconds if seconds > 0 else float("nan")})
             print(f"[{run_id}] epoch {epoch}: loss {log_rows[-1]['train_loss']:.4f} test error "
                   f"{metrics['error']:.2f}% ({seconds:.1f} s)", file=sys.stderr)
+            if writer is not None:
+                for key in TENSORBOARD_SCALARS:
+                    if math.isfinite(log_rows[-1][key]):
+                        writer.add_scalar(key, log_rows[-1][key], epoch)
+                writer.flush()
             save_checkpoint(epoch)
             save_state()
             # the log so far, for a look while the run is going (the declared log is written at the end)
@@ -295,4 +317,6 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
     results.write_run_table(log, "train_log", log_path, run=run, config_hash=h)
     for e, path in checkpoints.items():
         _link_or_copy(state_dir / f"e{e}.pt", Path(path))
+    if writer is not None:
+        writer.close()
     return log

@@ -11,6 +11,9 @@ rule train:
         device=config["device"],
         spec=train_spec,
         state_dir=train_state_dir,
+        tensorboard=lambda wildcards: f"--tensorboard {LAYOUT.tensorboard.format(run=wildcards.run)}"
+        if config["tensorboard"]
+        else "",
     threads: job_threads
     resources:
         **train_resources(),
@@ -18,4 +21,4 @@ rule train:
         LAYOUT.log("train/{run}"),
     shell:
         "{VITPROBE} train --spec {params.spec:q} --device {params.device} --state-dir {params.state_dir}"
-        " --checkpoints {output.checkpoints} --log {output.log} > {log} 2>&1"
+        " {params.tensorboard} --checkpoints {output.checkpoints} --log {output.log} > {log} 2>&1"
