@@ -238,7 +238,8 @@ def test_bad_config_fails_before_any_job(workdir, tiny):
 
 
 def _planned_runs(workdir, configfile):
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-c1", "--configfile", configfile], cwd=workdir,
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", "-c1", "--configfile", configfile],
+                         cwd=workdir,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     return set(re.findall(r"wildcards: run=([\w.-]+)", out.stdout + out.stderr))

@@ -50,6 +50,7 @@ FLAKY_VERB = "eval"          # this probe of FLAKY_RUN fails on its first attemp
 FLAKY_RUN = "vit_demo-k0-f1-s0"
 RESUME_RUN = "resnet_demo-k0-f1-s0"  # this training job is cancelled mid-run
 TIMEOUT = 20 * 60
+RESULTS = "results/demo"  # the tiny config keeps the demo's results_dir
 
 SITECUSTOMIZE = r'''
 # Test instrumentation (tests/test_slurm.py): acts only in `python -m vitprobe <verb>` processes.
@@ -115,20 +116,20 @@ def test_slurm_cluster_answers():
 
 # ---- the two runs ----------------------------------------------------------------------
 def _workdir(d: Path, cfg: dict) -> Path:
-    """A copy of the workflow whose config.yaml is the tiny config. Not `--configfile tiny.yaml
-    --replace-workflow-config`: Snakemake 9.27 does not pass --replace-workflow-config on to
-    the jobs it submits, so inside a Slurm job tiny.yaml would be merged into the paper's
-    config.yaml instead of replacing it."""
+    """A copy of the workflow, with the paper's config.yaml, and the tiny config as tiny.yaml,
+    passed with --configfile: it must replace config.yaml inside the Slurm jobs too (merged,
+    the paper's experiments would add runs and jobs)."""
     d.mkdir(parents=True)
-    shutil.copy(REPO / "Snakefile", d / "Snakefile")
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / name, d / name)
     for name in ("workflow", "profiles"):
         shutil.copytree(REPO / name, d / name)
-    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (d / "tiny.yaml").write_text(yaml.safe_dump(cfg))
     return d
 
 
 def _snakemake_cmd(*args):
-    return [sys.executable, "-m", "snakemake", *args]
+    return [sys.executable, "-m", "snakemake", "--configfile", "tiny.yaml", *args]
 
 
 def _stop(proc, workdir: Path):
@@ -167,7 +168,7 @@ def _cancel_training_mid_run(workdir: Path, evidence: Path, run_id: str, proc, i
     deadline = time.time() + TIMEOUT
     while proc.poll() is None and time.time() < deadline:
         recs = [r for r in _evidence(evidence) if r["verb"] == "train" and run_id in " ".join(r["args"])]
-        if recs and glob.glob(str(workdir / f"results/runs/{run_id}/.train/**/e0.pt"), recursive=True):
+        if recs and glob.glob(str(workdir / f"{RESULTS}/runs/{run_id}/.train/**/e0.pt"), recursive=True):
             rec = recs[0]
             job = rec["env"]["SLURM_JOB_ID"]
             _scancel("--signal=STOP", job)
@@ -176,13 +177,13 @@ def _cancel_training_mid_run(workdir: Path, evidence: Path, run_id: str, proc, i
                 if not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "T":
                     break
                 time.sleep(0.02)
-            info["finished_before_signal"] = (workdir / f"results/runs/{run_id}/train_log.parquet").exists()
+            info["finished_before_signal"] = (workdir / f"{RESULTS}/runs/{run_id}/train_log.parquet").exists()
             info["term"] = _scancel("--signal=TERM", job).returncode
             time.sleep(1)
             info["cont"] = _scancel("--signal=CONT", job).returncode
             info["job"] = job
             # the retry truncates the rule's log: keep what the signalled training wrote
-            log = workdir / f"logs/train/{run_id}.log"
+            log = workdir / f"{RESULTS}/logs/train/{run_id}.log"
             for _ in range(600):
                 info["first_log"] = log.read_text(errors="replace") if log.exists() else ""
                 if "state saved" in info["first_log"]:
@@ -274,11 +275,11 @@ def _output_of(rec: dict) -> str:
 
 
 def _expected_gpu_outputs(runs) -> set[str]:
-    from vitprobe import paths
-    plan = runs["plan"]
-    outs = {paths.TRAIN_LOG.format(run=r) for r in runs["run_ids"]}
-    outs |= {paths.PROBE_TABLE.format(run=r, table=p, epoch=e)
-             for p in plan.probes for r in runs["run_ids"] for e in plan.probe_epochs(p)}
+    from vitprobe.paths import Layout
+    plan, layout = runs["plan"], Layout(RESULTS)
+    outs = {layout.train_log.format(run=r) for r in runs["run_ids"]}
+    outs |= {layout.probe_table.format(run=r, table=t, epoch=e)
+             for t in plan.probes for r in runs["run_ids"] for e in plan.probe_epochs(t)}
     return outs
 
 
@@ -323,12 +324,12 @@ def test_results_equal_the_local_run(runs):
     from vitprobe import results
     ignored = {c.name for c in results.PROVENANCE_COLUMNS}
     ignored |= {c.name for cols in results.TABLES.values() for c in cols if c.unit in _IGNORED_UNITS}
-    tables = sorted(p.name for p in (runs["local"] / "results").glob("*.parquet"))
+    tables = sorted(p.name for p in (runs["local"] / RESULTS).glob("*.parquet"))
     assert len(tables) == len(runs["plan"].tables), tables
     for name in tables:
         frames = []
         for side in ("slurm", "local"):
-            df = pd.read_parquet(runs[side] / "results" / name)
+            df = pd.read_parquet(runs[side] / RESULTS / name)
             df = df.drop(columns=[c for c in df.columns if c in ignored])
             keys = [c for c in df.columns if df[c].dtype.kind in "iOUb"] or list(df.columns)
             frames.append(df.sort_values(keys + [c for c in df.columns if c not in keys]).reset_index(drop=True))
@@ -357,6 +358,6 @@ def test_cancelled_training_resumes_from_its_resume_file(runs):
     assert len(jobs) == 2 and jobs[0] == cancel["job"] and jobs[1] != jobs[0], jobs
     # the signalled training saved its state mid-run and exited; the retry resumed from it
     assert re.search(r"signal 15: state saved at epoch \d+, batch \d+", cancel["first_log"]), cancel["first_log"]
-    train_log = (runs["slurm"] / f"logs/train/{run_id}.log").read_text()
+    train_log = (runs["slurm"] / f"{RESULTS}/logs/train/{run_id}.log").read_text()
     assert re.search(r"resuming at epoch \d+, step \d+", train_log), train_log[-2000:]
     # ...and its results equal the uninterrupted local run's (test_results_equal_the_local_run)
