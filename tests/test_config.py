@@ -126,7 +126,7 @@ def test_every_figure_has_a_rule_a_caption_and_a_demo_entry(demo_config, paper_c
     """The demo draws every registered figure, the paper grid configures every one, and each
     has its Snakemake rule and a report caption."""
     from conftest import REPO
-    from vitprobe.figures import FIGURES
+    from vitprobe.catalog import FIGURES
     assert set(demo_config["figures"]) == set(FIGURES)
     assert set(paper_config["figures"]) == set(FIGURES)
     for fig in FIGURES:

@@ -1,12 +1,19 @@
+import gzip
 import hashlib
+import importlib.util
 import pickle
+import struct
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from torchvision.datasets import CIFAR10, CIFAR100
+import yaml
+from torchvision.datasets import CIFAR10, CIFAR100, FashionMNIST
 
 from vitprobe import data
+from vitprobe.errors import VitprobeError
 
 
 def _dump(path, obj):
@@ -185,3 +192,322 @@ def test_stratified_seeds_and_min_class():
 def test_stratified_rejects(fraction):
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
         data.stratified_indices(_labels(5), fraction, seed=0)
+
+
+# ---------------------------------------------------------------- Fashion-MNIST
+
+REPO = Path(__file__).resolve().parents[1]
+DEBIAN = Path("/usr/share/datasets/fashion-mnist")
+needs_debian = pytest.mark.skipif(not all((DEBIAN / f"{n}-ubyte.gz").is_file() for n in (
+    "train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1")),
+    reason="Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
+NAMES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+         False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def _idx(array):
+    """The bytes of an idx file as published (and as torchvision reads it): 0, 0, 0x08
+    (unsigned byte), number of dimensions, then each size as a big-endian uint32, then the
+    values in C order."""
+    array = np.asarray(array, np.uint8)
+    return bytes((0, 0, 8, array.ndim)) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
+def _write_fashion(folder, n_train=6, n_test=4, gz=False, seed=0):
+    """Random idx files of both splits in ``folder``; returns {train: (images, labels)}."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for train, n in ((True, n_train), (False, n_test)):
+        images = rng.integers(1, 256, (n, 28, 28), dtype=np.uint8)  # never 0: the padding is
+        labels = rng.integers(0, 10, n, dtype=np.uint8)
+        for name, a in zip(NAMES[train], (images, labels)):
+            raw = _idx(a)
+            if gz:
+                (folder / f"{name}.gz").write_bytes(gzip.compress(raw))
+            else:
+                (folder / name).write_bytes(raw)
+        out[train] = images, labels
+    return out
+
+
+@pytest.fixture
+def no_system_copy(monkeypatch, tmp_path):
+    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM", (tmp_path / "no-system-copy",))
+
+
+def _check_padded(split, images, labels):
+    """Pixel by pixel: 2 zero rows/columns on each side, the 28x28 image in the middle of
+    each of 3 channels."""
+    n = len(images)
+    assert split.images.dtype == torch.uint8 and split.images.shape == (n, 3, 32, 32)
+    assert split.images.is_contiguous() and split.num_classes == 10
+    x = split.images.numpy()
+    for i in range(n):
+        for c in range(3):
+            for r in range(32):
+                for col in range(32):
+                    inside = 2 <= r < 30 and 2 <= col < 30
+                    want = images[i, r - 2, col - 2] if inside else 0
+                    assert x[i, c, r, col] == want, (i, c, r, col)
+    assert split.labels.dtype == torch.int64 and split.labels.tolist() == labels.tolist()
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_fashion_mnist_torchvision_layout(tmp_path, no_system_copy, gz):
+    truth = _write_fashion(tmp_path / "FashionMNIST" / "raw", gz=gz)
+    for train in (True, False):
+        _check_padded(data.load_split("fashion_mnist", tmp_path, train), *truth[train])
+    summary = data.prepare("fashion_mnist", tmp_path)
+    assert summary == {"dataset": "fashion_mnist", "num_classes": 10, "n_train": 6, "n_test": 4,
+                       "path": str(tmp_path / "FashionMNIST" / "raw")}
+    if not gz:  # the same files through torchvision's own reader
+        tv = FashionMNIST(str(tmp_path), train=True)
+        assert torch.equal(data.load_split("fashion_mnist", tmp_path, True).images[:, 0, 2:30, 2:30], tv.data)
+
+
+def test_fashion_mnist_system_copy_when_root_has_none(tmp_path, monkeypatch):
+    system = _write_fashion(tmp_path / "debian", gz=True, seed=1)
+    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM", (tmp_path / "absent", tmp_path / "debian"))
+    root = tmp_path / "root"
+    s = data.load_split("fashion_mnist", root, False)
+    assert torch.equal(s.images[:, 1, 2:30, 2:30], torch.from_numpy(system[False][0]))
+    assert data.prepare("fashion_mnist", root)["path"] == str(tmp_path / "debian")
+    own = _write_fashion(root / "FashionMNIST" / "raw", n_train=3, seed=2)  # root's own copy wins
+    s = data.load_split("fashion_mnist", root, True)
+    assert torch.equal(s.images[:, 2, 2:30, 2:30], torch.from_numpy(own[True][0]))
+
+
+def _one_line_naming(exc_info, path):
+    msg = str(exc_info.value)
+    assert "\n" not in msg and str(path) in msg, msg
+    assert isinstance(exc_info.value, VitprobeError)
+    return msg
+
+
+def test_fashion_mnist_missing_is_one_line(tmp_path, no_system_copy):
+    with pytest.raises(data.DataMissing) as e:
+        data.load_split("fashion_mnist", tmp_path, True)
+    msg = _one_line_naming(e, tmp_path / "FashionMNIST" / "raw" / "train-images-idx3-ubyte")
+    assert "data.download: true" in msg and "apt-get install dataset-fashion-mnist" in msg
+    assert isinstance(e.value, FileNotFoundError)
+    _write_fashion(tmp_path / "FashionMNIST" / "raw")
+    (tmp_path / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(data.DataMissing) as e:
+        data.prepare("fashion_mnist", tmp_path, download=False)
+    _one_line_naming(e, tmp_path / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte")
+
+
+@pytest.mark.parametrize("damage,file,words", [
+    (lambda raw: raw[:-5], "train-images-idx3-ubyte", "truncated"),
+    (lambda raw: b"\x00\x00\x09\x03" + raw[4:], "train-images-idx3-ubyte", "not an idx file"),
+    (lambda raw: b"", "train-labels-idx1-ubyte", "not an idx file"),
+    (lambda raw: _idx(np.array([1, 2, 3, 4, 5], np.uint8)), "train-labels-idx1-ubyte", "5 labels for the 6 images"),
+    (lambda raw: _idx(np.array([0, 1, 2, 3, 4, 10], np.uint8)), "train-labels-idx1-ubyte", "label 10"),
+    (lambda raw: _idx(np.zeros((6, 32, 32), np.uint8)), "train-images-idx3-ubyte", "not 28x28"),
+])
+def test_fashion_mnist_damaged_is_one_line(tmp_path, no_system_copy, damage, file, words):
+    raw = tmp_path / "FashionMNIST" / "raw"
+    _write_fashion(raw)
+    (raw / file).write_bytes(damage((raw / file).read_bytes()))
+    with pytest.raises(data.DataDamaged) as e:
+        data.load_split("fashion_mnist", tmp_path, True)
+    assert words in _one_line_naming(e, raw / file)
+    assert data.load_split("fashion_mnist", tmp_path, False).images.shape == (4, 3, 32, 32)  # test split intact
+
+
+def test_fashion_mnist_bad_gzip_is_one_line(tmp_path, no_system_copy):
+    raw = tmp_path / "FashionMNIST" / "raw"
+    _write_fashion(raw, gz=True)
+    gz = raw / "t10k-images-idx3-ubyte.gz"
+    gz.write_bytes(gz.read_bytes()[:20])
+    with pytest.raises(data.DataDamaged) as e:
+        data.load_split("fashion_mnist", tmp_path, False)
+    _one_line_naming(e, gz)
+
+
+def test_fashion_mnist_download_goes_through_torchvision(tmp_path, no_system_copy, monkeypatch):
+    calls = []
+
+    def fake_download(self):  # what torchvision's download leaves: the .gz files and the extracted ones
+        calls.append(self.raw_folder)
+        _write_fashion(Path(self.raw_folder), n_train=5, n_test=2, seed=3)
+        _write_fashion(Path(self.raw_folder), n_train=5, n_test=2, seed=3, gz=True)
+
+    monkeypatch.setattr(FashionMNIST, "download", fake_download)
+    summary = data.prepare("fashion_mnist", tmp_path, download=True)
+    assert calls == [str(tmp_path / "FashionMNIST" / "raw")]
+    assert (summary["n_train"], summary["n_test"]) == (5, 2)
+    data.prepare("fashion_mnist", tmp_path, download=True)
+    assert len(calls) == 1  # there now: no second download
+
+    def failing_download(self):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried http://x/, got:\n<urlopen error>\n")
+
+    monkeypatch.setattr(FashionMNIST, "download", failing_download)
+    with pytest.raises(data.DataMissing) as e:
+        data.prepare("fashion_mnist", tmp_path / "other", download=True)
+    assert "urlopen error" in _one_line_naming(e, tmp_path / "other" / "FashionMNIST" / "raw")
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("make_fashion_mnist_subset",
+                                                  REPO / "scripts" / "make_fashion_mnist_subset.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_subset_selection_stratified_and_seeded():
+    select = _script().select
+    labels = np.random.default_rng(5).integers(0, 10, 3000)
+    idx = select(labels, 40, seed=0, split=0)
+    assert idx.dtype == np.int64 and np.all(np.diff(idx) > 0)  # sorted, no repeats
+    assert np.bincount(labels[idx], minlength=10).tolist() == [40] * 10
+    assert np.array_equal(idx, select(labels, 40, seed=0, split=0))
+    assert not np.array_equal(idx, select(labels, 40, seed=1, split=0))
+    assert not np.array_equal(idx, select(labels, 40, seed=0, split=1))
+    assert set(idx) <= set(select(labels, 80, seed=0, split=0))  # nested in the per-class size
+    with pytest.raises(ValueError, match="class 3 has 2 images"):
+        select(np.array([0] * 5 + [1] * 5 + [2] * 5 + [3] * 2 + list(range(4, 10)) * 5), 5, 0, 0)
+
+
+def test_subset_script_on_handmade_files(tmp_path):
+    script = _script()
+    rng = np.random.default_rng(7)
+    folder = tmp_path / "full"
+    folder.mkdir()
+    full = {}
+    for train, n in ((True, 80), (False, 30)):
+        labels = rng.permutation(np.repeat(np.arange(10, dtype=np.uint8), n // 10))
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        for name, a in zip(NAMES[train], (images, labels)):
+            (folder / f"{name}.gz").write_bytes(gzip.compress(_idx(a)))
+        full[train] = images, labels
+    arrays = script.make_subset(folder, {"train": 5, "test": 2})
+    for split, train, k in (("train", True, 5), ("test", False, 2)):
+        images, labels = full[train]
+        assert np.bincount(arrays[f"y_{split}"]).tolist() == [k] * 10
+        assert np.array_equal(arrays[f"x_{split}"], images[arrays[f"index_{split}"]])
+        assert np.array_equal(arrays[f"y_{split}"], labels[arrays[f"index_{split}"]])
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    script.write_npz(arrays, a)
+    script.write_npz(arrays, b)
+    assert a.read_bytes() == b.read_bytes()  # deterministic bytes
+    with np.load(a) as npz:
+        assert list(npz.files) == list(data.SUBSET_KEYS)
+        assert all(np.array_equal(npz[k], arrays[k]) for k in data.SUBSET_KEYS)
+
+
+def test_subset_shipped_loads_offline(tmp_path):
+    t0 = time.perf_counter()
+    tr = data.load_split("fashion_mnist_subset", tmp_path / "unused", True)
+    elapsed = time.perf_counter() - t0
+    te = data.load_split("fashion_mnist_subset", tmp_path / "unused", False)
+    assert elapsed < 5, elapsed
+    assert tr.images.shape == (5000, 3, 32, 32) and te.images.shape == (1000, 3, 32, 32)
+    assert tr.images.dtype == torch.uint8 and tr.labels.dtype == torch.int64
+    assert tr.num_classes == te.num_classes == 10 == data.DATASETS["fashion_mnist_subset"]
+    assert torch.bincount(tr.labels).tolist() == [500] * 10 and torch.bincount(te.labels).tolist() == [100] * 10
+    raw = data.read_fashion_mnist_subset()
+    for s, split in ((tr, "train"), (te, "test")):
+        assert torch.equal(s.labels, torch.from_numpy(raw[f"y_{split}"].astype(np.int64)))
+        for c in range(3):
+            assert torch.equal(s.images[:, c, 2:30, 2:30], torch.from_numpy(raw[f"x_{split}"]))
+        border = s.images.clone()
+        border[:, :, 2:30, 2:30] = 0
+        assert border.count_nonzero() == 0
+    assert len(np.unique(raw["index_train"])) == 5000 and raw["index_train"].max() < 60000
+    assert len(np.unique(raw["index_test"])) == 1000 and raw["index_test"].max() < 10000
+    assert data.MEAN_STD["fashion_mnist_subset"] == data.MEAN_STD["fashion_mnist"]
+    x = tr.images.double() / 255  # the subset's own statistics are close to the full set's
+    mean, std = data.MEAN_STD["fashion_mnist"]
+    assert x.mean().item() == pytest.approx(mean[0], abs=0.003)
+    assert x.std().item() == pytest.approx(std[0], abs=0.003)
+    summary = data.prepare("fashion_mnist_subset", tmp_path / "root", download=False)
+    assert summary["n_train"] == 5000 and summary["n_test"] == 1000 and summary["num_classes"] == 10
+    assert not (tmp_path / "root").exists()  # nothing written
+
+
+def test_subset_package_files():
+    folder = REPO / "src" / "vitprobe" / "datasets"
+    npz = folder / "fashion_mnist_subset.npz"
+    assert Path(str(data.FASHION_MNIST_SUBSET)) == npz
+    assert npz.stat().st_size < 4_000_000
+    notice = (folder / "FASHION_MNIST_LICENSE.txt").read_text()
+    for words in ("MIT License", "2017 Zalando SE", "zalandoresearch/fashion-mnist",
+                  "make_fashion_mnist_subset.py", "Permission is hereby granted"):
+        assert words in notice
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert '"vitprobe.datasets" = ["*.npz", "*.txt"]' in pyproject  # shipped in the wheel
+
+
+def _save(path, **arrays):
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def _good():
+    return {k: v.copy() for k, v in data.read_fashion_mnist_subset().items()}
+
+
+@pytest.mark.parametrize("case", ["missing", "truncated", "not_zip", "no_key", "shape", "dtype", "counts"])
+def test_subset_damaged_is_one_line(tmp_path, monkeypatch, case):
+    path = tmp_path / "fashion_mnist_subset.npz"
+    good = _good()
+    if case == "truncated":
+        path.write_bytes(Path(str(data.FASHION_MNIST_SUBSET)).read_bytes()[:100_000])
+    elif case == "not_zip":
+        path.write_text("version https://git-lfs.github.com/spec/v1\n")
+    elif case == "no_key":
+        del good["y_test"]
+        _save(path, **good)
+    elif case == "shape":
+        good["x_train"] = good["x_train"][:, :27]
+        _save(path, **good)
+    elif case == "dtype":
+        good["x_test"] = good["x_test"].astype(np.float32)
+        _save(path, **good)
+    elif case == "counts":
+        good["y_train"][good["y_train"] == 3] = 4
+        _save(path, **good)
+    monkeypatch.setattr(data, "FASHION_MNIST_SUBSET", path)
+    error = data.DataMissing if case == "missing" else data.DataDamaged
+    with pytest.raises(error) as e:
+        data.load_split("fashion_mnist_subset", tmp_path, True)
+    msg = _one_line_naming(e, path)
+    assert "scripts/make_fashion_mnist_subset.py" in msg and "apt-get install dataset-fashion-mnist" in msg
+    with pytest.raises(error):
+        data.prepare("fashion_mnist_subset", tmp_path)
+
+
+@needs_debian
+def test_subset_regenerates_from_debian_copy():
+    arrays = _script().make_subset(DEBIAN)
+    shipped = data.read_fashion_mnist_subset()
+    assert list(arrays) == list(shipped)
+    for k in data.SUBSET_KEYS:
+        assert arrays[k].dtype == shipped[k].dtype and np.array_equal(arrays[k], shipped[k]), k
+    images, labels = data.read_fashion_mnist(DEBIAN, True)
+    assert images.shape == (60000, 28, 28) and np.bincount(labels).tolist() == [6000] * 10
+    assert np.array_equal(images[shipped["index_train"]], shipped["x_train"])
+
+
+@needs_debian
+def test_fashion_mnist_mean_std_of_padded_training_set(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM", (DEBIAN,))
+    s = data.load_split("fashion_mnist", tmp_path, True)
+    assert s.images.shape == (60000, 3, 32, 32) and s.num_classes == 10
+    assert torch.equal(s.images[:, 0], s.images[:, 1]) and torch.equal(s.images[:, 0], s.images[:, 2])
+    grey = s.images[:, 0].to(torch.int64)  # exact integer sums over all N*32*32 values
+    n = grey.numel()
+    mean = grey.sum().item() / n / 255
+    std = (grey.square().sum().item() / n / 255 ** 2 - mean ** 2) ** 0.5
+    assert data.MEAN_STD["fashion_mnist"] == ((round(mean, 4),) * 3, (round(std, 4),) * 3)
+    assert data.load_split("fashion_mnist", tmp_path, False).images.shape == (10000, 3, 32, 32)
+
+
+def test_schema_lists_every_dataset():
+    schema = yaml.safe_load((REPO / "src" / "vitprobe" / "config.schema.yaml").read_text())
+    enum = schema["properties"]["data"]["properties"]["dataset"]["enum"]
+    assert sorted(enum) == sorted(data.DATASETS) == sorted(data.MEAN_STD)

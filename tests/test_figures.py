@@ -1,5 +1,7 @@
 """Figures drawn from hand-built tables: the plotted data is what the tables say."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,9 +25,9 @@ def test_hessian_figure_plots_the_table(tmp_path):
     files = [_write(tmp_path, "cnn", 1.0, [8.0, -2.0, 4.0, 2.0]),
              _write(tmp_path, "vit", 1.0, [10.0, -6.0, -4.0, 2.0]),
              _write(tmp_path, "vit", 1.0, [99.0, 99.0], epoch=5)]  # another epoch: ignored
-    spec = {"figure": {"epoch": 1, "bins": 4, "series": [
+    spec = {"epoch": 1, "bins": 4, "series": [
         {"label": "CNN", "model": "cnn"}, {"label": "ViT", "model": "vit", "fraction": 1},
-        {"label": "ViT small data", "model": "vit", "fraction": "1/16"}]}}
+        {"label": "ViT small data", "model": "vit", "fraction": "1/16"}]}
     out = tmp_path / "fig.pdf"
     fig = fig_hessian.plot(spec, {"hessian": results.aggregate(files, "hessian")}, out)
     assert out.read_bytes()[:5] == b"%PDF-"
@@ -42,7 +44,7 @@ def test_hessian_figure_plots_the_table(tmp_path):
 
 def test_hessian_figure_without_negative_eigenvalues(tmp_path):
     files = [_write(tmp_path, "cnn", 1.0, [8.0, 2.0, 4.0, 2.0])]
-    spec = {"figure": {"epoch": 1, "series": [{"label": "CNN", "model": "cnn"}]}}
+    spec = {"epoch": 1, "series": [{"label": "CNN", "model": "cnn"}]}
     fig = fig_hessian.plot(spec, {"hessian": results.aggregate(files, "hessian")}, tmp_path / "fig.pdf")
     ax_neg = fig.axes[0]
     assert [t.get_text() for t in ax_neg.texts] == ["none"]
@@ -50,14 +52,23 @@ def test_hessian_figure_without_negative_eigenvalues(tmp_path):
 
 
 def test_hessian_figure_with_no_data_at_all_still_draws(tmp_path):
-    spec = {"figure": {"epoch": 1, "series": [{"label": "CNN", "model": "cnn"}]}}
+    spec = {"epoch": 1, "series": [{"label": "CNN", "model": "cnn"}]}
     fig = fig_hessian.plot(spec, {"hessian": results.aggregate([], "hessian")}, tmp_path / "fig.pdf")
     assert (tmp_path / "fig.pdf").exists()
     assert "no results yet for: CNN" in [t.get_text() for t in fig.texts]
 
 
-def test_files_are_grouped_by_table():
-    from vitprobe.figures import table_of
-    assert table_of("results/runs/a-b-k0-f1-s0/hessian_e5.parquet") == "hessian"
-    assert table_of("results/runs/a-b-k0-f1-s0/train_log.parquet") == "train_log"
-    assert table_of("x/eval_e305.parquet") == "eval"
+def test_plot_reads_tables_by_name_and_writes_every_format(tmp_path):
+    """`vitprobe plot --table NAME=PATH ... --out a.pdf --out a.png`: files are grouped by the
+    name given, never by their file name; each output's format follows its suffix."""
+    from vitprobe.cli import main
+    from pathlib import Path
+    files = [_write(tmp_path, "cnn", 1.0, [8.0, -2.0, 4.0, 2.0]), _write(tmp_path, "vit", 1.0, [10.0, -6.0])]
+    renamed = [Path(f).rename(tmp_path / f"part{i}.parquet") for i, f in enumerate(files)]  # names say nothing
+    spec = json.dumps({"experiments": ["x"], "epoch": 1, "series": [{"label": "CNN", "model": "cnn"}]})
+    outs = [tmp_path / "f.pdf", tmp_path / "f.png", tmp_path / "f.svg"]
+    args = ["plot", "--figure", "fig_hessian", "--spec", spec, *[a for f in renamed for a in ("--table", f"hessian={f}")]]
+    assert main(args + [a for o in outs for a in ("--out", str(o))]) == 0
+    assert outs[0].read_bytes()[:5] == b"%PDF-" and outs[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in outs[2].read_bytes()[:500]
+    assert main(args[:-2] + ["--table", f"eval={renamed[0]}", "--out", str(outs[0])]) == 2  # not a table it reads

@@ -88,9 +88,9 @@ def test_nll_error_figure_plots_the_table(tmp_path):
         _eval(tmp_path, "vit", 60.0, 3.0, fraction=0.25),
         _eval(tmp_path, "vit", 99.0, 9.9, fraction=1.0, epoch=1),  # another epoch: ignored
     ]
-    spec = {"figure": {"epoch": EPOCH, "series": [
+    spec = {"epoch": EPOCH, "series": [
         {"label": "ResNet", "model": "resnet"}, {"label": "ViT", "model": "vit"},
-        {"label": "ViT (25% data)", "model": "vit", "fraction": "1/4"}, {"label": "Mixer", "model": "mixer"}]}}
+        {"label": "ViT (25% data)", "model": "vit", "fraction": "1/4"}, {"label": "Mixer", "model": "mixer"}]}
     out = tmp_path / "fig.pdf"
     fig = fig_nll.plot(spec, _tables({"eval": files}), out)
     _pdf(out)
@@ -116,7 +116,7 @@ def test_nll_error_figure_defaults_to_the_last_epoch_and_notes_missing_full_data
     files = [_eval(tmp_path, "vit", 70.0, 3.0, fraction=1 / 64, epoch=1),
              _eval(tmp_path, "vit", 50.0, 2.6, fraction=1 / 64, epoch=6),
              _eval(tmp_path, "vit", 40.0, 2.4, fraction=1 / 32, epoch=6)]
-    spec = {"figure": {"series": [{"label": "ViT", "model": "vit"}]}}
+    spec = {"series": [{"label": "ViT", "model": "vit"}]}
     fig = fig_nll.plot(spec, _tables({"eval": files}), tmp_path / "fig.pdf")
     ax_a, ax_err, _ = fig.axes
     assert _markers(ax_a) == {}
@@ -126,7 +126,7 @@ def test_nll_error_figure_defaults_to_the_last_epoch_and_notes_missing_full_data
 
 
 def test_nll_error_figure_with_no_data_at_all_still_draws(tmp_path):
-    spec = {"figure": {"epoch": EPOCH, "series": [{"label": "ViT", "model": "vit"}]}}
+    spec = {"epoch": EPOCH, "series": [{"label": "ViT", "model": "vit"}]}
     fig = fig_nll.plot(spec, _tables({"eval": []}), tmp_path / "fig.pdf")
     _pdf(tmp_path / "fig.pdf")
     assert "no results yet for: ViT" in _texts(fig)
@@ -138,8 +138,8 @@ def test_gap_figure_plots_error_nll_and_spectra(tmp_path):
                       _eval(tmp_path, "vit_gap", 30.0, 2.3)],
              "hessian": [_hessian(tmp_path, "vit", [10.0, -6.0, -4.0, 2.0]),
                          _hessian(tmp_path, "vit", [99.0, 99.0], epoch=1)]}  # another epoch: ignored
-    spec = {"figure": {"epoch": EPOCH, "bins": 4, "series": [
-        {"label": "ViT (CLS)", "model": "vit"}, {"label": "ViT (GAP)", "model": "vit_gap"}]}}
+    spec = {"epoch": EPOCH, "bins": 4, "series": [
+        {"label": "ViT (CLS)", "model": "vit"}, {"label": "ViT (GAP)", "model": "vit_gap"}]}
     out = tmp_path / "fig.pdf"
     fig = fig_gap.plot(spec, _tables(files), out)
     _pdf(out)
@@ -154,7 +154,7 @@ def test_gap_figure_plots_error_nll_and_spectra(tmp_path):
 
 
 def test_gap_figure_with_no_data_at_all_still_draws(tmp_path):
-    spec = {"figure": {"epoch": EPOCH, "series": [{"label": "ViT (GAP)", "model": "vit_gap"}]}}
+    spec = {"epoch": EPOCH, "series": [{"label": "ViT (GAP)", "model": "vit_gap"}]}
     fig = fig_gap.plot(spec, _tables({"eval": [], "hessian": []}), tmp_path / "fig.pdf")
     _pdf(tmp_path / "fig.pdf")
     assert "no results yet for: ViT (GAP)" in _texts(fig)
@@ -175,7 +175,7 @@ def _nll_axes(fig):
 
 
 def test_kernel_size_figure_groups_a_series_by_kernel(tmp_path):
-    spec = {"figure": {"epoch": EPOCH, "bins": 4, "series": [{"label": "Local MSA", "model": "lmsa"}]}}
+    spec = {"epoch": EPOCH, "bins": 4, "series": [{"label": "Local MSA", "model": "lmsa"}]}
     out = tmp_path / "fig.pdf"
     fig = fig_kernel.plot(spec, _tables(_kernel_files(tmp_path)), out)
     _pdf(out)
@@ -192,8 +192,8 @@ def test_kernel_size_figure_groups_a_series_by_kernel(tmp_path):
 
 
 def test_kernel_size_figure_with_a_series_per_kernel(tmp_path):
-    spec = {"figure": {"epoch": EPOCH, "bins": 4, "series": [
-        {"label": f"{k}×{k}", "model": "lmsa", "kernel_size": k} for k in (8, 5, 3, 4)]}}
+    spec = {"epoch": EPOCH, "bins": 4, "series": [
+        {"label": f"{k}×{k}", "model": "lmsa", "kernel_size": k} for k in (8, 5, 3, 4)]}
     fig = fig_kernel.plot(spec, _tables(_kernel_files(tmp_path)), tmp_path / "fig.pdf")
     (error,) = _curves(fig.axes[0]).values()
     np.testing.assert_allclose(error, [[3, 28.0], [5, 28.0], [8, 29.0]])  # one curve per model, by kernel
@@ -210,9 +210,9 @@ def test_alternet_figure_plots_accuracy_robustness_and_spectra(tmp_path):
                             _robustness(tmp_path, "alternet", [80.0, 60.0, 70.0, 66.0])],   # mean 69
              "hessian": [_hessian(tmp_path, "preact", [5.0, 3.0, -1.0, 1.0]),
                          _hessian(tmp_path, "alternet", [2.0, -2.0, 4.0, 6.0])]}
-    spec = {"figure": {"epoch": EPOCH, "bins": 4, "series": [
+    spec = {"epoch": EPOCH, "bins": 4, "series": [
         {"label": "ResNet", "model": "preact"}, {"label": "AlterNet", "model": "alternet"},
-        {"label": "ViT", "model": "vit"}]}}
+        {"label": "ViT", "model": "vit"}]}
     out = tmp_path / "fig.pdf"
     fig = fig_alternet.plot(spec, _tables(files), out)
     _pdf(out)
@@ -226,7 +226,7 @@ def test_alternet_figure_plots_accuracy_robustness_and_spectra(tmp_path):
 
 
 def test_alternet_figure_with_no_data_at_all_still_draws(tmp_path):
-    spec = {"figure": {"epoch": EPOCH, "series": [{"label": "AlterNet", "model": "alternet"}]}}
+    spec = {"epoch": EPOCH, "series": [{"label": "AlterNet", "model": "alternet"}]}
     fig = fig_alternet.plot(spec, _tables({"eval": [], "robustness": [], "hessian": []}), tmp_path / "fig.pdf")
     _pdf(tmp_path / "fig.pdf")
     assert "no results yet for: AlterNet" in _texts(fig)
@@ -234,7 +234,7 @@ def test_alternet_figure_with_no_data_at_all_still_draws(tmp_path):
 
 def test_missing_note_does_not_cover_the_panels(tmp_path):
     files = {"eval": [_eval(tmp_path, "preact", 18.0, 2.1)], "robustness": [], "hessian": []}
-    spec = {"figure": {"epoch": EPOCH, "series": [{"label": "ResNet", "model": "preact"}]}}
+    spec = {"epoch": EPOCH, "series": [{"label": "ResNet", "model": "preact"}]}
     fig = fig_alternet.plot(spec, _tables(files), tmp_path / "fig.pdf")
     renderer = FigureCanvasAgg(fig).get_renderer()  # the figure is closed once saved
     (note,) = [t for t in fig.texts if t.get_text().startswith("no results yet for")]

@@ -31,7 +31,7 @@ def _spec(*series, epoch=EPOCH):
     cfg = {"experiments": ["x"], "series": list(series)}
     if epoch is not None:
         cfg["epoch"] = epoch
-    return {"figure": cfg}
+    return cfg
 
 
 SERIES = [{"label": "ViT", "model": "vit", "fraction": 1}, {"label": "CNN", "model": "cnn"},

@@ -69,7 +69,7 @@ def test_probe_runner_summary_matches_dense_hessians(tmp_path, monkeypatch, wd, 
             "probe": {"n_batches": 2, "batch_size": 16, "k": n, "method": "lanczos", "tol": 1e-3,
                       "seed": seed, "trace_samples": samples}}
     out, summary_out = tmp_path / "hessian_e4.parquet", tmp_path / "hessian_summary_e4.parquet"
-    analyze.hessian(spec, "unused.pt", out, summary_out, device=resolve("cpu"))
+    analyze.hessian(spec, "unused.pt", {"hessian": out, "hessian_summary": summary_out}, device=resolve("cpu"))
 
     dense = [dense_hessian(model, x, y, wd) for x, y in batches]
     spectra = [np.linalg.eigvalsh(H) for H in dense]
@@ -105,8 +105,12 @@ def test_probe_runner_summary_matches_dense_hessians(tmp_path, monkeypatch, wd, 
     np.testing.assert_allclose(np.sort(eig["eigenvalue"]), np.sort(pooled), rtol=1e-6, atol=1e-9)
 
 
-def test_probe_cli_wants_one_out_per_table(tmp_path):
+def test_probe_cli_wants_one_out_per_table(tmp_path, capsys):
+    """`--out TABLE=PATH` for each table the probe writes, checked before any work."""
     from vitprobe.cli import main
-    with pytest.raises(SystemExit, match="--out needs 2 paths.*hessian, hessian_summary"):
-        main(["hessian", "--spec", "{}", "--device", "cpu", "--checkpoint", "x.pt", "--out", str(tmp_path / "a")])
+    base = ["hessian", "--spec", "{}", "--device", "cpu", "--checkpoint", "x.pt"]
+    assert main(base + ["--out", f"hessian={tmp_path / 'a'}"]) == 2
+    assert capsys.readouterr().err.strip() == "vitprobe hessian: error: --out: missing hessian_summary=PATH (one per table it writes)"
+    assert main(base + ["--out", f"eval={tmp_path / 'a'}"]) == 2
+    assert "expected NAME=PATH with NAME one of hessian, hessian_summary" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())

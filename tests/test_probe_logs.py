@@ -14,7 +14,8 @@ import sys
 import pandas as pd
 import pytest
 
-from vitprobe import data, results
+from vitprobe import data
+from vitprobe.catalog import tables_of
 from vitprobe.cli import main
 from vitprobe.config import validate
 from vitprobe.grid import Run
@@ -72,7 +73,7 @@ def trained(tmp_path_factory):
     run = plan.runs[0]
     ckpt = tmp / f"e{EPOCH}.pt"
     assert main(["train", "--spec", json.dumps(plan.train_spec(run)), "--device", "cpu", "--no-progress",
-                 "--state-dir", str(tmp / "state"), "--checkpoints", str(ckpt),
+                 "--state-dir", str(tmp / "state"), "--checkpoint", f"{EPOCH}={ckpt}",
                  "--log", str(tmp / "train_log.parquet")]) == 0
     return plan, run, ckpt
 
@@ -84,9 +85,9 @@ def _lines(stderr: str) -> list[str]:
 
 def _run_probe(plan, run, ckpt, probe, out_dir):
     spec = plan.probe_spec(run, probe)
-    outs = [str(out_dir / f"{table}_e{EPOCH}.parquet") for table in results.tables_of(probe)]
+    outs = [str(out_dir / f"{table}_e{EPOCH}.parquet") for table in tables_of(probe)]
     assert main([probe, "--spec", json.dumps(spec), "--device", "cpu", "--checkpoint", str(ckpt),
-                 "--out", *outs]) == 0
+                 *[a for t, o in zip(tables_of(probe), outs) for a in ("--out", f"{t}={o}")]]) == 0
     return outs
 
 
@@ -117,7 +118,7 @@ def test_probe_logs_start_progress_and_result(trained, probe, tmp_path, capsys):
     run_id = Run(**plan.probe_spec(run, probe)["run"]).id
     assert run_id == run.id == "synthetic-vit_demo-k0-f1-s0"
     start, result = _check_log(err, probe, run_id, outs)
-    tables = {t: pd.read_parquet(p) for t, p in zip(results.tables_of(probe), outs)}
+    tables = {t: pd.read_parquet(p) for t, p in zip(tables_of(probe), outs)}
     df = tables[probe]
     p = PROBES[probe]
     number = r"([-+]?[\d.]+(?:e[-+]?\d+)?|nan)"
@@ -166,7 +167,7 @@ def test_probe_log_file_as_snakemake_writes_it(trained, tmp_path):
     out = tmp_path / f"variance_e{EPOCH}.parquet"
     log = tmp_path / "variance.log"
     cmd = [sys.executable, "-m", "vitprobe", "variance", "--spec", json.dumps(plan.probe_spec(run, "variance")),
-           "--device", "cpu", "--checkpoint", str(ckpt), "--out", str(out)]
+           "--device", "cpu", "--checkpoint", str(ckpt), "--out", f"variance={out}"]
     with open(log, "w") as f:
         proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=f, timeout=300)
     text = log.read_text(encoding="utf-8")

@@ -52,9 +52,9 @@ def tiny_spec(demo_config, tmp_path):
 
 
 def _cli_train(spec, out, extra=()):
-    ckpts = [str(out / f"ckpt/e{e}.pt") for e in spec["train"]["checkpoint_epochs"]]
+    ckpts = [a for e in spec["train"]["checkpoint_epochs"] for a in ("--checkpoint", f"{e}={out}/ckpt/e{e}.pt")]
     cmd = [sys.executable, "-m", "vitprobe", "train", "--spec", json.dumps(spec), "--device", "cpu",
-           "--state-dir", str(out / ".train"), "--checkpoints", *ckpts, "--log", str(out / "log.parquet"),
+           "--state-dir", str(out / ".train"), *ckpts, "--log", str(out / "log.parquet"),
            *extra]
     return cmd
 

@@ -78,15 +78,16 @@ def _write(df: pd.DataFrame, table: str, spec: dict, payload: dict, out) -> pd.D
     return df
 
 
-def hessian(spec: dict, checkpoint_path, out, summary_out, device: Device) -> pd.DataFrame:
+def hessian(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.DataFrame:
     """Top-k Hessian eigenvalues (by magnitude, sign kept) of NLL + wd/2·||θ||² on each of
-    N mini-batches of augmented training images; one row per (batch, rank) in `out`. In
-    `summary_out`, one row: NEP, APE and Hutchinson's trace, of the whole Hessian and of the
+    N mini-batches of augmented training images; one row per (batch, rank) in table hessian. In
+    hessian_summary, one row: NEP, APE and Hutchinson's trace, of the whole Hessian and of the
     NLL's alone, on the same batches (`vitprobe.probes.summary`)."""
     from vitprobe.probes.hessian import parameter_count, top_eigenvalues
     from vitprobe.probes.spectral import hessian_trace
     from vitprobe.probes.summary import spectrum_summary
 
+    out, summary_out = outs["hessian"], outs["hessian_summary"]
     p = spec["probe"]
     wd = spec["train"]["weight_decay"]
     model, payload = load_model(checkpoint_path, spec)
@@ -123,8 +124,9 @@ def hessian(spec: dict, checkpoint_path, out, summary_out, device: Device) -> pd
     return df
 
 
-def evaluate_checkpoint(spec: dict, checkpoint_path, out, device: Device) -> pd.DataFrame:
+def evaluate_checkpoint(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.DataFrame:
     """Clean test error / NLL / ECE and NLL on the augmented training set."""
+    out = outs["eval"]
     p = spec["probe"]
     model, payload = load_model(checkpoint_path, spec)
     model = device.prepare_model(model)
@@ -179,10 +181,11 @@ def _map_statistics(spec: dict, checkpoint_path, device: Device, statistic, prob
     return [(*m, total / len(images)) for m, total in zip(meta, sums)], len(images), payload, log
 
 
-def fourier(spec: dict, checkpoint_path, out, device: Device) -> pd.DataFrame:
+def fourier(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.DataFrame:
     """Relative log amplitude of every feature map's Fourier spectrum; one row per (map, frequency)."""
     from vitprobe.probes.fourier import frequencies, relative_log_amplitude
 
+    out = outs["fourier"]
     maps, n, payload, log = _map_statistics(spec, checkpoint_path, device, lambda t: relative_log_amplitude(t).cpu(),
                                             "fourier", "relative log amplitude of every feature map's Fourier spectrum")
     rows = [{"map_index": i, "map_name": name, "kind": kind, "depth": depth, "freq": float(f),
@@ -195,10 +198,11 @@ def fourier(spec: dict, checkpoint_path, out, device: Device) -> pd.DataFrame:
     return df
 
 
-def variance(spec: dict, checkpoint_path, out, device: Device) -> pd.DataFrame:
+def variance(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.DataFrame:
     """Feature-map variance of every map; one row per map."""
     from vitprobe.probes.variance import feature_map_variance
 
+    out = outs["variance"]
     maps, n, payload, log = _map_statistics(spec, checkpoint_path, device, feature_map_variance,
                                             "variance", "spatial variance of every feature map")
     rows = [{"map_index": i, "map_name": name, "kind": kind, "depth": depth, "variance": float(v), "n_images": n}
@@ -208,10 +212,11 @@ def variance(spec: dict, checkpoint_path, out, device: Device) -> pd.DataFrame:
     return df
 
 
-def robustness(spec: dict, checkpoint_path, out, device: Device) -> pd.DataFrame:
+def robustness(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.DataFrame:
     """Accuracy under frequency-band noise against clean accuracy; one row per frequency."""
     from vitprobe.probes.robustness import noise_robustness
 
+    out = outs["robustness"]
     p = spec["probe"]
     model, payload = load_model(checkpoint_path, spec)
     model = device.prepare_model(model)
@@ -231,10 +236,11 @@ def robustness(spec: dict, checkpoint_path, out, device: Device) -> pd.DataFrame
     return df
 
 
-def landscape(spec: dict, checkpoint_path, out, device: Device) -> pd.DataFrame:
+def landscape(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.DataFrame:
     """NLL + L2 along filter-normalized random directions: a 1-D line and a 2-D plane."""
     from vitprobe.probes.landscape import filter_normalized_direction, grid_1d, grid_2d, loss_landscape
 
+    out = outs["landscape"]
     p = spec["probe"]
     model, payload = load_model(checkpoint_path, spec)
     model = model.to(device.torch_device)
@@ -264,15 +270,3 @@ def landscape(spec: dict, checkpoint_path, out, device: Device) -> pd.DataFrame:
     log(f"min loss {best['loss']:.4g} at ({best['x']:g}, {best['y']:g}) on the {best['grid']} grid, loss at {at} "
         f"{near['loss']:.4g}; wrote {out}")
     return df
-
-
-# probe name (= its table's name = config key under `probes`) ->
-# runner(spec, checkpoint, *outs, device): one out per table of `results.tables_of(probe)`
-PROBES = {
-    "hessian": hessian,
-    "eval": evaluate_checkpoint,
-    "fourier": fourier,
-    "variance": variance,
-    "robustness": robustness,
-    "landscape": landscape,
-}

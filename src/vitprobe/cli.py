@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ class SpecError(VitprobeError):
 
 # The keys every spec of a verb must have (see vitprobe.grid.Plan.train_spec/probe_spec).
 SPEC_KEYS = {"train": ("run", "data", "model", "train"), "probe": ("run", "data", "model", "train", "probe"),
-             "plot": ("figure",)}
+             "plot": ("experiments",)}
 
 
 def _spec(value: str, verb: str, kind: str) -> dict:
@@ -60,27 +59,44 @@ def cmd_prepare_data(args):
     print(json.dumps(summary))
 
 
+def _pairs(values, flag: str, allowed, key_type=str, *, exactly=False, many=False) -> dict:
+    """`NAME=PATH` arguments as {name: path} ({name: [paths]} with `many`); a name not in
+    `allowed`, a malformed pair, or (with `exactly`) a missing name is a one-line error."""
+    out: dict = {}
+    allowed = [str(a) for a in allowed]
+    for value in values or []:
+        name, sep, path = value.partition("=")
+        if not sep or not path or name not in allowed:
+            raise VitprobeError(f"{flag} {value!r}: expected NAME=PATH with NAME one of {', '.join(allowed)}")
+        if many:
+            out.setdefault(key_type(name), []).append(path)
+        elif key_type(name) in out:
+            raise VitprobeError(f"{flag} {name}=...: given twice")
+        else:
+            out[key_type(name)] = path
+    missing = [a for a in allowed if key_type(a) not in out]
+    if exactly and missing:
+        raise VitprobeError(f"{flag}: missing {', '.join(f'{m}=PATH' for m in missing)} (one per table it writes)")
+    return out
+
+
 def cmd_train(args):
     from vitprobe.train import train
-    checkpoints = {}
-    for path in args.checkpoints:
-        m = re.search(r"e(\d+)\.pt$", path)
-        if not m:
-            raise SystemExit(f"--checkpoints: {path!r} does not end in e<epoch>.pt")
-        checkpoints[int(m.group(1))] = path
-    train(_spec(args.spec, "train", "train"), state_dir=args.state_dir, checkpoints=checkpoints, log_path=args.log,
+    spec = _spec(args.spec, "train", "train")
+    epochs = sorted(set(spec["train"]["checkpoint_epochs"]) | {spec["train"]["epochs"]})
+    checkpoints = _pairs(args.checkpoint, "--checkpoint", epochs, int)
+    if not checkpoints:
+        raise VitprobeError(f"--checkpoint EPOCH=PATH: give at least one; epochs of this spec: {epochs}")
+    train(spec, state_dir=args.state_dir, checkpoints=checkpoints, log_path=args.log,
           device=_device(args), progress=not args.no_progress, tensorboard=args.tensorboard)
 
 
 def cmd_probe(args):
-    from vitprobe.analyze import PROBES
-    from vitprobe.results import tables_of
-    tables = tables_of(args.verb)
-    if len(args.out) != len(tables):
-        raise SystemExit(f"vitprobe {args.verb}: --out needs {len(tables)} paths, one per table it writes "
-                         f"({', '.join(tables)}, in that order); got {len(args.out)}")
+    from vitprobe.catalog import PROBES, resolve
+    probe = PROBES[args.verb]
+    outs = _pairs(args.out, "--out", probe.tables, exactly=True)
     spec = _spec(args.spec, args.verb, "probe")
-    PROBES[args.verb](spec, args.checkpoint, *args.out, device=_device(args))
+    resolve(probe.runner)(spec, args.checkpoint, outs, device=_device(args))
 
 
 def cmd_aggregate(args):
@@ -90,10 +106,14 @@ def cmd_aggregate(args):
 
 
 def cmd_plot(args):
+    from vitprobe.catalog import FIGURES
     from vitprobe.figures import plot
+    figure = FIGURES[args.figure]
+    tables = _pairs(args.table, "--table", figure.tables, many=True)
     spec = _spec(args.spec, "plot", "plot")
-    print(f"{args.figure}: drawing from {len(args.inputs)} per-run tables", file=sys.stderr)
-    plot(args.figure, spec, args.inputs, args.out)
+    n = sum(map(len, tables.values()))
+    print(f"{args.figure}: drawing from {n} per-run tables ({', '.join(figure.tables)})", file=sys.stderr)
+    plot(args.figure, spec, tables, args.out)
     print(f"{args.figure}: wrote {', '.join(args.out)}", file=sys.stderr)
 
 
@@ -134,19 +154,9 @@ def cmd_tables(args):
     print(markdown_docs())
 
 
-# one verb per probe (vitprobe.analyze.PROBES), each writing its per-run, per-checkpoint table
-PROBE_HELP = {
-    "hessian": "Hessian max-eigenvalue spectrum of a checkpoint",
-    "eval": "test error, NLL, ECE and NLL_train of a checkpoint",
-    "fourier": "relative log amplitude of the Fourier spectrum of every feature map",
-    "variance": "variance of every feature map",
-    "robustness": "accuracy under frequency-band noise",
-    "landscape": "loss landscape along filter-normalized random directions",
-}
-
-
 def build_parser() -> argparse.ArgumentParser:
     from vitprobe import __version__
+    from vitprobe.catalog import FIGURES, PROBES
     from vitprobe.device import DEVICE_CHOICES
     p = argparse.ArgumentParser(prog="vitprobe", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"vitprobe {__version__}")
@@ -172,16 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="summary JSON written when the data is ready")
 
     s = with_spec(verb("train", cmd_train, "train one run, writing its checkpoints and log"))
-    s.add_argument("--checkpoints", nargs="+", required=True, help="checkpoint paths ending in e<epoch>.pt")
+    s.add_argument("--checkpoint", action="append", metavar="EPOCH=PATH", help="where to write the checkpoint "
+                   "of that epoch (repeat; epochs from the spec's train.checkpoint_epochs and train.epochs)")
     s.add_argument("--log", required=True, help="train_log Parquet path")
     s.add_argument("--state-dir", required=True, help="resume state directory (kept across failed attempts)")
     s.add_argument("--no-progress", action="store_true")
     s.add_argument("--tensorboard", metavar="DIR", help="also write the per-epoch curves as TensorBoard events here")
 
-    for name, help_ in PROBE_HELP.items():
-        s = with_spec(verb(name, cmd_probe, help_))
+    for probe in PROBES.values():
+        s = with_spec(verb(probe.name, cmd_probe, probe.help))
         s.add_argument("--checkpoint", required=True)
-        s.add_argument("--out", required=True, nargs="+", help="Parquet path of each table the probe writes")
+        s.add_argument("--out", required=True, action="append", metavar="TABLE=PATH",
+                       help=f"Parquet path of each table it writes: {', '.join(probe.tables)}")
 
     s = verb("aggregate", cmd_aggregate, "concatenate per-run tables into results/<table>.parquet")
     s.add_argument("--table", required=True)
@@ -189,10 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("inputs", nargs="*")
 
     s = with_spec(verb("plot", cmd_plot, "draw a figure from per-run tables"), device=False)
-    s.add_argument("--figure", required=True, help="figure name, e.g. fig_hessian")
+    s.add_argument("--figure", required=True, choices=list(FIGURES), help="figure name, e.g. fig_hessian")
+    s.add_argument("--table", action="append", metavar="NAME=PATH", help="a per-run table file it reads (repeat)")
     s.add_argument("--out", required=True, action="append",
                    help="figure path, the format from its suffix (.pdf, .png, .svg); repeat for several")
-    s.add_argument("inputs", nargs="*")
 
     s = verb("check-config", cmd_check_config, "validate a config file and summarize its run grid")
     s.add_argument("config")

@@ -5,3 +5,7 @@ traceback (`vitprobe --debug ...` shows it); anything else is a bug and keeps it
 
 class VitprobeError(Exception):
     """A problem with the user's input or files; the message names the cause and the fix."""
+
+
+class ConfigError(VitprobeError, ValueError):
+    """A config value is wrong; the message names the key and what is allowed."""

@@ -5,38 +5,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import importlib.util
 import re
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from functools import cached_property
 
-from vitprobe.errors import VitprobeError
+import torch
+
+from vitprobe import catalog, models
+from vitprobe.errors import ConfigError
+from vitprobe.series import fraction_token, parse_fraction, series_matches
+
+__all__ = ["ConfigError", "Plan", "Run", "parse_fraction", "series_matches"]  # ConfigError: re-exported
 
 NO_KERNEL = 0  # kernel_size of models without local attention ("k0" in run ids)
-_FRACTION_DENOMINATOR_LIMIT = 4096
 RUN_ID_REGEX = r"[a-z0-9_]+-[a-z0-9_]+-k\d+-f\d+(?:of\d+)?-s\d+"
 _RUN_ID = re.compile(r"(?P<dataset>[a-z0-9_]+)-(?P<model>[a-z0-9_]+)-k(?P<kernel>\d+)"
                      r"-f(?P<num>\d+)(?:of(?P<den>\d+))?-s(?P<seed>\d+)")
-
-
-class ConfigError(VitprobeError, ValueError):
-    """A config value is wrong; the message names the key and what is allowed."""
-
-
-def parse_fraction(value, key: str = "fraction") -> float:
-    """A data fraction in (0, 1], given as a number or as a string 'p/q'."""
-    try:
-        frac = Fraction(value) if isinstance(value, str) else Fraction(value).limit_denominator(_FRACTION_DENOMINATOR_LIMIT)
-    except (ValueError, ZeroDivisionError, TypeError):
-        raise ConfigError(f"{key}: {value!r} is not a number or a fraction like '1/64'") from None
-    if not 0 < frac <= 1:
-        raise ConfigError(f"{key}: {value!r} is outside the allowed range (0, 1]")
-    return float(frac)
-
-
-def _fraction_token(fraction: float) -> str:
-    frac = Fraction(fraction).limit_denominator(_FRACTION_DENOMINATOR_LIMIT)
-    return f"{frac.numerator}" if frac.denominator == 1 else f"{frac.numerator}of{frac.denominator}"
 
 
 @dataclass(frozen=True, order=True)
@@ -53,7 +39,7 @@ class Run:
     def id(self) -> str:
         """e.g. 'cifar100-vit_ti_cifar-k0-f1of64-s0' (k0: the model has no kernel size)."""
         return (f"{self.dataset}-{self.model}-k{self.kernel_size}"
-                f"-f{_fraction_token(self.fraction)}-s{self.seed}")
+                f"-f{fraction_token(self.fraction)}-s{self.seed}")
 
     @classmethod
     def parse(cls, run_id: str) -> "Run":
@@ -106,7 +92,6 @@ class Plan:
         self._check_model_kwargs()
         self._check_figures()
         if config.get("tensorboard"):
-            import importlib.util
             if importlib.util.find_spec("tensorboard") is None:
                 raise ConfigError("tensorboard: true needs the tensorboard package: pip install "
                                   "'vitprobe[tensorboard]', or set tensorboard: false")
@@ -124,8 +109,7 @@ class Plan:
 
     @staticmethod
     def _registered() -> dict:
-        from vitprobe.models import MODELS
-        return MODELS
+        return models.MODELS
 
     def token_grid(self, model: str) -> int | None:
         info = self.model_info(model)
@@ -133,7 +117,7 @@ class Plan:
         return 32 // patch if patch else info.token_grid
 
     def _check_models(self) -> None:
-        from vitprobe.models import MODELS
+        MODELS = models.MODELS
         known = sorted(MODELS)
         for name, alias in self.config.get("models", {}).items():
             if alias["arch"] not in MODELS:
@@ -150,9 +134,6 @@ class Plan:
     def _check_model_kwargs(self) -> None:
         """Build every configured model once on the meta device (no memory, no compute), so
         kwargs the entry point does not take, or of the wrong type, fail before any job."""
-        import torch
-
-        from vitprobe.models import create
         built = set()
         for run in self.runs:
             if run.model in built:
@@ -163,7 +144,7 @@ class Plan:
             where = f"models.{run.model}.kwargs" if run.model in self.config.get("models", {}) else run.model
             try:
                 with torch.device("meta"):
-                    create(spec["arch"], num_classes=10, **kwargs)
+                    models.create(spec["arch"], num_classes=10, **kwargs)
             except Exception as exc:  # TypeError/ValueError/... from the model's constructor
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise ConfigError(f"{where}: {spec['arch']}({', '.join(f'{k}={v!r}' for k, v in spec['kwargs'].items())})"
@@ -223,13 +204,11 @@ class Plan:
     @property
     def tables(self) -> list[str]:
         """Every table the configured jobs write: train_log, then each probe's tables."""
-        from vitprobe.results import tables_of
-        return ["train_log", *(t for probe in self.probes for t in tables_of(probe))]
+        return [catalog.TRAIN_LOG, *(t for probe in self.probes for t in catalog.tables_of(probe))]
 
     def table_epochs(self, table: str) -> list[int]:
         """Checkpoint epochs of a per-checkpoint table: those of the probe that writes it."""
-        from vitprobe.results import probe_of
-        return self.probe_epochs(probe_of(table))
+        return self.probe_epochs(catalog.probe_of(table))
 
     def probe_epochs(self, probe: str) -> list[int]:
         return sorted(set(self.config["probes"][probe].get("epochs", [self.config["train"]["epochs"]])))
@@ -256,16 +235,13 @@ class Plan:
                 "train": self.config["train"]}
 
     def probe_spec(self, run: Run, probe: str) -> dict:
-        return {**self.train_spec(run), "device": self.config["device"],
-                "probe": self.config["probes"][probe]}
+        return {**self.train_spec(run), "probe": self.config["probes"][probe]}
 
     # ---- figures ------------------------------------------------------------------
     def _check_figures(self) -> None:
-        from vitprobe.figures import FIGURES
-        from vitprobe.results import probe_of
         for fig, spec in self.config.get("figures", {}).items():
-            if fig not in FIGURES:
-                raise ConfigError(f"figures.{fig}: unknown figure; allowed: {', '.join(FIGURES)}")
+            if fig not in catalog.FIGURES:
+                raise ConfigError(f"figures.{fig}: unknown figure; allowed: {', '.join(catalog.FIGURES)}")
             for exp in spec["experiments"]:
                 if exp not in self.experiments:
                     raise ConfigError(f"figures.{fig}.experiments: unknown experiment {exp!r}; "
@@ -273,15 +249,15 @@ class Plan:
             candidates = {r for exp in spec["experiments"] for r in self.experiments[exp]}
             for i, series in enumerate(spec.get("series") or []):
                 if not any(series_matches(series, r) for r in candidates):
-                    have = ", ".join(sorted({f"{r.model} (k{r.kernel_size}, f{_fraction_token(r.fraction)})"
+                    have = ", ".join(sorted({f"{r.model} (k{r.kernel_size}, f{fraction_token(r.fraction)})"
                                              for r in candidates}))
                     raise ConfigError(f"figures.{fig}.series.{i} ({series['label']!r}): matches no run of experiments "
                                       f"{', '.join(spec['experiments'])}; their runs: {have}")
             epoch = spec.get("epoch")
             for table in self.figure_tables(fig):
-                if table == "train_log":
+                if table == catalog.TRAIN_LOG:
                     continue
-                probe = probe_of(table)
+                probe = catalog.probe_of(table)
                 if probe not in self.config["probes"]:
                     raise ConfigError(f"figures.{fig}: needs the {probe!r} probe; add probes.{probe} to the config")
                 if epoch is not None and epoch not in self.probe_epochs(probe):
@@ -290,8 +266,7 @@ class Plan:
 
     @staticmethod
     def figure_tables(figure: str) -> tuple[str, ...]:
-        from vitprobe.figures import FIGURES
-        return FIGURES[figure][1]
+        return catalog.FIGURES[figure].tables
 
     def figure_runs(self, figure: str) -> list[Run]:
         """Runs of the figure's experiments that one of its series selects."""
@@ -301,13 +276,3 @@ class Plan:
         if series:
             candidates = {r for r in candidates if any(series_matches(s, r) for s in series)}
         return sorted(candidates)
-
-
-def series_matches(series: dict, run) -> bool:
-    """A figure series selects runs by model and optionally fraction and kernel size.
-    `run` is a Run or any object/row with those attributes."""
-    if series["model"] != run.model:
-        return False
-    if "fraction" in series and abs(parse_fraction(series["fraction"]) - run.fraction) > 1e-12:
-        return False
-    return "kernel_size" not in series or series["kernel_size"] == run.kernel_size

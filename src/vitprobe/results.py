@@ -121,20 +121,6 @@ TABLES: dict[str, list[Column]] = {
     ],
 }
 
-# Tables written by another probe's job (the summary needs the same mini-batches and model).
-WRITTEN_BY = {"hessian_summary": "hessian"}
-
-
-def probe_of(table: str) -> str:
-    """The probe (= config key under `probes`) whose job writes a per-checkpoint table."""
-    return WRITTEN_BY.get(table, table)
-
-
-def tables_of(probe: str) -> list[str]:
-    """The per-checkpoint tables one probe job writes, its own first (the CLI's --out order)."""
-    return [probe, *(t for t, p in WRITTEN_BY.items() if p == probe)]
-
-
 def schema(table: str) -> pa.Schema:
     """The full Arrow schema of a table: grid columns, its own columns, provenance."""
     if table not in TABLES:

@@ -1,22 +1,23 @@
-# One job per (run, checkpoint epoch) and configured probe; each writes its per-run Parquet
-# tables (the Hessian job also writes hessian_summary: NEP, APE, trace from the same batches).
+# One job per (run, checkpoint epoch) and configured probe (vitprobe.catalog.PROBES); each
+# writes its per-run Parquet tables, named: `--out TABLE=PATH`.
 for _probe in PLAN.probes:
 
     rule:
         name:
-            probe_rule(_probe)
+            PROBES[_probe].rule_name
         input:
             checkpoint=LAYOUT.checkpoint,
             data=data_ready(),
         output:
-            [probe_pattern(t) for t in tables_of(_probe)],
+            **{t: probe_pattern(t) for t in PROBES[_probe].tables},
         params:
             **probe_params(_probe),
+            outs=lambda wildcards, output: named_args("--out", output),
         threads: job_threads
         resources:
             **probe_resources(_probe),
         log:
-            LAYOUT.log(f"{probe_rule(_probe)}/{{run}}_e{{epoch}}"),
+            LAYOUT.log(f"{PROBES[_probe].rule_name}/{{run}}_e{{epoch}}"),
         shell:
             "{VITPROBE} {params.probe} --spec {params.spec:q} --device {params.device}"
-            " --checkpoint {input.checkpoint} --out {output} > {log} 2>&1"
+            " --checkpoint {input.checkpoint} {params.outs} > {log} 2>&1"

@@ -8,7 +8,7 @@ import sys
 from vitprobe.config import assemble, validate
 from vitprobe.grid import RUN_ID_REGEX, ConfigError, train_hash
 from vitprobe.paths import DATA_READY, Layout
-from vitprobe.results import tables_of
+from vitprobe.catalog import FIGURES, PROBES
 
 
 def _shown(path):
@@ -80,9 +80,10 @@ def train_state_dir(wildcards):
     return LAYOUT.train_state_dir.format(run=wildcards.run, train_hash=train_hash(spec))
 
 
-def probe_rule(probe):
-    """Rule name of a probe's jobs ("evaluate" for eval, a Python builtin)."""
-    return "evaluate" if probe == "eval" else probe
+def named_args(flag, files):
+    """`--flag NAME=PATH` for every file of Snakemake's named input or output lists."""
+    return " ".join(f"{flag} {name}={path}" for name, paths in files.items() for path in
+                    ([paths] if isinstance(paths, str) else paths))
 
 
 def probe_params(probe):
@@ -110,17 +111,17 @@ def figure_config(figure):
     return config["figures"][figure]
 
 
-def figure_inputs(figure):
+def figure_inputs(figure, table):
+    """The per-run files of `table` that the figure's series need."""
     spec = figure_config(figure)
-    epochs = [spec["epoch"]] if "epoch" in spec else None
-    runs = PLAN.figure_runs(figure)
-    return [f for t in PLAN.figure_tables(figure) for f in run_tables(t, runs, epochs)]
+    epochs = [spec["epoch"]] if "epoch" in spec and table != "train_log" else None
+    return run_tables(table, PLAN.figure_runs(figure), epochs)
 
 
 def figure_params(figure):
     return {
         "figure": figure,
-        "spec": lambda wildcards: as_json({"figure": figure_config(figure)}),
+        "spec": lambda wildcards: as_json(figure_config(figure)),
     }
 
 

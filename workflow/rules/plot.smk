@@ -1,23 +1,25 @@
-# One rule per configured figure (vitprobe.figures.FIGURES), named after it; each needs only
-# the runs its series select. The PNG is what the report shows inline, with its caption.
+# One rule per configured figure (vitprobe.catalog.FIGURES), named after it; it reads only the
+# runs its series select, each file passed by table name (`--table NAME=PATH`). The PNG is
+# what the report shows inline, with the figure's caption.
 for _figure in config["figures"]:
 
     rule:
         name:
             _figure
         input:
-            lambda wildcards, fig=_figure: figure_inputs(fig),
+            **{t: (lambda wildcards, fig=_figure, t=t: figure_inputs(fig, t)) for t in FIGURES[_figure].tables},
         output:
             pdf=LAYOUT.figure("pdf").format(figure=_figure),
             png=report(
                 LAYOUT.figure("png").format(figure=_figure),
-                caption=f"../report/{_figure}.rst",
+                caption=FIGURES[_figure].caption,
                 category="Figures",
             ),
         params:
             **figure_params(_figure),
+            tables=lambda wildcards, input: named_args("--table", input),
         log:
             LAYOUT.log(f"plot/{_figure}"),
         shell:
-            "{VITPROBE} plot --figure {params.figure} --spec {params.spec:q} --out {output.pdf} --out {output.png}"
-            " {input} > {log} 2>&1"
+            "{VITPROBE} plot --figure {params.figure} --spec {params.spec:q} {params.tables}"
+            " --out {output.pdf} --out {output.png} > {log} 2>&1"

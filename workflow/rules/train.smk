@@ -5,12 +5,15 @@ rule train:
     input:
         data_ready(),
     output:
-        checkpoints=expand(LAYOUT.checkpoint, run="{run}", epoch=PLAN.checkpoint_epochs),
+        **{f"e{e}": LAYOUT.checkpoint.format(run="{run}", epoch=e) for e in PLAN.checkpoint_epochs},
         log=LAYOUT.train_log,
     params:
         device=config["device"],
         spec=train_spec,
         state_dir=train_state_dir,
+        checkpoints=lambda wildcards, output: " ".join(
+            f"--checkpoint {e}={output[f'e{e}']}" for e in PLAN.checkpoint_epochs
+        ),
         tensorboard=lambda wildcards: f"--tensorboard {LAYOUT.tensorboard.format(run=wildcards.run)}"
         if config["tensorboard"]
         else "",
@@ -21,4 +24,4 @@ rule train:
         LAYOUT.log("train/{run}"),
     shell:
         "{VITPROBE} train --spec {params.spec:q} --device {params.device} --state-dir {params.state_dir}"
-        " {params.tensorboard} --checkpoints {output.checkpoints} --log {output.log} > {log} 2>&1"
+        " {params.tensorboard} {params.checkpoints} --log {output.log} > {log} 2>&1"

@@ -40,7 +40,7 @@ def accuracy_robustness_points(tables: dict[str, pd.DataFrame], series: list[dic
 
 
 def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
-    cfg = spec["figure"]
+    cfg = spec
     series = cfg["series"]
     epochs = {t: figure_epoch(tables[t], cfg.get("epoch")) for t in ("eval", "robustness", "hessian")}
     points, lacking = accuracy_robustness_points(tables, series, epochs)

@@ -162,7 +162,7 @@ def draw_curves(ax, curves: pd.DataFrame) -> None:
 
 
 def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
-    cfg = spec["figure"]
+    cfg = spec
     series = cfg["series"]
     data = series_data(tables["fourier"], series, cfg.get("epoch"))
     colors = {s["label"]: color(i) for i, s in enumerate(series)}

@@ -72,7 +72,7 @@ def layout(height: float = 2.4, wspace: float = 0.32, a_rows: int = 1):
 
 
 def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
-    cfg = spec["figure"]
+    cfg = spec
     series = cfg["series"]
     eval_epoch = figure_epoch(tables["eval"], cfg.get("epoch"))
     hess_epoch = figure_epoch(tables["hessian"], cfg.get("epoch"))

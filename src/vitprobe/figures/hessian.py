@@ -53,7 +53,7 @@ def draw_spectra(ax_neg, ax_pos, values: dict[str, np.ndarray], bins: int = 40) 
 
 
 def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
-    fig_cfg = spec["figure"]
+    fig_cfg = spec
     values = series_values(tables["hessian"], fig_cfg["series"], fig_cfg["epoch"])
     with paper_style():
         fig, (ax_neg, ax_pos) = plt.subplots(1, 2, figsize=(FULL_WIDTH, 2.4), sharey=True)

@@ -92,7 +92,7 @@ def draw_kernel_curves(ax_err, ax_nll, curves) -> None:
 
 
 def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
-    cfg = spec["figure"]
+    cfg = spec
     series = cfg["series"]
     eval_epoch = figure_epoch(tables["eval"], cfg.get("epoch"))
     hess_epoch = figure_epoch(tables["hessian"], cfg.get("epoch"))

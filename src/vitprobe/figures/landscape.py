@@ -63,7 +63,7 @@ def plane_arrays(plane: pd.DataFrame):
 
 
 def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
-    cfg = spec["figure"]
+    cfg = spec
     series = cfg["series"]
     data = series_grids(tables["landscape"], series, cfg.get("epoch"))
     colors = {s["label"]: color(i) for i, s in enumerate(series)}

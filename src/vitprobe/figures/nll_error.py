@@ -222,7 +222,7 @@ def draw_fraction_curves(ax_err, ax_nll, curves) -> None:
 
 
 def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
-    cfg = spec["figure"]
+    cfg = spec
     table = tables["eval"]
     epoch = figure_epoch(table, cfg.get("epoch"))
     points, missing = nll_error_points(table, cfg["series"], epoch)

@@ -51,7 +51,7 @@ def _noise_text(data: dict) -> str:
 
 
 def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
-    cfg = spec["figure"]
+    cfg = spec
     series = cfg["series"]
     data = series_curves(tables["robustness"], series, cfg.get("epoch"))
     with paper_style():

@@ -31,7 +31,7 @@ def series_profiles(table: pd.DataFrame, series: list[dict], epoch: int | None):
 
 
 def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
-    cfg = spec["figure"]
+    cfg = spec
     series = cfg["series"]
     data = series_profiles(tables["variance"], series, cfg.get("epoch"))
     colors = {s["label"]: color(i) for i, s in enumerate(series)}

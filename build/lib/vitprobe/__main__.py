@@ -1,0 +1,5 @@
+import sys
+
+from vitprobe.cli import main
+
+sys.exit(main())

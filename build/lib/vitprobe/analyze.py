@@ -1,0 +1,272 @@
+"""Probe runners: checkpoint + spec -> one tidy per-run, per-checkpoint Parquet table.
+The math lives in `vitprobe.probes`; this module only feeds it data and writes rows.
+
+Every runner logs to stderr (a Snakemake job's log file): a start line saying what it
+computes, a progress bar over its unit of work and a result line with the headline numbers
+and the paths written, the lines prefixed `[<run id> e<checkpoint epoch>] <probe>: `."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from vitprobe import results
+from vitprobe.augment import BatchAugment
+from vitprobe.device import Device
+from vitprobe.grid import Run
+from vitprobe.probes import evaluate
+from vitprobe.runtime import load_model, mean_std, test_split, train_hash, training_split
+
+
+def progress(iterable, total: int | None = None, desc: str | None = None):
+    """Yield the items of `iterable` under a tqdm bar on stderr (`total` defaults to its len),
+    an item counted once its work is done. Off a terminal (a log file) it redraws at most
+    every 30 s, so a log holds the first (0/n) and last (n/n) line and a few between, as in
+    training; a line logged meanwhile (`tqdm.write`) redraws it with the current count."""
+    if total is None and hasattr(iterable, "__len__"):
+        total = len(iterable)
+    with tqdm(total=total, desc=desc, file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
+        for item in iterable:
+            yield item
+            bar.update()
+
+
+class _Log:
+    """One probe job's stderr lines, prefixed `[<run id> e<epoch>] <probe>: `, and its bars."""
+
+    def __init__(self, probe: str, spec: dict, payload: dict):
+        self.prefix = f"[{Run(**spec['run']).id} e{payload['epoch']}] {probe}: "
+
+    def __call__(self, message: str) -> None:
+        tqdm.write(self.prefix + message, file=sys.stderr)  # clears an open bar, redraws it below
+
+    def bar(self, what: str, total: int | None = None):
+        """A `progress` for the iterable of `what` (a callable wrapping an iterable, as the
+        `progress` parameter of the `vitprobe.probes` functions wants)."""
+        return functools.partial(progress, total=total, desc=self.prefix + what)
+
+
+def _paths(*paths) -> str:
+    return ", ".join(map(str, paths))
+
+
+def augmented_batches(spec: dict, n_batches: int, batch_size: int, seed: int, device: Device):
+    """`n_batches` disjoint mini-batches of augmented training images with soft targets
+    (the training augmentation: crop/flip, RandAugment, Mixup/CutMix, label smoothing)."""
+    split = training_split(spec)
+    mean, std = mean_std(spec)
+    augment = BatchAugment(spec["train"]["augment"], mean, std, split.num_classes)
+    gen = torch.Generator().manual_seed(seed)
+    aug_gen = torch.Generator(device=device.torch_device).manual_seed(seed + 1)
+    torch.manual_seed(seed)  # RandAugment draws from the global generator
+    perm = torch.randperm(len(split.labels), generator=gen)
+    if n_batches * batch_size > len(perm):  # small subsets: batches may overlap, never repeat within one
+        perm = torch.cat([torch.randperm(len(split.labels), generator=gen)
+                          for _ in range(-(-n_batches * batch_size // len(perm)))])
+    for b in range(n_batches):
+        idx = perm[b * batch_size:(b + 1) * batch_size]
+        yield augment(split.images[idx].to(device.torch_device), split.labels[idx].to(device.torch_device), aug_gen)
+
+
+def _write(df: pd.DataFrame, table: str, spec: dict, payload: dict, out) -> pd.DataFrame:
+    results.write_run_table(df, table, out, run=spec["run"], epoch=payload["epoch"], config_hash=train_hash(spec))
+    return df
+
+
+def hessian(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.DataFrame:
+    """Top-k Hessian eigenvalues (by magnitude, sign kept) of NLL + wd/2·||θ||² on each of
+    N mini-batches of augmented training images; one row per (batch, rank) in table hessian. In
+    hessian_summary, one row: NEP, APE and Hutchinson's trace, of the whole Hessian and of the
+    NLL's alone, on the same batches (`vitprobe.probes.summary`)."""
+    from vitprobe.probes.hessian import parameter_count, top_eigenvalues
+    from vitprobe.probes.spectral import hessian_trace
+    from vitprobe.probes.summary import spectrum_summary
+
+    out, summary_out = outs["hessian"], outs["hessian_summary"]
+    p = spec["probe"]
+    wd = spec["train"]["weight_decay"]
+    model, payload = load_model(checkpoint_path, spec)
+    model = model.to(device.torch_device)
+    n_params = parameter_count(model)
+    log = _Log("hessian", spec, payload)
+    trace_what = f"and trace ({p['trace_samples']} samples)" if p["trace_samples"] else "(no trace)"
+    log(f"top-{p['k']} eigenvalues ({p['method']}) {trace_what} on {p['n_batches']} mini-batches of "
+        f"{p['batch_size']} augmented training images; Hessian of NLL + wd/2·‖θ‖² over {n_params:,} "
+        f"parameters, wd {wd:g}")
+    rows, spectra, traces = [], [], []
+    batches = augmented_batches(spec, p["n_batches"], p["batch_size"], p["seed"], device)
+    for b, (x, y) in enumerate(log.bar("mini-batches", total=p["n_batches"])(batches)):
+        values, info = top_eigenvalues(model, x, y, k=p["k"], weight_decay=wd, method=p["method"], tol=p["tol"],
+                                       return_info=True)
+        shown = ", ".join(f"{v:.4g}" for v in values[:10]) + (", …" if len(values) > 10 else "")
+        log(f"batch {b}: {info['n_hvp']} HVPs, {info['seconds']:.1f} s, top eigenvalues {shown}")
+        rows += [{"batch": b, "rank": r + 1, "eigenvalue": float(v), "batch_size": len(x), "method": p["method"],
+                  "n_hvp": info["n_hvp"]} for r, v in enumerate(values)]
+        spectra.append(values)
+        if p["trace_samples"]:
+            trace, tinfo = hessian_trace(model, x, y, weight_decay=wd, n_samples=p["trace_samples"],
+                                         seed=p["seed"] + b, return_info=True)
+            log(f"batch {b}: trace {trace:.4g} ± {tinfo['std_error']:.2g}, {tinfo['seconds']:.1f} s")
+            traces.append(tinfo["samples"])
+    summary = {**spectrum_summary(spectra, traces, weight_decay=wd, n_params=n_params),
+               "batch_size": p["batch_size"], "method": p["method"]}
+    _write(pd.DataFrame([summary]), "hessian_summary", spec, payload, summary_out)
+    df = _write(pd.DataFrame(rows), "hessian", spec, payload, out)
+    trace = (f"trace {summary['trace']:.4g} ± {summary['trace_std_error']:.2g} (NLL alone {summary['trace_nll']:.4g}, "
+             f"wd·n_params {wd * n_params:.4g})" if p["trace_samples"] else "trace not computed")
+    log(f"NEP {summary['nep']:.3f}, APE {summary['ape']:.4g}, λ_max {summary['lambda_max']:.4g}, {trace}; "
+        f"wrote {_paths(out, summary_out)}")
+    return df
+
+
+def evaluate_checkpoint(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.DataFrame:
+    """Clean test error / NLL / ECE and NLL on the augmented training set."""
+    out = outs["eval"]
+    p = spec["probe"]
+    model, payload = load_model(checkpoint_path, spec)
+    model = device.prepare_model(model)
+    log = _Log("eval", spec, payload)
+    mean, std = mean_std(spec)
+    test, split = test_split(spec), training_split(spec)
+    log(f"error, NLL and ECE on {len(test.labels)} test images, NLL on {len(split.labels)} augmented "
+        f"training images, batches of {p['batch_size']}")
+    row = evaluate.clean_metrics(model, test.images, test.labels, mean, std, device, p["batch_size"],
+                                 progress=log.bar("test batches"))
+    augment = BatchAugment(spec["train"]["augment"], mean, std, split.num_classes)
+    torch.manual_seed(p["seed"])
+    gen = torch.Generator(device=device.torch_device).manual_seed(p["seed"])
+    row["nll_train"] = evaluate.augmented_nll(model, split.images, split.labels, augment, device,
+                                              p["batch_size"], gen, progress=log.bar("training batches"))
+    row["n_train"] = len(split.labels)
+    df = _write(pd.DataFrame([row]), "eval", spec, payload, out)
+    log(f"error {row['error']:.2f} %, NLL test {row['nll_test']:.4f}, NLL train {row['nll_train']:.4f}, "
+        f"ECE {row['ece']:.4f}; wrote {out}")
+    return df
+
+
+def _test_images(spec: dict, n_images: int | None, seed: int):
+    """The first n test images of a seeded permutation (all of them if n is None)."""
+    test = test_split(spec)
+    idx = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(seed))[:n_images]
+    return test.images[idx], test.labels[idx]
+
+
+def _map_statistics(spec: dict, checkpoint_path, device: Device, statistic, probe: str, what: str,
+                    chunk: int = 64):
+    """Per feature map, the image-weighted mean of `statistic(map)` over chunks of the
+    probe's test images. Both statistics used here (the mean log-amplitude curve and the
+    mean spatial variance) are means over images, so chunking changes nothing but memory.
+    Logs `what` it computes as the start line of `probe`; returns the job's log too."""
+    from vitprobe.augment import normalize
+    from vitprobe.features import feature_maps
+
+    p = spec["probe"]
+    model, payload = load_model(checkpoint_path, spec)
+    model = model.to(device.torch_device)
+    log = _Log(probe, spec, payload)
+    images, _ = _test_images(spec, p["n_images"], p["seed"])
+    log(f"{what} on {len(images)} test images, chunks of {chunk}")
+    meta, sums = None, None
+    for i in log.bar(f"chunks of {chunk} images")(range(0, len(images), chunk)):
+        x = normalize(images[i:i + chunk].to(device.torch_device), *mean_std(spec))
+        maps = feature_maps(model, x)
+        stats = [np.asarray(statistic(m.tensor), dtype=np.float64) * len(x) for m in maps]
+        meta = meta or [(m.index, m.name, m.kind, m.depth, m.tensor.shape[-1]) for m in maps]
+        sums = stats if sums is None else [a + b for a, b in zip(sums, stats)]
+    return [(*m, total / len(images)) for m, total in zip(meta, sums)], len(images), payload, log
+
+
+def fourier(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.DataFrame:
+    """Relative log amplitude of every feature map's Fourier spectrum; one row per (map, frequency)."""
+    from vitprobe.probes.fourier import frequencies, relative_log_amplitude
+
+    out = outs["fourier"]
+    maps, n, payload, log = _map_statistics(spec, checkpoint_path, device, lambda t: relative_log_amplitude(t).cpu(),
+                                            "fourier", "relative log amplitude of every feature map's Fourier spectrum")
+    rows = [{"map_index": i, "map_name": name, "kind": kind, "depth": depth, "freq": float(f),
+             "log_amplitude": float(a), "high_freq_delta": float(curve[-1]), "n_images": n}
+            for i, name, kind, depth, side, curve in maps for f, a in zip(frequencies(side), curve)]
+    df = _write(pd.DataFrame(rows), "fourier", spec, payload, out)
+    deltas = [float(curve[-1]) for *_, curve in maps]
+    log(f"{len(maps)} maps, mean high-frequency Δ log amplitude {np.mean(deltas):.3f} "
+        f"(from {min(deltas):.3f} to {max(deltas):.3f}); wrote {out}")
+    return df
+
+
+def variance(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.DataFrame:
+    """Feature-map variance of every map; one row per map."""
+    from vitprobe.probes.variance import feature_map_variance
+
+    out = outs["variance"]
+    maps, n, payload, log = _map_statistics(spec, checkpoint_path, device, feature_map_variance,
+                                            "variance", "spatial variance of every feature map")
+    rows = [{"map_index": i, "map_name": name, "kind": kind, "depth": depth, "variance": float(v), "n_images": n}
+            for i, name, kind, depth, _, v in maps]
+    df = _write(pd.DataFrame(rows), "variance", spec, payload, out)
+    log(f"{len(maps)} maps, variance from {df['variance'].min():.4g} to {df['variance'].max():.4g}; wrote {out}")
+    return df
+
+
+def robustness(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.DataFrame:
+    """Accuracy under frequency-band noise against clean accuracy; one row per frequency."""
+    from vitprobe.probes.robustness import noise_robustness
+
+    out = outs["robustness"]
+    p = spec["probe"]
+    model, payload = load_model(checkpoint_path, spec)
+    model = device.prepare_model(model)
+    log = _Log("robustness", spec, payload)
+    images, labels = _test_images(spec, p["n_images"], p["seed"])
+    freqs = p["freqs"]
+    log(f"accuracy on {len(images)} test images, clean and under band noise (eps {p['eps']:g}, width "
+        f"{p['width']:g}) at {len(freqs)} frequencies {min(freqs):g}..{max(freqs):g}, batches of {p['batch_size']}")
+    df = noise_robustness(model, images, labels, *mean_std(spec), eps=p["eps"], freqs=freqs,
+                          width=p["width"], batch_size=p["batch_size"], seed=p["seed"], device=device,
+                          progress=log.bar("passes (clean, then each frequency)"))
+    df["n_images"] = len(images)
+    df = _write(df, "robustness", spec, payload, out)
+    worst = df.loc[df["delta_accuracy"].idxmin()]
+    log(f"clean accuracy {worst['clean_accuracy']:.2f} %, worst delta {worst['delta_accuracy']:+.2f} pp "
+        f"at frequency {worst['freq']:g}; wrote {out}")
+    return df
+
+
+def landscape(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.DataFrame:
+    """NLL + L2 along filter-normalized random directions: a 1-D line and a 2-D plane."""
+    from vitprobe.probes.landscape import filter_normalized_direction, grid_1d, grid_2d, loss_landscape
+
+    out = outs["landscape"]
+    p = spec["probe"]
+    model, payload = load_model(checkpoint_path, spec)
+    model = model.to(device.torch_device)
+    log = _Log("landscape", spec, payload)
+    wd = spec["train"]["weight_decay"]
+    grids = [f"{n} points on a line" for n in [p["points_1d"]] if n]
+    grids += [f"{n}×{n} points on a plane" for n in [p["points_2d"]] if n]
+    log(f"NLL + wd/2·‖θ‖² (wd {wd:g}) on {p['n_batches']} mini-batches of {p['batch_size']} augmented training "
+        f"images at {' and '.join(grids) or 'no points'} along filter-normalized random directions, "
+        f"radius {p['radius']:g}")
+    batches = list(augmented_batches(spec, p["n_batches"], p["batch_size"], p["seed"], device))
+    gen = torch.Generator(device=device.torch_device).manual_seed(p["seed"])
+    d1, d2 = filter_normalized_direction(model, gen), filter_normalized_direction(model, gen)
+    parts = []
+    if p["points_1d"]:
+        line = loss_landscape(model, batches, [d1], grid_1d(p["radius"], p["points_1d"]), wd,
+                              progress=log.bar("1d grid points"))
+        parts.append(line.assign(grid="1d", y=0.0))
+    if p["points_2d"]:
+        plane = loss_landscape(model, batches, [d1, d2], grid_2d(p["radius"], p["points_2d"]), wd,
+                               progress=log.bar("2d grid points"))
+        parts.append(plane.assign(grid="2d"))
+    df = _write(pd.concat(parts, ignore_index=True), "landscape", spec, payload, out)
+    best = df.loc[df["loss"].idxmin()]
+    near = df.loc[(df["x"] ** 2 + df["y"] ** 2).idxmin()]  # the origin itself on odd grids
+    at = "origin" if near["x"] == 0 and near["y"] == 0 else f"point nearest the origin ({near['x']:g}, {near['y']:g})"
+    log(f"min loss {best['loss']:.4g} at ({best['x']:g}, {best['y']:g}) on the {best['grid']} grid, loss at {at} "
+        f"{near['loss']:.4g}; wrote {out}")
+    return df

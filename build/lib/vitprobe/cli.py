@@ -1,0 +1,239 @@
+"""`vitprobe <verb> ...`: one verb per Snakemake rule, usable on its own too.
+
+Rules hand each verb a JSON *spec* (the slice of the config that matters for that job,
+see `vitprobe.grid.Plan`), so that a change to an unrelated config key reruns nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from vitprobe.errors import VitprobeError
+
+
+class SpecError(VitprobeError):
+    """A --spec that is not JSON or lacks keys its verb needs."""
+
+
+# The keys every spec of a verb must have (see vitprobe.grid.Plan.train_spec/probe_spec).
+SPEC_KEYS = {"train": ("run", "data", "model", "train"), "probe": ("run", "data", "model", "train", "probe"),
+             "plot": ("experiments",)}
+
+
+def _spec(value: str, verb: str, kind: str) -> dict:
+    """A spec given inline as JSON, or as @path to a JSON file; checked for its keys."""
+    if value.startswith("@"):
+        path = Path(value[1:])
+        if not path.is_file():
+            raise SpecError(f"--spec {value}: file {path} does not exist")
+        text = path.read_text()
+    else:
+        text = value
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"--spec is not valid JSON ({exc}); pass the JSON object the Snakemake rule passes, "
+                        f"or @file.json") from None
+    missing = [k for k in SPEC_KEYS[kind] if not isinstance(spec, dict) or k not in spec]
+    if missing:
+        raise SpecError(f"--spec of `vitprobe {verb}` lacks {', '.join(map(repr, missing))}: it needs the keys "
+                        f"{', '.join(SPEC_KEYS[kind])} (the rules build it with vitprobe.grid.Plan)")
+    return spec
+
+
+def _device(args):
+    from vitprobe.device import resolve
+    return resolve(args.device)
+
+
+def cmd_prepare_data(args):
+    from vitprobe import data
+    from vitprobe.atomic import atomic_path
+    synthetic = json.loads(args.synthetic) if args.synthetic else None
+    summary = data.prepare(args.dataset, args.root, download=args.download, synthetic=synthetic)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary))
+
+
+def _pairs(values, flag: str, allowed, key_type=str, *, exactly=False, many=False) -> dict:
+    """`NAME=PATH` arguments as {name: path} ({name: [paths]} with `many`); a name not in
+    `allowed`, a malformed pair, or (with `exactly`) a missing name is a one-line error."""
+    out: dict = {}
+    allowed = [str(a) for a in allowed]
+    for value in values or []:
+        name, sep, path = value.partition("=")
+        if not sep or not path or name not in allowed:
+            raise VitprobeError(f"{flag} {value!r}: expected NAME=PATH with NAME one of {', '.join(allowed)}")
+        if many:
+            out.setdefault(key_type(name), []).append(path)
+        elif key_type(name) in out:
+            raise VitprobeError(f"{flag} {name}=...: given twice")
+        else:
+            out[key_type(name)] = path
+    missing = [a for a in allowed if key_type(a) not in out]
+    if exactly and missing:
+        raise VitprobeError(f"{flag}: missing {', '.join(f'{m}=PATH' for m in missing)} (one per table it writes)")
+    return out
+
+
+def cmd_train(args):
+    from vitprobe.train import train
+    spec = _spec(args.spec, "train", "train")
+    epochs = sorted(set(spec["train"]["checkpoint_epochs"]) | {spec["train"]["epochs"]})
+    checkpoints = _pairs(args.checkpoint, "--checkpoint", epochs, int)
+    if not checkpoints:
+        raise VitprobeError(f"--checkpoint EPOCH=PATH: give at least one; epochs of this spec: {epochs}")
+    train(spec, state_dir=args.state_dir, checkpoints=checkpoints, log_path=args.log,
+          device=_device(args), progress=not args.no_progress, tensorboard=args.tensorboard)
+
+
+def cmd_probe(args):
+    from vitprobe.catalog import PROBES, resolve
+    probe = PROBES[args.verb]
+    outs = _pairs(args.out, "--out", probe.tables, exactly=True)
+    spec = _spec(args.spec, args.verb, "probe")
+    resolve(probe.runner)(spec, args.checkpoint, outs, device=_device(args))
+
+
+def cmd_aggregate(args):
+    from vitprobe.results import write_aggregate
+    n = write_aggregate(args.inputs, args.table, args.out)
+    print(f"{args.out}: {n} rows from {len(args.inputs)} files")
+
+
+def cmd_plot(args):
+    from vitprobe.catalog import FIGURES
+    from vitprobe.figures import plot
+    figure = FIGURES[args.figure]
+    tables = _pairs(args.table, "--table", figure.tables, many=True)
+    spec = _spec(args.spec, "plot", "plot")
+    n = sum(map(len, tables.values()))
+    print(f"{args.figure}: drawing from {n} per-run tables ({', '.join(figure.tables)})", file=sys.stderr)
+    plot(args.figure, spec, tables, args.out)
+    print(f"{args.figure}: wrote {', '.join(args.out)}", file=sys.stderr)
+
+
+def _overrides(pairs) -> dict:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise VitprobeError(f"--set {pair!r}: expected KEY=VALUE, e.g. train.epochs=10")
+        import yaml
+        out[key] = yaml.safe_load(value) if value else None
+    return out
+
+
+def cmd_check_config(args):
+    from vitprobe.config import load
+    _, plan = load(args.config, _overrides(args.set))
+    print(f"{args.config}: valid; {len(plan.runs)} runs, checkpoints at epochs {plan.checkpoint_epochs}")
+    for name, runs in plan.experiments.items():
+        print(f"  {name}: {len(runs)} runs")
+    if args.runs:
+        print("\n".join(r.id for r in plan.runs))
+
+
+def cmd_digest(args):
+    from vitprobe.digest import copy_images, digest, update_readme
+    block = digest(args.results)
+    print(block)
+    if args.readme:
+        update_readme(args.readme, block)
+    if args.figures and args.images:
+        copied = copy_images(args.figures, args.images)
+        print(f"copied {len(copied)} figure PNGs to {args.images}", file=sys.stderr)
+
+
+def cmd_tables(args):
+    from vitprobe.results import markdown_docs
+    print(markdown_docs())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vitprobe import __version__
+    from vitprobe.catalog import FIGURES, PROBES
+    from vitprobe.device import DEVICE_CHOICES
+    p = argparse.ArgumentParser(prog="vitprobe", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"vitprobe {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = p.add_subparsers(dest="verb", required=True)
+
+    def verb(name, func, help_):
+        s = sub.add_parser(name, help=help_, description=help_)
+        s.set_defaults(func=func)
+        return s
+
+    def with_spec(s, device=True):
+        s.add_argument("--spec", required=True, help="job spec as JSON, or @file.json")
+        if device:
+            s.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+        return s
+
+    s = verb("prepare-data", cmd_prepare_data, "make a dataset available (download CIFAR, or write synthetic data)")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--root", required=True)
+    s.add_argument("--download", action="store_true")
+    s.add_argument("--synthetic", help="synthetic-data parameters as JSON")
+    s.add_argument("--out", required=True, help="summary JSON written when the data is ready")
+
+    s = with_spec(verb("train", cmd_train, "train one run, writing its checkpoints and log"))
+    s.add_argument("--checkpoint", action="append", metavar="EPOCH=PATH", help="where to write the checkpoint "
+                   "of that epoch (repeat; epochs from the spec's train.checkpoint_epochs and train.epochs)")
+    s.add_argument("--log", required=True, help="train_log Parquet path")
+    s.add_argument("--state-dir", required=True, help="resume state directory (kept across failed attempts)")
+    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--tensorboard", metavar="DIR", help="also write the per-epoch curves as TensorBoard events here")
+
+    for probe in PROBES.values():
+        s = with_spec(verb(probe.name, cmd_probe, probe.help))
+        s.add_argument("--checkpoint", required=True)
+        s.add_argument("--out", required=True, action="append", metavar="TABLE=PATH",
+                       help=f"Parquet path of each table it writes: {', '.join(probe.tables)}")
+
+    s = verb("aggregate", cmd_aggregate, "concatenate per-run tables into results/<table>.parquet")
+    s.add_argument("--table", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("inputs", nargs="*")
+
+    s = with_spec(verb("plot", cmd_plot, "draw a figure from per-run tables"), device=False)
+    s.add_argument("--figure", required=True, choices=list(FIGURES), help="figure name, e.g. fig_hessian")
+    s.add_argument("--table", action="append", metavar="NAME=PATH", help="a per-run table file it reads (repeat)")
+    s.add_argument("--out", required=True, action="append",
+                   help="figure path, the format from its suffix (.pdf, .png, .svg); repeat for several")
+
+    s = verb("check-config", cmd_check_config, "validate a config file and summarize its run grid")
+    s.add_argument("config")
+    s.add_argument("--runs", action="store_true", help="also list every run id")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a key, e.g. train.epochs=10 (as `snakemake --config train__epochs=10`)")
+
+    s = verb("digest", cmd_digest, "the headline numbers of a results folder as Markdown (the README's demo numbers)")
+    s.add_argument("--results", required=True, help="results folder, e.g. results/demo")
+    s.add_argument("--readme", help="rewrite the <!-- digest:begin/end --> block of this file")
+    s.add_argument("--figures", help="figures folder whose PNGs to copy, e.g. figures/demo")
+    s.add_argument("--images", help="where to copy them, e.g. docs/img")
+
+    verb("tables", cmd_tables, "print the Parquet table reference (Markdown)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from vitprobe.errors import VitprobeError
+    try:
+        args.func(args)
+    except VitprobeError as exc:
+        if args.debug:
+            raise
+        print(f"vitprobe {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

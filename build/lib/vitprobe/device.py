@@ -1,0 +1,69 @@
+"""The one device switch: every CUDA-only path (autocast, channels_last, pinned memory,
+torch.compile) is decided here, so the same code runs on CPU in tests and on GPUs for users."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where to run and which accelerator-only tricks are on."""
+
+    torch_device: torch.device
+    autocast_dtype: torch.dtype | None  # bf16 on CUDA; None = full precision
+    channels_last: bool
+    pin_memory: bool
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.torch_device.type == "cuda"
+
+    def autocast(self):
+        """Mixed-precision context for forward passes (a no-op on CPU)."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.torch_device.type, dtype=self.autocast_dtype)
+
+    @contextlib.contextmanager
+    def small_ops(self):
+        """Context for the many small tensor ops of batch augmentation. On CPU they run on one
+        thread: with more, OpenMP threads spin-wait at every tiny op and, on a shared machine,
+        crop+flip of a batch of 128 took 76 ms instead of 0.4 ms (benchmarks/bench_training.py)."""
+        if self.is_cuda:
+            yield
+            return
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        model = model.to(self.torch_device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+
+def resolve(name: str = "auto") -> Device:
+    """'auto' picks CUDA when available, else CPU. 'cuda' without a GPU is an error."""
+    if name not in DEVICE_CHOICES:
+        raise ValueError(f"device must be one of {DEVICE_CHOICES}, got {name!r}")
+    use_cuda = name == "cuda" or (name == "auto" and torch.cuda.is_available())
+    if use_cuda and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was requested but torch.cuda.is_available() is False")
+    if use_cuda:
+        return Device(torch.device("cuda"), torch.bfloat16, channels_last=True, pin_memory=True)
+    return Device(torch.device("cpu"), None, channels_last=False, pin_memory=False)

@@ -1,0 +1,199 @@
+"""Feature maps: the residual stream, read after every sub-block (DESIGN.md, "Feature maps").
+
+`feature_maps(model, images)` runs one forward pass in eval mode under `torch.no_grad`,
+reads the residual stream with hooks and returns one `FeatureMap` per reading, in forward
+order. Every map is a (B, C, H, W) tensor; tokens are turned into a grid by dropping the
+class/register (prefix) tokens and reshaping (B, N, C) to (B, C, sqrt N, sqrt N); Swin's
+(B, H, W, C) is permuted. The logits and the final norm are never maps.
+
+What is read, per family (the `kind` of each map in quotes):
+
+- ViT, ViT-GAP, local-MSA ViT (timm VisionTransformer): "embed" = the input of block 0
+  (patch embedding + position embedding, after pos_drop/patch_drop/norm_pre); then per
+  block x + ls1(attn(norm1(x))) "msa" and x + ls2(mlp(norm2(x))) "mlp": 2 * depth + 1 maps.
+- PiT: "embed" = patch embedding + position embedding; per stage after the first the
+  pooling layer's output "pool" (the grid halves, the class token goes through a linear
+  layer); per block "msa" and "mlp" as for ViT.
+- Swin: "embed" = patch embedding (with its norm); per stage after the first the patch
+  merging output "pool"; per block "msa" (windowed, shifted or not) and "mlp".
+- MLP-Mixer: "embed" = stem (patch embedding); per block x + token_mlp(norm1(x))
+  "mixer_token" (the spatial mixing, the Mixer's analogue of MSA) and
+  x + channel_mlp(norm2(x)) "mixer_channel".
+- ResNet-18/50 (timm ResNet): "stem" = output of conv-BN-ReLU (and the max-pool, an
+  identity here); then the output of every residual block "conv": 1 + #blocks maps.
+- Pre-activation ResNet and AlterNet: "stem" = output of the stem conv; then the output
+  of every block, "conv" for a bottleneck, "msa" for an MSA block. The final BN-ReLU
+  before pooling is not a residual block, so the last map is the last block's output.
+
+`depth` = index / (n - 1). Maps keep the model's dtype (half precision is cast to
+float32) and device.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from vitprobe.modes import eval_mode
+
+KINDS = ("embed", "stem", "msa", "mlp", "conv", "pool", "mixer_token", "mixer_channel")
+
+
+@dataclass
+class FeatureMap:
+    index: int  # 0..n-1 in forward order
+    name: str  # module path, plus ".msa"/".mlp"/".token"/".channel" for sub-blocks
+    kind: str  # one of KINDS
+    depth: float  # index / (n - 1)
+    tensor: torch.Tensor  # (B, C, H, W), detached
+
+
+def msa_mask(maps: list[FeatureMap], token_mixing: bool = False) -> list[bool]:
+    """True for maps read after an MSA (sub-)block; with token_mixing, also after the
+    Mixer's token-mixing MLP."""
+    kinds = {"msa", "mixer_token"} if token_mixing else {"msa"}
+    return [m.kind in kinds for m in maps]
+
+
+def feature_maps(model: nn.Module, images: torch.Tensor) -> list[FeatureMap]:
+    """The residual stream of `model` on `images` after every sub-block (module docstring).
+
+    The model runs in eval mode without gradients; every module's train/eval flag is
+    restored and every hook removed afterwards, also when the forward pass fails.
+    """
+    found: list[tuple[str, str, torch.Tensor]] = []
+    handles: list = []
+    with eval_mode(model):
+        try:
+            _attach(model, found, handles)
+            with torch.no_grad():
+                model(images)
+        finally:
+            for h in handles:
+                h.remove()
+    n = len(found)
+    return [FeatureMap(i, name, kind, i / (n - 1) if n > 1 else 0.0, t)
+            for i, (name, kind, t) in enumerate(found)]
+
+
+# ---- tensor layouts ----------------------------------------------------------------------
+
+def _keep(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach()
+    if t.dtype in (torch.float16, torch.bfloat16):
+        t = t.float()
+    # a copy: later in-place ops of the model must not change a stored map
+    return t.clone(memory_format=torch.contiguous_format)
+
+
+def _tokens(prefix: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """(B, prefix + N, C) -> (B, C, sqrt N, sqrt N)."""
+    def to_map(t):
+        t = t[:, prefix:]
+        B, N, C = t.shape
+        side = math.isqrt(N)
+        if side * side != N:
+            raise ValueError(f"{N} tokens (after dropping {prefix} prefix tokens) are not a square grid")
+        return t.transpose(1, 2).reshape(B, C, side, side)
+    return to_map
+
+
+def _nhwc(t: torch.Tensor) -> torch.Tensor:
+    return t.permute(0, 3, 1, 2)
+
+
+def _nchw(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+# ---- hooks ---------------------------------------------------------------------------------
+
+def _on_output(found, handles, module, name, kind, to_map=_nchw, pick=lambda out: out):
+    def hook(mod, args, out):
+        found.append((name, kind, _keep(to_map(pick(out)))))
+    handles.append(module.register_forward_hook(hook))
+
+
+def _on_input(found, handles, module, name, kind, to_map=_nchw, pick=lambda x: x):
+    def hook(mod, args, kwargs):
+        x = args[0] if args else next(iter(kwargs.values()))
+        found.append((name, kind, _keep(to_map(pick(x)))))
+    handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+
+
+def _residual_block(found, handles, blk, name, to_map, branches, kinds):
+    """A block x -> x + b1(...) -> (...) + b2(...) whose branches end in `branches`
+    (modules whose outputs are the residual branches, in call order; one module may
+    serve both, as in Mixer). Reads x + b1 after the first branch and the block output."""
+    state = {}
+
+    def pre(mod, args, kwargs):
+        state["x"], state["calls"] = (args[0] if args else kwargs["x"]), 0
+    handles.append(blk.register_forward_pre_hook(pre, with_kwargs=True))
+
+    def first_branch(mod, args, out):
+        state["calls"] += 1
+        if state["calls"] == 1:
+            found.append((f"{name}.{kinds[0][1]}", kinds[0][0], _keep(to_map(state["x"] + out))))
+    handles.append(branches.register_forward_hook(first_branch))
+    _on_output(found, handles, blk, f"{name}.{kinds[1][1]}", kinds[1][0], to_map)
+
+
+def _attach(model: nn.Module, found: list, handles: list) -> None:
+    from timm.models.mlp_mixer import MlpMixer
+    from timm.models.pit import PoolingVisionTransformer
+    from timm.models.resnet import ResNet
+    from timm.models.swin_transformer import SwinTransformer
+    from timm.models.vision_transformer import VisionTransformer
+
+    from vitprobe.models.alternet import MSABlock, PreActResNet
+
+    attn_kinds = (("msa", "msa"), ("mlp", "mlp"))
+    if isinstance(model, VisionTransformer):
+        to_map = _tokens(model.num_prefix_tokens)
+        _on_input(found, handles, model.blocks[0], "embed", "embed", to_map)
+        for i, blk in enumerate(model.blocks):
+            _residual_block(found, handles, blk, f"blocks.{i}", to_map, blk.drop_path1, attn_kinds)
+    elif isinstance(model, PoolingVisionTransformer):
+        to_map = _tokens(model.cls_token.shape[1])
+        stages = model.transformers
+        _on_input(found, handles, stages[0], "embed", "embed", pick=lambda xc: xc[0])
+        for s, stage in enumerate(stages):
+            if stage.pool is not None:
+                _on_output(found, handles, stage.pool, f"transformers.{s}.pool", "pool",
+                           pick=lambda xc: xc[0])
+            for i, blk in enumerate(stage.blocks):
+                _residual_block(found, handles, blk, f"transformers.{s}.blocks.{i}", to_map,
+                                blk.drop_path1, attn_kinds)
+    elif isinstance(model, SwinTransformer):
+        _on_output(found, handles, model.patch_embed, "embed", "embed", _nhwc)
+        for s, stage in enumerate(model.layers):
+            if not isinstance(stage.downsample, nn.Identity):
+                _on_output(found, handles, stage.downsample, f"layers.{s}.downsample", "pool", _nhwc)
+            for i, blk in enumerate(stage.blocks):
+                # the block reshapes to (B, H*W, C) before the MLP and back at the end
+                _residual_block(found, handles, blk, f"layers.{s}.blocks.{i}", _nhwc,
+                                blk.drop_path1, attn_kinds)
+    elif isinstance(model, MlpMixer):
+        to_map = _tokens(0)
+        _on_output(found, handles, model.stem, "embed", "embed", to_map)
+        for i, blk in enumerate(model.blocks):
+            # MixerBlock applies its one drop_path to both branches: the first call is token mixing
+            _residual_block(found, handles, blk, f"blocks.{i}", to_map, blk.drop_path,
+                            (("mixer_token", "token"), ("mixer_channel", "channel")))
+    elif isinstance(model, (ResNet, PreActResNet)):
+        stem = model.maxpool if isinstance(model, ResNet) else model.conv1
+        _on_output(found, handles, stem, "stem", "stem")
+        stages = [(n, m) for n, m in model.named_children() if re.fullmatch(r"layer\d+", n)]
+        for stage_name, stage in sorted(stages, key=lambda nm: int(nm[0][5:])):
+            for i, blk in enumerate(stage):
+                kind = "msa" if isinstance(blk, MSABlock) else "conv"
+                _on_output(found, handles, blk, f"{stage_name}.{i}", kind)
+    else:
+        raise TypeError(f"feature_maps: unsupported model {type(model).__name__}; supported: "
+                        "timm VisionTransformer (incl. LocalViT), PoolingVisionTransformer, "
+                        "SwinTransformer, MlpMixer, ResNet, and vitprobe's PreActResNet/AlterNet")

@@ -1,0 +1,108 @@
+"""Local MSA with k x k windows (paper Fig. 7), e.g. the local-attention ViT with kernel
+sizes 3, 5 and 8 (8 = global on the 8x8 token grid), at the figure's epoch (default: the
+latest epoch of each table).
+
+(a) Test error (%, top) and nll_train (nats, below) against the kernel size, from the
+    `eval` table (columns error, nll_train, kernel_size), one curve per model: a series
+    naming a kernel_size gives that kernel's point, a series without one gives a point per
+    kernel size in its rows. With several seeds, the mean and error bars over the runs'
+    min..max.
+(b, c) Hessian max-eigenvalue spectra per kernel size from the `hessian` table (column
+    eigenvalue, pooled over batches and ranks): negative eigenvalues left, positive right;
+    NEP and APE in the legend.
+
+A series without rows is listed under the figure (with the table it lacks) instead of failing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+from vitprobe.figures.gap import finish_with_spectra, layout
+from vitprobe.figures.nll_error import (ERROR_LABEL, NLL_LABEL, empty_panel, errorbar, figure_epoch,
+                                        missing_label, rows_of, stat)
+from vitprobe.figures.style import color, paper_style, plt
+
+KERNEL_LABEL = "Kernel size (tokens)"
+
+
+def kernel_name(k: int) -> str:
+    return f"{k}×{k}"
+
+
+def by_kernel(rows: pd.DataFrame, series: dict) -> dict[int, pd.DataFrame]:
+    """The series' rows per kernel size: one kernel when the series names it, else all found."""
+    if "kernel_size" in series:
+        return {int(series["kernel_size"]): rows} if len(rows) else {}
+    return {int(k): rows[rows["kernel_size"] == k] for k in sorted(rows["kernel_size"].unique())}
+
+
+def kernel_curves(table: pd.DataFrame, series: list[dict], epoch: int | None):
+    """Per model, in order of first appearance: (model, kernels ascending, error Stats,
+    nll_train Stats). A kernel selected by two series of a model is counted once."""
+    per_model: dict[str, dict[int, pd.DataFrame]] = {}
+    for s in series:
+        found = per_model.setdefault(s["model"], {})
+        for k, rows in by_kernel(rows_of(table, s, epoch), s).items():
+            found.setdefault(k, rows)
+    curves = []
+    for model, found in per_model.items():
+        if found:
+            kernels = sorted(found)
+            curves.append((model, kernels, [stat(found[k], "error") for k in kernels],
+                           [stat(found[k], "nll_train") for k in kernels]))
+    return curves
+
+
+def kernel_values(table: pd.DataFrame, series: list[dict], epoch: int | None) -> dict[str, np.ndarray]:
+    """Eigenvalues per spectrum label: the series label when it names a kernel size, else
+    'label k×k' per kernel size found (an empty array for a series without rows)."""
+    values = {}
+    for s in series:
+        groups = by_kernel(rows_of(table, s, epoch), s)
+        if not groups:
+            values[s["label"]] = np.array([])
+        for k, rows in groups.items():
+            name = s["label"] if "kernel_size" in s else f"{s['label']} {kernel_name(k)}"
+            values[name] = rows["eigenvalue"].to_numpy()
+    return values
+
+
+def draw_kernel_curves(ax_err, ax_nll, curves) -> None:
+    """Error on `ax_err`, NLL_train on `ax_nll` (below it, sharing the kernel-size axis)."""
+    ax_err.set_ylabel(ERROR_LABEL)
+    ax_nll.set_ylabel(NLL_LABEL)
+    ax_nll.set_xlabel(KERNEL_LABEL)
+    if not curves:
+        empty_panel(ax_err, "no results yet")
+        return
+    for m, (model, kernels, errors, nlls) in enumerate(curves):
+        errorbar(ax_err, kernels, errors, fmt="o-", ms=3.5, color=color(m), label=model)
+        errorbar(ax_nll, kernels, nlls, fmt="o-", ms=3.5, color=color(m), label=model)
+    kernels = sorted({k for c in curves for k in c[1]})
+    ax_nll.set_xticks(kernels, [kernel_name(k) for k in kernels])
+    ax_nll.set_xlim(min(kernels) - 1, max(kernels) + 1)
+    for ax in (ax_err, ax_nll):
+        ax.margins(y=0.2)
+        ax.yaxis.set_major_locator(MaxNLocator(4))
+    if len(curves) > 1:
+        ax_err.legend(loc="best")
+
+
+def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
+    cfg = spec
+    series = cfg["series"]
+    eval_epoch = figure_epoch(tables["eval"], cfg.get("epoch"))
+    hess_epoch = figure_epoch(tables["hessian"], cfg.get("epoch"))
+    curves = kernel_curves(tables["eval"], series, eval_epoch)
+    values = kernel_values(tables["hessian"], series, hess_epoch)
+    missing = [missing_label(s["label"], [t for t, e in [("eval", eval_epoch), ("hessian", hess_epoch)]
+                                          if not len(rows_of(tables[t], s, e))], 2) for s in series]
+    with paper_style():
+        fig, (ax_err, ax_nll), ax_neg, ax_pos = layout(height=2.6, a_rows=2)
+        ax_err.set_title("(a) Error and NLL" + (f", epoch {eval_epoch}" if eval_epoch is not None else ""))
+        draw_kernel_curves(ax_err, ax_nll, curves)
+        finish_with_spectra(fig, ax_neg, ax_pos, values, cfg.get("bins", 40), hess_epoch, missing, out)
+    return fig

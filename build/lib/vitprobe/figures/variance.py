@@ -1,0 +1,51 @@
+"""Feature-map variance against depth (paper Fig. 9), from the ``variance`` table.
+
+One panel: ``variance`` (the variance of a feature map over spatial positions, Bessel
+corrected, averaged over images and channels) on a log axis against normalized depth
+(``depth``), one line per series in map order (``map_index``). Markers show the map
+``kind``: filled = after an MSA sub-block ("msa"), open = any other map; the depths of the
+MSA maps of the first series that has any are shaded as light grey bands.
+
+Rows are taken at the figure's ``epoch`` (default: each series' latest epoch); several seeds
+of a run are averaged (arithmetic mean of the variance). A series without rows is named on
+the figure.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from vitprobe.figures.fourier import draw_depth_profile, epoch_title, seed_mean, series_rows
+from vitprobe.figures.style import COLUMN_WIDTH, color, note_missing, paper_style, plt, save
+
+
+def series_profiles(table: pd.DataFrame, series: list[dict], epoch: int | None):
+    """Per present series: (one row per map with the seed-mean variance, epoch)."""
+    out = {}
+    for s in series:
+        rows = series_rows(table, s, epoch)
+        if len(rows):
+            out[s["label"]] = (seed_mean(rows, ["map_index"], ["variance"], ("depth", "kind")),
+                               int(rows["epoch"].iloc[0]))
+    return out
+
+
+def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
+    cfg = spec
+    series = cfg["series"]
+    data = series_profiles(tables["variance"], series, cfg.get("epoch"))
+    colors = {s["label"]: color(i) for i, s in enumerate(series)}
+    with paper_style():
+        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 3.0), layout="constrained")
+        handles = draw_depth_profile(ax, {k: v[0] for k, v in data.items()}, "variance", colors)
+        if data:
+            ax.set_yscale("log")
+        else:
+            ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="0.5")
+        ax.set_ylabel("Feature map variance")
+        ax.set_title(epoch_title("Feature map variance", {k: v[1] for k, v in data.items()}))
+        if handles:
+            fig.legend(handles=handles, loc="outside upper center", ncol=2)
+        note_missing(fig, [s["label"] for s in series if s["label"] not in data])
+        save(fig, out)
+    return fig

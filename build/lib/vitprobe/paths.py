@@ -1,0 +1,61 @@
+"""Where every file of the pipeline lives, as format patterns (the Snakemake rules fill the
+same patterns with wildcards). One definition, used by the rules and the package alike.
+
+Everything is relative to the working directory and to two configurable roots
+(`results_dir`, `figures_dir`): nothing machine-specific ends up in a job's signature,
+and the demo (results/demo, figures/demo) never overwrites the paper's results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DATA_READY = "{root}/{dataset}.ready.json"
+
+
+@dataclass(frozen=True)
+class Layout:
+    results: str = "results"
+    figures: str = "figures"
+
+    @property
+    def run_dir(self) -> str:
+        return self.results + "/runs/{run}"
+
+    @property
+    def checkpoint(self) -> str:
+        return self.run_dir + "/ckpt/e{epoch}.pt"
+
+    @property
+    def train_log(self) -> str:
+        return self.run_dir + "/train_log.parquet"
+
+    @property
+    def probe_table(self) -> str:
+        return self.run_dir + "/{table}_e{epoch}.parquet"
+
+    @property
+    def train_state_dir(self) -> str:
+        """Not a declared Snakemake output: Snakemake deletes the outputs of failed jobs, and
+        the resume state must survive a failed or preempted job. One directory per
+        training-spec hash: a run retrained after a config change starts afresh."""
+        return self.run_dir + "/.train/{train_hash}"
+
+    @property
+    def tensorboard(self) -> str:
+        return self.results + "/tensorboard/{run}"
+
+    @property
+    def aggregate(self) -> str:
+        return self.results + "/{table}.parquet"
+
+    def figure(self, ext: str = "pdf") -> str:
+        return self.figures + "/{figure}." + ext
+
+    def log(self, name: str) -> str:
+        """Job log of a rule: <results>/logs/<name>.log (`tail -f` it while the job runs)."""
+        return self.results + "/logs/" + name + ".log"
+
+    @classmethod
+    def of(cls, config: dict) -> "Layout":
+        return cls(config.get("results_dir", "results"), config.get("figures_dir", "figures"))

@@ -1,0 +1,115 @@
+"""Loss landscape along filter-normalized random directions (Li et al. 2018).
+
+Parameters θ are the model's parameters with ``requires_grad`` (as for the Hessian), in
+``model.parameters()`` order; buffers (BatchNorm running statistics) are left untouched. At
+coordinates a = (a_1, ..., a_k) the model is evaluated at θ' = θ + Σ_i a_i d_i, in eval mode:
+
+    nll = mean over the given batches of loss_fn(model(x), y)   (mean NLL, int or soft targets)
+    l2 = ||θ'||²,   loss = nll + weight_decay / 2 · l2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from vitprobe.modes import eval_mode
+from vitprobe.probes import no_progress
+from vitprobe.probes.hessian import loss_fn
+
+
+def _trainable(model: nn.Module) -> list[Tensor]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+@torch.no_grad()
+def filter_normalized_direction(model: nn.Module, generator: torch.Generator | None = None) -> list[Tensor]:
+    """One random direction, a tensor per trainable parameter.
+
+    Parameters with >= 2 dims: d ~ N(0, I), then each filter d[j] (slice along the first dim:
+    a conv output channel, a row of a linear weight) rescaled to ||θ[j]|| (Frobenius), i.e.
+    d[j] · ||θ[j]|| / (||d[j]|| + 1e-10). 1-D parameters (biases, norm weights): zero
+    (Li et al.'s 'ignore biasbn'). The generator must live on the parameters' device.
+    """
+    directions = []
+    for p in _trainable(model):
+        if p.ndim <= 1:
+            directions.append(torch.zeros_like(p))
+            continue
+        d = torch.randn(p.shape, generator=generator, dtype=p.dtype, device=p.device)
+        d_norm = d.flatten(1).norm(dim=1)
+        p_norm = p.detach().flatten(1).norm(dim=1)
+        scale = (p_norm / (d_norm + 1e-10)).view(-1, *([1] * (p.ndim - 1)))
+        directions.append(d * scale)
+    return directions
+
+
+def grid_1d(radius: float, n: int) -> np.ndarray:
+    """n evenly spaced coordinates in [-radius, radius], symmetric, 0 exact for odd n."""
+    xs = np.linspace(-radius, radius, n)
+    return (xs - xs[::-1]) / 2
+
+
+def grid_2d(radius: float, n: int) -> list[tuple[float, float]]:
+    """The n x n grid of ``grid_1d`` as (x, y) pairs, x the outer (slow) index."""
+    xs = grid_1d(radius, n)
+    return [(float(x), float(y)) for x in xs for y in xs]
+
+
+def _to(t: Tensor, like: Tensor) -> Tensor:
+    return t.to(device=like.device, dtype=like.dtype) if t.is_floating_point() else t.to(like.device)
+
+
+@torch.no_grad()
+def loss_landscape(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
+                   directions: Sequence[Sequence[Tensor]],
+                   coords: np.ndarray | Sequence[Sequence[float]] | Sequence[float],
+                   weight_decay: float = 0.0, progress=no_progress) -> pd.DataFrame:
+    """Loss at θ + Σ a_i d_i for every coordinate a in ``coords`` (see the module docstring).
+
+    ``directions``: k directions (k = 1 or 2), each a list of tensors shaped like the trainable
+    parameters. ``coords``: shape (n,) or (n, k), or a list of k-tuples. Floating inputs are
+    cast to the parameters' dtype; targets go through ``loss_fn`` (float targets are soft
+    labels). The parameters (bit-exact) and the train/eval mode are restored afterwards.
+    Columns: x (and y for k = 2), nll, l2, loss; one row per coordinate, in order.
+    ``progress`` wraps the loop over the coordinates (an (n, k) array), e.g. in a progress bar.
+    """
+    params = _trainable(model)
+    if not params:
+        raise ValueError("model has no parameters with requires_grad=True")
+    coords = np.asarray(coords, dtype=np.float64)
+    if coords.ndim == 1:
+        coords = coords[:, None]
+    k = len(directions)
+    if k not in (1, 2) or coords.ndim != 2 or coords.shape[1] != k:
+        raise ValueError(f"need 1 or 2 directions and coordinates of shape (n, {k}); "
+                         f"got {k} directions and coordinates of shape {coords.shape}")
+    for d in directions:
+        if len(d) != len(params) or any(t.shape != p.shape for t, p in zip(d, params)):
+            raise ValueError("each direction must hold one tensor per trainable parameter, shaped like it")
+    batches = [(_to(x, params[0]), y.to(params[0].device)) for x, y in batches]
+    if not batches:
+        raise ValueError("no batches given")
+
+    origin = [p.detach().clone() for p in params]
+    rows = []
+    with eval_mode(model):
+        try:
+            for a in progress(coords):
+                for j, (p, p0) in enumerate(zip(params, origin)):
+                    p.copy_(p0)
+                    for a_i, d in zip(a, directions):
+                        p.add_(d[j].to(p), alpha=float(a_i))
+                nll = float(np.mean([loss_fn(model(x), y).item() for x, y in batches]))
+                l2 = float(sum(p.detach().double().pow(2).sum().item() for p in params))
+                row = dict(zip("xy", map(float, a)))
+                row.update(nll=nll, l2=l2, loss=nll + weight_decay / 2 * l2)
+                rows.append(row)
+        finally:
+            for p, p0 in zip(params, origin):
+                p.copy_(p0)
+    return pd.DataFrame(rows, columns=[*"xy"[:k], "nll", "l2", "loss"])

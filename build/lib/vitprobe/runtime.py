@@ -1,0 +1,79 @@
+"""What every CLI verb needs from a run spec: the model, the data, the checkpoint.
+
+A spec is the JSON handed over by a Snakemake rule (see `Plan.train_spec`/`probe_spec`):
+{"run": {...grid columns}, "data": {...}, "model": {"arch", "kwargs"}, "train": {...}, ...}.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vitprobe import checkpoint, data
+from vitprobe.grid import model_kwargs, train_hash  # train_hash re-exported: runtime is where jobs look for it
+
+
+def num_classes(data_spec: dict) -> int:
+    if data_spec["dataset"] == "synthetic":
+        return int(data_spec.get("synthetic", {}).get("num_classes", data.DATASETS["synthetic"]))
+    return data.DATASETS[data_spec["dataset"]]
+
+
+def model_recipe(spec: dict) -> dict:
+    """What builds the run's model, without the config: {"arch": registered name, "kwargs":
+    the alias's kwargs plus drop_path_rate and kernel_size from the run, "num_classes"}."""
+    kwargs = model_kwargs(spec["model"], spec["train"], spec["run"]["kernel_size"])
+    return {"arch": spec["model"]["arch"], "kwargs": kwargs, "num_classes": num_classes(spec["data"])}
+
+
+def build_from_recipe(recipe: dict) -> torch.nn.Module:
+    """`models.create(arch, num_classes=num_classes, **kwargs)` of a `model_recipe`."""
+    from vitprobe import models
+    return models.create(recipe["arch"], num_classes=recipe["num_classes"], **recipe["kwargs"])
+
+
+def build_model(spec: dict) -> torch.nn.Module:
+    return build_from_recipe(model_recipe(spec))
+
+
+def load_model(checkpoint_path, spec: dict) -> tuple[torch.nn.Module, dict]:
+    """The model of a checkpoint, built from the spec and checked against its training hash
+    (CPU, eval mode); reads format-1 checkpoints too."""
+    payload = checkpoint.load(checkpoint_path, expected_hash=train_hash(spec), expected_run=spec["run"])
+    model = checkpoint.load_state(build_model(spec), payload["model"], checkpoint_path)
+    return model.eval(), payload
+
+
+def training_split(spec: dict) -> data.Split:
+    """The run's training set: the class-stratified, seeded fraction of the train split."""
+    d, run = spec["data"], spec["run"]
+    full = data.load_split(d["dataset"], d["root"], train=True)
+    if run["fraction"] >= 1:
+        return full
+    idx = data.stratified_indices(full.labels, run["fraction"], seed=run["seed"])
+    return data.Split(full.images[idx].contiguous(), full.labels[idx].contiguous(), full.num_classes)
+
+
+def test_split(spec: dict) -> data.Split:
+    d = spec["data"]
+    return data.load_split(d["dataset"], d["root"], train=False)
+
+
+def mean_std(spec: dict):
+    return data.MEAN_STD[spec["data"]["dataset"]]
+
+
+def load_checkpoint(path, spec: dict | None = None) -> torch.nn.Module:
+    """The model of a checkpoint, rebuilt from its recipe, state loaded, in eval mode on CPU.
+
+    With `spec` (the run's spec) the checkpoint must match its training hash, and a format-1
+    checkpoint (no recipe) is rebuilt from the spec, as `runtime.load_model` does."""
+    payload = checkpoint.load(path, expected_hash=None if spec is None else train_hash(spec),
+                              expected_run=None if spec is None else spec["run"])
+    recipe = payload.get("model_recipe")
+    if recipe is None and spec is None:
+        raise checkpoint.CheckpointError(
+            f"checkpoint {path} (format {payload.get('format_version', 1)}) predates self-describing "
+            f"checkpoints and does not record how to build its model; pass the run's spec: "
+            f"load_checkpoint(path, spec), or use vitprobe.runtime.load_model(path, spec)")
+    model = build_from_recipe(recipe if recipe is not None else model_recipe(spec))
+    return checkpoint.load_state(model, payload["model"], path).eval()
