@@ -26,7 +26,10 @@ demo: $(STAMP)
 readme: $(STAMP)
 	$(VENV)/bin/vitprobe digest --results results/demo --readme README.md --figures figures/demo --images docs/img
 
+# Lint first: ruff (pyflakes, pycodestyle, import order) and snakefmt on the rules.
 test: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/snakefmt --check Snakefile workflow/rules/*.smk
 	$(VENV)/bin/python -m pytest
 
 # Removes the demo's outputs only (results/demo, figures/demo); the paper's results stay.

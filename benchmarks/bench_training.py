@@ -20,7 +20,8 @@ DataLoader  the classic torchvision recipe: a Dataset of PIL images with per-sam
     Also: ours with its augmentation run at 1 intra-op thread, a per-stage breakdown of ours
     and the single-process cost of the per-sample transform.
 (b) training steps of ViT-Ti (patch 2) and ResNet-18 (CIFAR stem) with each pipeline (ours,
-    ours with its augmentation at 1 thread, DataLoader), in chunks interleaved between them (each its own copy of the same initial model
+    ours with its augmentation at 1 thread, DataLoader), in chunks interleaved between them
+    (each its own copy of the same initial model
     and its own AdamW): forward, soft-target CE, backward, grad-norm clip 5, AdamW step and
     loss.item(), as in `vitprobe.train`. "data wait" = time from the end of one optimizer
     step to the moment the next batch is ready on the device, over the whole step time.
@@ -57,8 +58,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vitprobe import data as vdata
 from vitprobe import models
-from vitprobe.augment import (BatchAugment, mixup_cutmix, normalize, rand_augment,
-                              random_crop_flip, soft_targets)
+from vitprobe.augment import BatchAugment, mixup_cutmix, normalize, rand_augment, random_crop_flip, soft_targets
 from vitprobe.train import lr_at, make_optimizer, soft_cross_entropy
 
 N_TRAIN, NUM_CLASSES = 50_000, 100
@@ -431,7 +431,8 @@ def main(argv=None) -> int:
     loader.close()
     dl_rate = res_a["DataLoader"]["rate"]
     print()
-    print(f"{'pipeline':<40s} {'batches':>7s} {'batches/s':>10s} {'images/s':>10s} {'ms/batch':>9s} {'vs DataLoader':>14s}  per round")
+    print(f"{'pipeline':<40s} {'batches':>7s} {'batches/s':>10s} {'images/s':>10s} {'ms/batch':>9s} "
+          f"{'vs DataLoader':>14s}  per round")
     for name, o in res_a.items():
         pr = " ".join(f"{v:.1f}" for v in o["per_round"])
         print(f"{name:<40s} {o['batches']:7d} {o['rate']:10.2f} {o['rate'] * B:10.0f} {1000 / o['rate']:9.1f} "

@@ -2,8 +2,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitprobe.augment import (BatchAugment, _crop_flip_params, mixup_cutmix, normalize,
-                              rand_augment, random_crop_flip, soft_targets)
+from vitprobe.augment import (
+    BatchAugment,
+    _crop_flip_params,
+    mixup_cutmix,
+    normalize,
+    rand_augment,
+    random_crop_flip,
+    soft_targets,
+)
 
 
 def _gen(seed):

@@ -1,9 +1,9 @@
 """Config validation: the paper grid plans; bad values fail naming the key and what is allowed."""
 
 import pytest
+from conftest import REPO
 
 from vitprobe.config import apply_overrides, assemble, load_yaml, validate
-from conftest import REPO
 from vitprobe.grid import ConfigError, Run
 
 
@@ -116,6 +116,7 @@ def test_train_spec_hash_ignores_unrelated_keys(demo_config):
 
 def test_readme_documents_every_table_column():
     from conftest import REPO
+
     from vitprobe.results import markdown_docs
     readme = (REPO / "README.md").read_text()
     section = readme.split("<!-- tables:begin -->")[1].split("<!-- tables:end -->")[0]
@@ -126,6 +127,7 @@ def test_every_figure_has_a_rule_a_caption_and_a_demo_entry(demo_config, paper_c
     """The demo draws every registered figure, the paper grid configures every one, and each
     has its Snakemake rule and a report caption."""
     from conftest import REPO
+
     from vitprobe.catalog import FIGURES
     assert set(demo_config["figures"]) == set(FIGURES)
     assert set(paper_config["figures"]) == set(FIGURES)

@@ -165,7 +165,8 @@ def test_synthetic_classes_separable(tmp_path):
 
 
 def _labels(per_class=500, k=10):
-    return torch.arange(k).repeat_interleave(per_class)[torch.randperm(per_class * k, generator=torch.Generator().manual_seed(0))]
+    order = torch.randperm(per_class * k, generator=torch.Generator().manual_seed(0))
+    return torch.arange(k).repeat_interleave(per_class)[order]
 
 
 @pytest.mark.parametrize("fraction,n", [(1 / 64, 8), (1 / 16, 31), (1 / 2, 250), (1, 500)])

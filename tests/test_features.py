@@ -2,9 +2,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import randomize_bn
 from torch.testing import assert_close
 
-from conftest import randomize_bn
 from vitprobe import models
 from vitprobe.features import FeatureMap, feature_maps, msa_mask
 

@@ -1,12 +1,16 @@
 """Figures drawn from hand-built tables: the plotted data is what the tables say."""
 
+import ast
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import vitprobe.figures
 from vitprobe import results
+from vitprobe.catalog import FIGURES
 from vitprobe.figures import hessian as fig_hessian
 
 RUN = {"dataset": "synthetic", "kernel_size": 0, "seed": 0}
@@ -61,14 +65,40 @@ def test_hessian_figure_with_no_data_at_all_still_draws(tmp_path):
 def test_plot_reads_tables_by_name_and_writes_every_format(tmp_path):
     """`vitprobe plot --table NAME=PATH ... --out a.pdf --out a.png`: files are grouped by the
     name given, never by their file name; each output's format follows its suffix."""
-    from vitprobe.cli import main
     from pathlib import Path
+
+    from vitprobe.cli import main
     files = [_write(tmp_path, "cnn", 1.0, [8.0, -2.0, 4.0, 2.0]), _write(tmp_path, "vit", 1.0, [10.0, -6.0])]
     renamed = [Path(f).rename(tmp_path / f"part{i}.parquet") for i, f in enumerate(files)]  # names say nothing
     spec = json.dumps({"experiments": ["x"], "epoch": 1, "series": [{"label": "CNN", "model": "cnn"}]})
     outs = [tmp_path / "f.pdf", tmp_path / "f.png", tmp_path / "f.svg"]
-    args = ["plot", "--figure", "fig_hessian", "--spec", spec, *[a for f in renamed for a in ("--table", f"hessian={f}")]]
+    args = ["plot", "--figure", "fig_hessian", "--spec", spec,
+            *[a for f in renamed for a in ("--table", f"hessian={f}")]]
     assert main(args + [a for o in outs for a in ("--out", str(o))]) == 0
     assert outs[0].read_bytes()[:5] == b"%PDF-" and outs[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in outs[2].read_bytes()[:500]
     assert main(args[:-2] + ["--table", f"eval={renamed[0]}", "--out", str(outs[0])]) == 2  # not a table it reads
+
+
+def _imports(path: Path, package: str = "vitprobe.figures") -> set[str]:
+    """Every module an `import` in the file may name: `from a import b` names a and a.b."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else []
+            base = ".".join(parts + ([node.module] if node.module else []))
+            names |= {base} | {f"{base}.{a.name}" for a in node.names}
+    return names
+
+
+def test_figure_modules_import_no_other_figure_module():
+    """The figures are a flat wing: a figure module imports the shared helpers, never another
+    figure module (only the dispatcher, figures/__init__.py, names them), nor the run plan."""
+    figure_modules = {f.module for f in FIGURES.values()}
+    files = [p for p in sorted(Path(vitprobe.figures.__file__).parent.glob("*.py")) if p.name != "__init__.py"]
+    assert {f"vitprobe.figures.{p.stem}" for p in files} >= figure_modules
+    forbidden = figure_modules | {"vitprobe.grid"}
+    found = {p.name: sorted(_imports(p) & forbidden) for p in files}
+    assert {k: v for k, v in found.items() if v} == {}

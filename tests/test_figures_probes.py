@@ -11,6 +11,7 @@ from vitprobe.figures import fourier as fig_fourier
 from vitprobe.figures import landscape as fig_landscape
 from vitprobe.figures import robustness as fig_robustness
 from vitprobe.figures import variance as fig_variance
+from vitprobe.figures.panels import BAND_GID
 
 EPOCH = 305
 
@@ -59,7 +60,7 @@ def _line(ax, label):
 
 
 def _band_centres(ax):
-    bands = [p for p in ax.patches if p.get_gid() == fig_fourier.BAND_GID]
+    bands = [p for p in ax.patches if p.get_gid() == BAND_GID]
     return sorted((p.get_bbox().x0 + p.get_bbox().x1) / 2 for p in bands)
 
 
@@ -175,7 +176,7 @@ def test_variance_bands_follow_the_first_series_with_msa(tmp_path):
     fig = fig_variance.plot(spec, _tables("variance", files), tmp_path / "v.pdf")
     ax = fig.axes[0]
     assert _band_centres(ax) == pytest.approx([0.25, 0.75])  # ViT's, not ViT2's 0.5
-    bands = [p.get_bbox() for p in ax.patches if p.get_gid() == fig_fourier.BAND_GID]
+    bands = [p.get_bbox() for p in ax.patches if p.get_gid() == BAND_GID]
     assert [b.x1 - b.x0 for b in bands] == pytest.approx([0.25, 0.25])  # one map spacing wide
 
 

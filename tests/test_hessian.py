@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from dense_truth import dense_hessian, nll, toy_data
 from torch import nn
 from torch.func import functional_call, grad, jvp
 
-from dense_truth import dense_hessian, nll, toy_data
 from vitprobe.probes.hessian import (
-    double_backward_attention, loss_fn, make_hvp, top_eigenvalues,
+    double_backward_attention,
+    loss_fn,
+    make_hvp,
+    top_eigenvalues,
 )
 
 # torch.func's forward-mode decompositions still go through torch.jit.script

@@ -8,10 +8,10 @@ and without weight decay)."""
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from dense_truth import dense_hessian, toy_data
 from test_spectral import _vectors
+from torch import nn
+
 from vitprobe import analyze, results
 from vitprobe.device import resolve
 from vitprobe.probes.summary import nep_ape, spectrum_summary
@@ -110,7 +110,8 @@ def test_probe_cli_wants_one_out_per_table(tmp_path, capsys):
     from vitprobe.cli import main
     base = ["hessian", "--spec", "{}", "--device", "cpu", "--checkpoint", "x.pt"]
     assert main(base + ["--out", f"hessian={tmp_path / 'a'}"]) == 2
-    assert capsys.readouterr().err.strip() == "vitprobe hessian: error: --out: missing hessian_summary=PATH (one per table it writes)"
+    assert capsys.readouterr().err.strip() == ("vitprobe hessian: error: --out: missing hessian_summary=PATH "
+                                               "(one per table it writes)")
     assert main(base + ["--out", f"eval={tmp_path / 'a'}"]) == 2
     assert "expected NAME=PATH with NAME one of hessian, hessian_summary" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())

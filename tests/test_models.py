@@ -3,9 +3,9 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from conftest import randomize_bn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from conftest import randomize_bn
 import vitprobe.models as models
 from vitprobe.models import MODELS
 from vitprobe.models.local_vit import local_attention_mask

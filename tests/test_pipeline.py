@@ -2,6 +2,7 @@
 
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -13,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -104,7 +104,8 @@ def test_pipeline_runs_end_to_end(workdir, tiny):
         row = summary.loc[key]
         assert row["nep"] == pytest.approx((v < 0).mean()) and row["n_eigenvalues"] == len(v)
         assert row["ape"] == pytest.approx(v[v > 0].mean())
-    assert np.isfinite(summary["trace"]).all() and (summary["trace_samples"] == tiny["probes"]["hessian"]["trace_samples"]).all()
+    assert np.isfinite(summary["trace"]).all()
+    assert (summary["trace_samples"] == tiny["probes"]["hessian"]["trace_samples"]).all()
 
     ev = pd.read_parquet(R / "eval.parquet")
     assert len(ev) == n_runs and (ev["epoch"] == 2).all()
@@ -210,6 +211,7 @@ def test_report_shows_a_figure_in_a_browser(workdir, tiny, tmp_path):
     import os
 
     import report_view
+
     from vitprobe.figures.style import PALETTE
     if report_view.chromium() is None:
         if os.environ.get("VITPROBE_REQUIRE_CHROMIUM") == "1":
@@ -283,7 +285,8 @@ def test_slurm_executor_without_slurm_commands_says_so(workdir, tiny, tmp_path):
         (bin_dir / tool).symlink_to(shutil.which(tool))
     out = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", "tiny.yaml", "--executor", "slurm",
                           "-j1", "--forceall", "data/synthetic.ready.json"], cwd=workdir, capture_output=True,
-                         text=True, env={"PATH": str(bin_dir), "HOME": str(tmp_path)})
+                         text=True, env={"PATH": str(bin_dir), "HOME": str(tmp_path),
+                                         **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}})
     assert out.returncode == 1
     last = (out.stdout + out.stderr).strip().splitlines()[-1]
     assert last.startswith("vitprobe: the Slurm executor needs sbatch, squeue, scancel on PATH"), last

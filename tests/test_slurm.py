@@ -33,7 +33,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO
 from test_pipeline import _tiny_config
 

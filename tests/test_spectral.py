@@ -10,9 +10,9 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from dense_truth import dense_hessian, nll, toy_data
 from torch import nn
 
-from dense_truth import dense_hessian, nll, toy_data
 from vitprobe.probes.hessian import double_backward_attention
 from vitprobe.probes.spectral import density_on_grid, eigenvalue_density, hessian_trace, random_vectors
 

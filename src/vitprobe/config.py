@@ -62,7 +62,8 @@ def load_yaml(path) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config is a mapping of keys (data, experiments, ...), not a {type(data).__name__}")
+        raise ConfigError(f"{path}: a config is a mapping of keys (data, experiments, ...), "
+                          f"not a {type(data).__name__}")
     return data
 
 
@@ -178,7 +179,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         allowed = sorted(error.schema.get("properties", {}))
         return f"config key {key}: {error.message}" + (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
     if error.validator == "enum":
-        return f"config key {key}: {error.instance!r} is not allowed; allowed: {', '.join(map(repr, error.validator_value))}"
+        allowed = ", ".join(map(repr, error.validator_value))
+        return f"config key {key}: {error.instance!r} is not allowed; allowed: {allowed}"
     if error.validator == "oneOf" and key.endswith("fractions." + str(error.absolute_path[-1])):
         return f"config key {key}: {error.instance!r} is not a fraction in (0, 1] (a number or a string like '1/64')"
     return f"config key {key}: {error.message}"

@@ -4,8 +4,8 @@ derived from a validated config. Nothing here trains or imports Snakemake."""
 from __future__ import annotations
 
 import hashlib
-import json
 import importlib.util
+import json
 import re
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -147,7 +147,8 @@ class Plan:
                     models.create(spec["arch"], num_classes=10, **kwargs)
             except Exception as exc:  # TypeError/ValueError/... from the model's constructor
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise ConfigError(f"{where}: {spec['arch']}({', '.join(f'{k}={v!r}' for k, v in spec['kwargs'].items())})"
+                call = ", ".join(f"{k}={v!r}" for k, v in spec["kwargs"].items())
+                raise ConfigError(f"{where}: {spec['arch']}({call})"
                                   f" cannot be built: {msg}; see the keyword arguments of vitprobe.models."
                                   f"{spec['arch']}") from None
 

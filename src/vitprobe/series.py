@@ -14,7 +14,9 @@ FRACTION_DENOMINATOR_LIMIT = 4096
 def parse_fraction(value, key: str = "fraction") -> float:
     """A data fraction in (0, 1], given as a number or as a string 'p/q'."""
     try:
-        frac = Fraction(value) if isinstance(value, str) else Fraction(value).limit_denominator(FRACTION_DENOMINATOR_LIMIT)
+        frac = Fraction(value)
+        if not isinstance(value, str):
+            frac = frac.limit_denominator(FRACTION_DENOMINATOR_LIMIT)
     except (ValueError, ZeroDivisionError, TypeError):
         raise ConfigError(f"{key}: {value!r} is not a number or a fraction like '1/64'") from None
     if not 0 < frac <= 1:

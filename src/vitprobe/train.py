@@ -29,7 +29,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from vitprobe import checkpoint, results
@@ -38,6 +37,7 @@ from vitprobe.augment import BatchAugment
 from vitprobe.device import Device
 from vitprobe.errors import VitprobeError
 from vitprobe.grid import Run
+from vitprobe.losses import nll, trainable
 from vitprobe.probes.evaluate import clean_metrics
 from vitprobe.runtime import build_model, mean_std, model_recipe, test_split, train_hash, training_split
 
@@ -87,12 +87,8 @@ def peak_lr(train_cfg: dict) -> float:
     return train_cfg["lr"] * train_cfg["batch_size"] / train_cfg["lr_batch_size"]
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
-
-
 def make_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = trainable(model)
     lr = peak_lr(cfg)
     if cfg["optimizer"] == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=cfg["weight_decay"], betas=tuple(cfg["betas"]))
@@ -273,7 +269,7 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
                     group["lr"] = lr_at(step, total_steps, warmup_steps, lr_peak)
                 with device.autocast():
                     out = step_model(device.prepare_input(x))
-                loss = soft_cross_entropy(out.float(), y)
+                loss = nll(out.float(), y)
                 if not torch.isfinite(loss):
                     raise diverged(f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}")
                 optimizer.zero_grad(set_to_none=True)
@@ -285,7 +281,8 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
                 loss_sum += loss.item() * len(idx)
                 seen += len(idx)
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{(seen - seen_before) / (time.perf_counter() - t0):.0f}", refresh=False)
+                img_s = (seen - seen_before) / (time.perf_counter() - t0)
+                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{img_s:.0f}", refresh=False)
             bar.close()
             seconds = time.perf_counter() - t0
             epoch, perm = epoch + 1, None

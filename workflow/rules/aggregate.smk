@@ -3,9 +3,9 @@ rule aggregate:
         lambda wildcards: run_tables(wildcards.table),
     output:
         LAYOUT.aggregate,
-    wildcard_constraints:
-        table="|".join(TABLES),
     log:
         LAYOUT.log("aggregate/{table}"),
+    wildcard_constraints:
+        table="|".join(TABLES),
     shell:
-        "{VITPROBE} aggregate --table {wildcards.table} --out {output} {input} > {log} 2>&1"
+        "vitprobe aggregate --table {wildcards.table} --out {output} {input} > {log} 2>&1"

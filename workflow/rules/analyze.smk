@@ -10,14 +10,14 @@ for _probe in PLAN.probes:
             data=data_ready(),
         output:
             **{t: probe_pattern(t) for t in PROBES[_probe].tables},
-        params:
-            **probe_params(_probe),
-            outs=lambda wildcards, output: named_args("--out", output),
+        log:
+            LAYOUT.log(f"{PROBES[_probe].rule_name}/{{run}}_e{{epoch}}"),
         threads: job_threads
         resources:
             **probe_resources(_probe),
-        log:
-            LAYOUT.log(f"{PROBES[_probe].rule_name}/{{run}}_e{{epoch}}"),
+        params:
+            **probe_params(_probe),
+            outs=lambda wildcards, output: named_args("--out", output),
         shell:
-            "{VITPROBE} {params.probe} --spec {params.spec:q} --device {params.device}"
+            "vitprobe {params.probe} --spec {params.spec:q} --device {params.device}"
             " --checkpoint {input.checkpoint} {params.outs} > {log} 2>&1"

@@ -2,6 +2,7 @@
 # only translates its plan into file lists.
 import json
 import os
+import shlex
 import shutil
 import sys
 
@@ -31,18 +32,22 @@ def _load_config():
     config.update(cfg)
     overrides = " ".join(f"{k}={v}" for k, v in workflow.config_settings.config.items())
     # For the report's home page only (workflow/report/workflow.rst); no job reads it.
-    config["_report"] = {"config": (", ".join(files) or DEFAULT_CONFIG) + (f" with {overrides}" if overrides else ""),
-                         "runs": len(plan.runs), "experiments": ", ".join(plan.experiments)}
+    config["_report"] = {
+        "config": (", ".join(files) or DEFAULT_CONFIG) + (f" with {overrides}" if overrides else ""),
+        "runs": len(plan.runs),
+        "experiments": ", ".join(plan.experiments),
+    }
     return plan
 
 
 PLAN = _load_config()
 LAYOUT = Layout.of(config)
 TABLES = PLAN.tables
-# Not a rule param: the interpreter's path differs between venvs, checkouts and
-# `python -m snakemake`, and a param change would rerun every job. Shell commands read it
-# as a global; Snakemake's code-change check sees only the unformatted command.
-VITPROBE = f"{sys.executable} -m vitprobe"
+# Jobs run the `vitprobe` script installed beside the interpreter that runs Snakemake (its
+# venv's bin/, first on PATH; Slurm jobs set it up the same way when they parse this file).
+# Not a path in the rules: the interpreter's path differs between venvs, checkouts and
+# `python -m snakemake`, and a changed rule would rerun every job.
+shell.prefix(f'set -euo pipefail; PATH={shlex.quote(os.path.dirname(sys.executable))}:"$PATH"; ')
 
 
 onstart:
@@ -50,8 +55,10 @@ onstart:
     if workflow.executor_plugin is not None and workflow.executor_plugin.name == "slurm":
         missing = [c for c in ("sbatch", "squeue", "scancel") if shutil.which(c) is None]
         if missing:
-            sys.exit(f"vitprobe: the Slurm executor needs {', '.join(missing)} on PATH; run on a Slurm login "
-                     f"node (or load the site's slurm module), or drop --profile profiles/slurm to run locally")
+            sys.exit(
+                f"vitprobe: the Slurm executor needs {', '.join(missing)} on PATH; run on a Slurm login "
+                f"node (or load the site's slurm module), or drop --profile profiles/slurm to run locally"
+            )
 
 
 wildcard_constraints:
@@ -82,8 +89,11 @@ def train_state_dir(wildcards):
 
 def named_args(flag, files):
     """`--flag NAME=PATH` for every file of Snakemake's named input or output lists."""
-    return " ".join(f"{flag} {name}={path}" for name, paths in files.items() for path in
-                    ([paths] if isinstance(paths, str) else paths))
+    return " ".join(
+        f"{flag} {name}={path}"
+        for name, paths in files.items()
+        for path in ([paths] if isinstance(paths, str) else paths)
+    )
 
 
 def probe_params(probe):

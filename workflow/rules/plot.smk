@@ -15,11 +15,11 @@ for _figure in config["figures"]:
                 caption=FIGURES[_figure].caption,
                 category="Figures",
             ),
+        log:
+            LAYOUT.log(f"plot/{_figure}"),
         params:
             **figure_params(_figure),
             tables=lambda wildcards, input: named_args("--table", input),
-        log:
-            LAYOUT.log(f"plot/{_figure}"),
         shell:
-            "{VITPROBE} plot --figure {params.figure} --spec {params.spec:q} {params.tables}"
+            "vitprobe plot --figure {params.figure} --spec {params.spec:q} {params.tables}"
             " --out {output.pdf} --out {output.png} > {log} 2>&1"

@@ -7,6 +7,11 @@ rule train:
     output:
         **{f"e{e}": LAYOUT.checkpoint.format(run="{run}", epoch=e) for e in PLAN.checkpoint_epochs},
         log=LAYOUT.train_log,
+    log:
+        LAYOUT.log("train/{run}"),
+    threads: job_threads
+    resources:
+        **train_resources(),
     params:
         device=config["device"],
         spec=train_spec,
@@ -14,14 +19,9 @@ rule train:
         checkpoints=lambda wildcards, output: " ".join(
             f"--checkpoint {e}={output[f'e{e}']}" for e in PLAN.checkpoint_epochs
         ),
-        tensorboard=lambda wildcards: f"--tensorboard {LAYOUT.tensorboard.format(run=wildcards.run)}"
-        if config["tensorboard"]
-        else "",
-    threads: job_threads
-    resources:
-        **train_resources(),
-    log:
-        LAYOUT.log("train/{run}"),
+        tensorboard=lambda wildcards: (
+            f"--tensorboard {LAYOUT.tensorboard.format(run=wildcards.run)}" if config["tensorboard"] else ""
+        ),
     shell:
-        "{VITPROBE} train --spec {params.spec:q} --device {params.device} --state-dir {params.state_dir}"
+        "vitprobe train --spec {params.spec:q} --device {params.device} --state-dir {params.state_dir}"
         " {params.tensorboard} {params.checkpoints} --log {output.log} > {log} 2>&1"

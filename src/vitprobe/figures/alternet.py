@@ -17,9 +17,18 @@ from __future__ import annotations
 
 import pandas as pd
 
-from vitprobe.figures.gap import finish_with_spectra, layout
-from vitprobe.figures.nll_error import (draw_labelled_points, figure_epoch, full_data, missing_label, rows_of,
-                                        shifted, stat)
+from vitprobe.figures.panels import (
+    draw_labelled_points,
+    figure_epoch,
+    finish_with_spectra,
+    full_data,
+    layout,
+    missing_label,
+    series_eigenvalues,
+    series_rows,
+    shifted,
+    stat,
+)
 from vitprobe.figures.style import paper_style, plt
 
 ACCURACY_LABEL = "Test accuracy (%)"
@@ -31,8 +40,8 @@ def accuracy_robustness_points(tables: dict[str, pd.DataFrame], series: list[dic
     tables, and per series the tables it lacks."""
     points, lacking = [], {}
     for i, s in enumerate(series):
-        ev = full_data(rows_of(tables["eval"], s, epochs["eval"]), s)
-        rob = full_data(rows_of(tables["robustness"], s, epochs["robustness"]), s)
+        ev = full_data(series_rows(tables["eval"], s, epochs["eval"]), s)
+        rob = full_data(series_rows(tables["robustness"], s, epochs["robustness"]), s)
         lacking[s["label"]] = [t for t, rows in [("eval", ev), ("robustness", rob)] if not len(rows)]
         if len(ev) and len(rob):
             points.append((s["label"], i, shifted(stat(ev, "error"), 100.0, -1.0), stat(rob, "accuracy")))
@@ -40,11 +49,10 @@ def accuracy_robustness_points(tables: dict[str, pd.DataFrame], series: list[dic
 
 
 def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
-    cfg = spec
-    series = cfg["series"]
-    epochs = {t: figure_epoch(tables[t], cfg.get("epoch")) for t in ("eval", "robustness", "hessian")}
+    series = spec["series"]
+    epochs = {t: figure_epoch(tables[t], spec.get("epoch")) for t in ("eval", "robustness", "hessian")}
     points, lacking = accuracy_robustness_points(tables, series, epochs)
-    values = {s["label"]: rows_of(tables["hessian"], s, epochs["hessian"])["eigenvalue"].to_numpy() for s in series}
+    values = series_eigenvalues(tables["hessian"], series, epochs["hessian"])
     missing = [missing_label(s["label"], lacking[s["label"]] + ([] if len(values[s["label"]]) else ["hessian"]), 3)
                for s in series]
     with paper_style():
@@ -52,5 +60,5 @@ def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
         ax_a.set_title("(a) Accuracy and robustness" + (f", epoch {epochs['eval']}" if epochs["eval"] is not None
                                                         else ""))
         draw_labelled_points(ax_a, points, ACCURACY_LABEL, ROBUSTNESS_LABEL, margins=(0.25, 0.2))
-        finish_with_spectra(fig, ax_neg, ax_pos, values, cfg.get("bins", 40), epochs["hessian"], missing, out)
+        finish_with_spectra(fig, ax_neg, ax_pos, values, spec.get("bins", 40), epochs["hessian"], missing, out)
     return fig

@@ -20,9 +20,18 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from vitprobe.figures.gap import finish_with_spectra, layout
-from vitprobe.figures.nll_error import (ERROR_LABEL, NLL_LABEL, empty_panel, errorbar, figure_epoch,
-                                        missing_label, rows_of, stat)
+from vitprobe.figures.panels import (
+    ERROR_LABEL,
+    NLL_LABEL,
+    empty_panel,
+    errorbar,
+    figure_epoch,
+    finish_with_spectra,
+    layout,
+    missing_label,
+    series_rows,
+    stat,
+)
 from vitprobe.figures.style import color, paper_style, plt
 
 KERNEL_LABEL = "Kernel size (tokens)"
@@ -45,7 +54,7 @@ def kernel_curves(table: pd.DataFrame, series: list[dict], epoch: int | None):
     per_model: dict[str, dict[int, pd.DataFrame]] = {}
     for s in series:
         found = per_model.setdefault(s["model"], {})
-        for k, rows in by_kernel(rows_of(table, s, epoch), s).items():
+        for k, rows in by_kernel(series_rows(table, s, epoch), s).items():
             found.setdefault(k, rows)
     curves = []
     for model, found in per_model.items():
@@ -61,7 +70,7 @@ def kernel_values(table: pd.DataFrame, series: list[dict], epoch: int | None) ->
     'label k×k' per kernel size found (an empty array for a series without rows)."""
     values = {}
     for s in series:
-        groups = by_kernel(rows_of(table, s, epoch), s)
+        groups = by_kernel(series_rows(table, s, epoch), s)
         if not groups:
             values[s["label"]] = np.array([])
         for k, rows in groups.items():
@@ -92,17 +101,16 @@ def draw_kernel_curves(ax_err, ax_nll, curves) -> None:
 
 
 def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
-    cfg = spec
-    series = cfg["series"]
-    eval_epoch = figure_epoch(tables["eval"], cfg.get("epoch"))
-    hess_epoch = figure_epoch(tables["hessian"], cfg.get("epoch"))
+    series = spec["series"]
+    eval_epoch = figure_epoch(tables["eval"], spec.get("epoch"))
+    hess_epoch = figure_epoch(tables["hessian"], spec.get("epoch"))
     curves = kernel_curves(tables["eval"], series, eval_epoch)
     values = kernel_values(tables["hessian"], series, hess_epoch)
     missing = [missing_label(s["label"], [t for t, e in [("eval", eval_epoch), ("hessian", hess_epoch)]
-                                          if not len(rows_of(tables[t], s, e))], 2) for s in series]
+                                          if not len(series_rows(tables[t], s, e))], 2) for s in series]
     with paper_style():
         fig, (ax_err, ax_nll), ax_neg, ax_pos = layout(height=2.6, a_rows=2)
         ax_err.set_title("(a) Error and NLL" + (f", epoch {eval_epoch}" if eval_epoch is not None else ""))
         draw_kernel_curves(ax_err, ax_nll, curves)
-        finish_with_spectra(fig, ax_neg, ax_pos, values, cfg.get("bins", 40), hess_epoch, missing, out)
+        finish_with_spectra(fig, ax_neg, ax_pos, values, spec.get("bins", 40), hess_epoch, missing, out)
     return fig

@@ -17,14 +17,11 @@ named on the figure.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from vitprobe.figures.fourier import (PANELS_PER_ROW, epoch_title, label_panels, panel_grid, seed_mean,
-                                      series_rows)
+from vitprobe.figures.panels import epoch_title, grid_rows, label_panels, panel_grid, seed_mean, series_rows
 from vitprobe.figures.style import FULL_WIDTH, color, note_missing, paper_style, plt, save
 
 N_LEVELS = 12  # contour bands
@@ -36,7 +33,7 @@ def series_grids(table: pd.DataFrame, series: list[dict], epoch: int | None):
     seed means of loss, nll and l2 at every grid point."""
     out = {}
     for s in series:
-        rows = series_rows(table, s, epoch)
+        rows = series_rows(table, s, epoch, one_run=True)
         if not len(rows):
             continue
         line = seed_mean(rows[rows["grid"] == "1d"], ["x"], ["loss", "nll", "l2"])
@@ -63,13 +60,12 @@ def plane_arrays(plane: pd.DataFrame):
 
 
 def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
-    cfg = spec
-    series = cfg["series"]
-    data = series_grids(tables["landscape"], series, cfg.get("epoch"))
+    series = spec["series"]
+    data = series_grids(tables["landscape"], series, spec.get("epoch"))
     colors = {s["label"]: color(i) for i, s in enumerate(series)}
     planes = {k: v[1] for k, v in data.items() if len(v[1])}
     n_panels = max(len(planes), 1)
-    rows_c = math.ceil(n_panels / min(n_panels, PANELS_PER_ROW))
+    rows_c = grid_rows(n_panels)
     with paper_style():
         fig = plt.figure(figsize=(FULL_WIDTH, 2.4 + 1.9 * rows_c), layout="constrained")
         top, bottom = fig.subfigures(2, 1, height_ratios=[2.4, 1.9 * rows_c])

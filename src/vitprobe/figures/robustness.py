@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vitprobe.figures.fourier import epoch_title, seed_mean, series_rows
+from vitprobe.figures.panels import epoch_title, seed_mean, series_rows
 from vitprobe.figures.style import COLUMN_WIDTH, color, note_missing, paper_style, plt, save
 
 
@@ -25,7 +25,7 @@ def series_curves(table: pd.DataFrame, series: list[dict], epoch: int | None):
     clean_accuracy, the series' rows, epoch)."""
     out = {}
     for s in series:
-        rows = series_rows(table, s, epoch)
+        rows = series_rows(table, s, epoch, one_run=True)
         if len(rows):
             curve = seed_mean(rows, ["freq"], ["delta_accuracy", "clean_accuracy", "accuracy"])
             out[s["label"]] = (curve, rows, int(rows["epoch"].iloc[0]))
@@ -51,9 +51,8 @@ def _noise_text(data: dict) -> str:
 
 
 def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
-    cfg = spec
-    series = cfg["series"]
-    data = series_curves(tables["robustness"], series, cfg.get("epoch"))
+    series = spec["series"]
+    data = series_curves(tables["robustness"], series, spec.get("epoch"))
     with paper_style():
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 3.0), layout="constrained")
         ax.axhline(0, color="0.5", lw=0.8, ls="--", zorder=0)

@@ -1,4 +1,5 @@
-"""One figure style for every plot: paper-like, readable at column width, colour-blind safe."""
+"""One figure style for every plot: paper-like, readable at column width, colour-blind safe.
+Also the note naming series without data, and saving a figure in the formats asked for."""
 
 from __future__ import annotations
 
@@ -24,16 +25,6 @@ RC = {
 
 def color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
-
-
-def select(table, series: dict, epoch: int | None = None):
-    """The rows of `table` that a figure series selects (model, and fraction/kernel_size when
-    the series names them), at `epoch` if given."""
-    from vitprobe.grid import series_matches
-
-    rows = table if epoch is None else table[table["epoch"] == epoch]
-    mask = [series_matches(series, r) for r in rows.itertuples()]
-    return rows[mask] if len(rows) else rows
 
 
 @contextlib.contextmanager

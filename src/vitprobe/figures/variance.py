@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from vitprobe.figures.fourier import draw_depth_profile, epoch_title, seed_mean, series_rows
+from vitprobe.figures.panels import draw_depth_profile, epoch_title, seed_mean, series_rows
 from vitprobe.figures.style import COLUMN_WIDTH, color, note_missing, paper_style, plt, save
 
 
@@ -23,7 +23,7 @@ def series_profiles(table: pd.DataFrame, series: list[dict], epoch: int | None):
     """Per present series: (one row per map with the seed-mean variance, epoch)."""
     out = {}
     for s in series:
-        rows = series_rows(table, s, epoch)
+        rows = series_rows(table, s, epoch, one_run=True)
         if len(rows):
             out[s["label"]] = (seed_mean(rows, ["map_index"], ["variance"], ("depth", "kind")),
                                int(rows["epoch"].iloc[0]))
@@ -31,9 +31,8 @@ def series_profiles(table: pd.DataFrame, series: list[dict], epoch: int | None):
 
 
 def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
-    cfg = spec
-    series = cfg["series"]
-    data = series_profiles(tables["variance"], series, cfg.get("epoch"))
+    series = spec["series"]
+    data = series_profiles(tables["variance"], series, spec.get("epoch"))
     colors = {s["label"]: color(i) for i, s in enumerate(series)}
     with paper_style():
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 3.0), layout="constrained")

@@ -24,9 +24,10 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vitprobe.losses import nll as loss_fn  # noqa: F401  (loss_fn: the name the probes use)
+from vitprobe.losses import trainable
 from vitprobe.modes import eval_mode
 
 METHODS = ("lanczos", "power", "pyhessian")
@@ -38,23 +39,6 @@ DENSE_MAX_PARAMS = 64
 POWER_MAX_ITER = 1000
 LANCZOS_MAX_RESTARTS = 300
 _SEED = 0  # start vectors are seeded so that a batch always gives the same result
-
-
-def loss_fn(outputs: Tensor, targets: Tensor) -> Tensor:
-    """Mean negative log-likelihood.
-
-    Integer class targets of shape (B,): ``F.cross_entropy``. Soft targets of shape (B, C)
-    (mixup/cutmix/label smoothing): mean over the batch of -Σ_c t_c · log_softmax(outputs)_c.
-    """
-    if targets.ndim == 1 and not targets.is_floating_point():
-        return F.cross_entropy(outputs, targets)
-    if targets.ndim == 2 and targets.is_floating_point():
-        log_p = F.log_softmax(outputs, dim=-1)
-        return -(targets.to(log_p.dtype) * log_p).sum(-1).mean()
-    raise ValueError(
-        f"targets must be int class indices of shape (B,) or float soft targets of shape (B, C); "
-        f"got dtype {targets.dtype} and shape {tuple(targets.shape)}"
-    )
 
 
 @contextlib.contextmanager
@@ -70,14 +54,10 @@ def double_backward_attention():
         yield
 
 
-def _trainable(model: nn.Module) -> list[Tensor]:
-    return [p for p in model.parameters() if p.requires_grad]
-
-
 def parameter_count(model: nn.Module) -> int:
     """P, the dimension of the Hessian: the number of parameters with ``requires_grad``
     (weight decay adds wd·I over all of them, so tr(wd·I) = wd·P)."""
-    return sum(p.numel() for p in _trainable(model))
+    return sum(p.numel() for p in trainable(model))
 
 
 def _as_input(inputs: Tensor, params: list[Tensor]) -> Tensor:
@@ -96,7 +76,7 @@ def make_hvp(
     graph and returns H v flat. Uses the model in whatever mode it is in.
     Returns ``(hvp, params)``; params are the model's parameters with ``requires_grad``.
     """
-    params = _trainable(model)
+    params = trainable(model)
     if not params:
         raise ValueError("model has no parameters with requires_grad=True")
     loss = loss_fn(model(_as_input(inputs, params)), targets.to(params[0].device))
@@ -231,7 +211,7 @@ def _power(hvp, n, k, tol, max_iter, dtype, device, count) -> tuple[np.ndarray, 
 def _pyhessian(model, inputs, targets, k, tol, max_iter, weight_decay, count) -> np.ndarray:
     ph = importlib.import_module("pyhessian.hessian")  # the package rebinds .hessian to the class
 
-    params = _trainable(model)
+    params = trainable(model)
 
     # The L2 term goes into the criterion: adding wd to pyhessian's top-|λ| of H_NLL afterwards
     # would be wrong whenever the shift changes which eigenvalues have the largest magnitude.
@@ -305,7 +285,7 @@ def top_eigenvalues(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
-    params = _trainable(model)
+    params = trainable(model)
     n = sum(p.numel() for p in params)
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, number of parameters = {n}], got {k}")

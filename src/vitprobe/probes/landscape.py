@@ -17,13 +17,10 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from vitprobe.losses import nll as loss_fn
+from vitprobe.losses import trainable
 from vitprobe.modes import eval_mode
 from vitprobe.probes import no_progress
-from vitprobe.probes.hessian import loss_fn
-
-
-def _trainable(model: nn.Module) -> list[Tensor]:
-    return [p for p in model.parameters() if p.requires_grad]
 
 
 @torch.no_grad()
@@ -36,7 +33,7 @@ def filter_normalized_direction(model: nn.Module, generator: torch.Generator | N
     (Li et al.'s 'ignore biasbn'). The generator must live on the parameters' device.
     """
     directions = []
-    for p in _trainable(model):
+    for p in trainable(model):
         if p.ndim <= 1:
             directions.append(torch.zeros_like(p))
             continue
@@ -78,7 +75,7 @@ def loss_landscape(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
     Columns: x (and y for k = 2), nll, l2, loss; one row per coordinate, in order.
     ``progress`` wraps the loop over the coordinates (an (n, k) array), e.g. in a progress bar.
     """
-    params = _trainable(model)
+    params = trainable(model)
     if not params:
         raise ValueError("model has no parameters with requires_grad=True")
     coords = np.asarray(coords, dtype=np.float64)

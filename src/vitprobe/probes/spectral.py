@@ -29,8 +29,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vitprobe.probes.hessian import double_backward_attention, make_hvp
+from vitprobe.losses import trainable
 from vitprobe.modes import eval_mode
+from vitprobe.probes.hessian import double_backward_attention, make_hvp
 
 START_VECTORS = ("rademacher", "gaussian")
 
@@ -59,7 +60,7 @@ def random_vectors(n: int, seed: int = 0, kind: str = "rademacher") -> Iterator[
 
 
 def _trainable_count(model: nn.Module) -> tuple[int, torch.dtype, torch.device]:
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = trainable(model)
     if not params:
         raise ValueError("model has no parameters with requires_grad=True")
     return sum(p.numel() for p in params), params[0].dtype, params[0].device
