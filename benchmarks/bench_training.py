@@ -59,13 +59,12 @@ from torch.utils.data import DataLoader, Dataset
 from vitprobe import data as vdata
 from vitprobe import models
 from vitprobe.augment import BatchAugment, mixup_cutmix, normalize, rand_augment, random_crop_flip, soft_targets
+from vitprobe.config import defaults
 from vitprobe.train import lr_at, make_optimizer, soft_cross_entropy
 
 N_TRAIN, NUM_CLASSES = 50_000, 100
 MEAN, STD = vdata.MEAN_STD["cifar100"]
-AUGMENT = {"crop_pad": 4, "hflip": True,
-           "randaugment": {"num_ops": 2, "magnitude": 9, "magnitude_std": 1.0, "group_size": 8},
-           "mixup_alpha": 1.0, "cutmix_alpha": 0.8, "switch_prob": 0.5, "label_smoothing": 0.1}
+AUGMENT = defaults("train", "augment")  # the paper's recipe: the config schema's defaults
 TRAIN_CFG = {"optimizer": "adamw", "lr": 1.25e-4, "lr_batch_size": 96, "weight_decay": 0.05,
              "betas": (0.9, 0.999), "grad_clip": 5.0}
 MODELS = {"vit_ti_cifar": "ViT-Ti (patch 2)", "resnet18_cifar": "ResNet-18"}
@@ -95,7 +94,7 @@ class Ours:
     def __init__(self, images, labels, batch_size, device, cfg=AUGMENT, threads=None, seed=0):
         self.images, self.labels = images.to(device), labels.to(device)
         self.batch_size, self.device, self.threads = batch_size, device, threads
-        self.augment = BatchAugment(cfg, MEAN, STD, NUM_CLASSES)
+        self.augment = BatchAugment(MEAN, STD, NUM_CLASSES, **cfg)
         self.perm_gen = torch.Generator().manual_seed(seed)
         self.aug_gen = torch.Generator(device=device).manual_seed(seed + 1)
         self.perm, self.pos = None, 0

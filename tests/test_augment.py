@@ -11,6 +11,7 @@ from vitprobe.augment import (
     random_crop_flip,
     soft_targets,
 )
+from vitprobe.config import defaults
 
 
 def _gen(seed):
@@ -121,36 +122,38 @@ def test_mixup_cutmix_switch_and_passthrough():
 def test_rand_augment_deterministic_and_per_group():
     images = _uint8(b=4, h=32, w=32, seed=2)
     torch.manual_seed(0)
-    a = rand_augment(images, group_size=2)
+    a = rand_augment(images, **{**RA, "group_size": 2})
     torch.manual_seed(0)
-    b = rand_augment(images, group_size=2)
+    b = rand_augment(images, **{**RA, "group_size": 2})
     assert a.dtype == torch.uint8 and a.shape == images.shape and torch.equal(a, b)
 
     # Eight groups of four copies of one image: same ops inside a group, different across groups.
     same = _uint8(b=1, h=32, w=32, seed=3).expand(32, -1, -1, -1).contiguous()
     torch.manual_seed(1)
-    out = rand_augment(same, num_ops=2, magnitude=9, group_size=4).view(8, 4, 3, 32, 32)
+    out = rand_augment(same, **{**RA, "num_ops": 2, "magnitude": 9, "group_size": 4}).view(8, 4, 3, 32, 32)
     assert all(torch.equal(g[0], g[j]) for g in out for j in range(4))
     assert len({tuple(g[0].flatten().tolist()) for g in out}) > 1
     with pytest.raises(TypeError):
-        rand_augment(images.float())
+        rand_augment(images.float(), **RA)
 
 
-OFF = {"crop_pad": 0, "hflip": False, "randaugment": None, "mixup_alpha": 0.0,
+AUG = defaults("train", "augment")  # the schema's defaults, the one source
+RA = AUG["randaugment"]
+OFF = {**AUG, "crop_pad": 0, "hflip": False, "randaugment": None, "mixup_alpha": 0.0,
        "cutmix_alpha": 0.0, "label_smoothing": 0.0}
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 
 
 def test_batch_augment_all_off_is_normalize_and_one_hot():
     images, labels = _uint8(b=6, h=32, w=32), torch.tensor([0, 1, 2, 3, 4, 9])
-    x, y = BatchAugment(OFF, MEAN, STD, num_classes=10)(images, labels, generator=_gen(0))
+    x, y = BatchAugment(MEAN, STD, 10, **OFF)(images, labels, generator=_gen(0))
     assert torch.equal(x, normalize(images, MEAN, STD))
     assert torch.equal(y, F.one_hot(labels, 10).float())
 
 
 def test_batch_augment_defaults():
     images, labels = _uint8(b=12, h=32, w=32), torch.arange(12) % 10
-    aug = BatchAugment({}, MEAN, STD, num_classes=10)
+    aug = BatchAugment(MEAN, STD, 10, **AUG)
     state = torch.get_rng_state()
     x, y = aug(images, labels, generator=_gen(4))
     assert torch.equal(torch.get_rng_state(), state)  # with a generator the global RNG is untouched
@@ -163,5 +166,5 @@ def test_batch_augment_defaults():
     assert not torch.equal(x, aug(images, labels, generator=_gen(5))[0])
     x3, _ = aug(images, labels)  # global RNG
     assert x3.shape == x.shape
-    with pytest.raises(ValueError, match="mixup"):
-        BatchAugment({"mixup": 1.0}, MEAN, STD, 10)
+    with pytest.raises(TypeError, match="mixup"):
+        BatchAugment(MEAN, STD, 10, **AUG, mixup=1.0)

@@ -13,6 +13,7 @@ import yaml
 from torchvision.datasets import CIFAR10, CIFAR100, FashionMNIST
 
 from vitprobe import data
+from vitprobe.config import defaults
 from vitprobe.errors import VitprobeError
 
 
@@ -99,7 +100,8 @@ class _Reader(CIFAR100):
     meta = {"filename": "meta", "key": "fine_label_names", "md5": None}
 
 
-SMALL = {"num_classes": 5, "train_per_class": 12, "test_per_class": 4, "seed": 3}
+SYNTHETIC = defaults("data", "synthetic")  # the schema's defaults, the one source
+SMALL = {**SYNTHETIC, "num_classes": 5, "train_per_class": 12, "test_per_class": 4, "seed": 3}
 
 
 def test_synthetic_layout_counts(tmp_path):
@@ -139,7 +141,7 @@ def test_synthetic_deterministic_and_idempotent(tmp_path):
     assert _bytes(a) == _bytes(c)
     assert sorted(p.name for p in a.iterdir()) == ["synthetic-cifar"]
     with pytest.raises(ValueError, match="colour"):
-        data.prepare("synthetic", a, synthetic={"colour": 1})
+        data.prepare("synthetic", a, synthetic={**SMALL, "colour": 1})
 
 
 def _features(images):
@@ -152,7 +154,7 @@ def _features(images):
 
 
 def test_synthetic_classes_separable(tmp_path):
-    data.prepare("synthetic", tmp_path, synthetic={"train_per_class": 150, "test_per_class": 60})
+    data.prepare("synthetic", tmp_path, synthetic={**SYNTHETIC, "train_per_class": 150, "test_per_class": 60})
     tr = data.load_split("synthetic", tmp_path, True)
     te = data.load_split("synthetic", tmp_path, False)
     assert tr.num_classes == 10

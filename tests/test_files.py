@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from vitprobe import atomic, checkpoint, data
+from vitprobe.config import defaults
 
 
 def _mode(path) -> int:
@@ -49,8 +50,8 @@ def test_checkpoint_follows_the_umask(tmp_path, umask):
 
 def test_synthetic_data_folder_follows_the_umask(tmp_path, umask):
     file_mode, dir_mode = MODES[umask]
-    data.prepare("synthetic", tmp_path / "data", synthetic={"num_classes": 2, "train_per_class": 2,
-                                                            "test_per_class": 1, "seed": 0})
+    data.prepare("synthetic", tmp_path / "data", synthetic={**defaults("data", "synthetic"), "num_classes": 2,
+                                                            "train_per_class": 2, "test_per_class": 1})
     folder = tmp_path / "data" / data.SYNTHETIC_FOLDER
     assert _mode(folder) == dir_mode  # was made by mkdtemp (0700) and renamed
     files = list(folder.iterdir())

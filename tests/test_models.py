@@ -302,3 +302,15 @@ def test_hessian_vector_product_matches_finite_difference(name):
     fd = torch.cat([(a - b).flatten() for a, b in zip(g_plus, g_minus)]) / (2 * eps)
     assert hv.norm() > 0
     assert (hv - fd).norm() <= 1e-4 * hv.norm()
+
+
+def test_model_normalisation_is_the_data_module_s():
+    """timm's pretrained_cfg of every registered model states the mean/std that vitprobe.data
+    normalises CIFAR-100 inputs with (they once differed in the third decimal)."""
+    import timm
+
+    from vitprobe.data import MEAN_STD
+    from vitprobe.models import MODELS
+    for name in MODELS:
+        cfg = timm.models.get_pretrained_cfg(name)
+        assert (tuple(cfg.mean), tuple(cfg.std)) == MEAN_STD["cifar100"], name

@@ -128,7 +128,7 @@ def test_damaged_resume_file_is_refused(tiny_spec, tmp_path):
 
 def test_nan_loss_stops_with_run_epoch_and_step(tiny_spec, tmp_path, monkeypatch):
     import vitprobe.train as train_module
-    real = train_module.soft_cross_entropy
+    real = train_module.nll
     calls = {"n": 0}
 
     def poisoned(logits, targets):
@@ -136,7 +136,7 @@ def test_nan_loss_stops_with_run_epoch_and_step(tiny_spec, tmp_path, monkeypatch
         loss = real(logits, targets)
         return loss * float("nan") if calls["n"] == 8 else loss  # 5 steps per epoch: epoch 2, step 8
 
-    monkeypatch.setattr(train_module, "soft_cross_entropy", poisoned)
+    monkeypatch.setattr(train_module, "nll", poisoned)
     with pytest.raises(TrainingDiverged) as err:
         train(tiny_spec, state_dir=tmp_path / ".train", checkpoints={3: tmp_path / "e3.pt"},
               log_path=tmp_path / "log.parquet", device=resolve("cpu"), progress=False)

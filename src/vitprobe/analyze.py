@@ -60,7 +60,7 @@ def augmented_batches(spec: dict, n_batches: int, batch_size: int, seed: int, de
     (the training augmentation: crop/flip, RandAugment, Mixup/CutMix, label smoothing)."""
     split = training_split(spec)
     mean, std = mean_std(spec)
-    augment = BatchAugment(spec["train"]["augment"], mean, std, split.num_classes)
+    augment = BatchAugment(mean, std, split.num_classes, **spec["train"]["augment"])
     gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator(device=device.torch_device).manual_seed(seed + 1)
     torch.manual_seed(seed)  # RandAugment draws from the global generator
@@ -137,7 +137,7 @@ def evaluate_checkpoint(spec: dict, checkpoint_path, outs: dict, device: Device)
         f"training images, batches of {p['batch_size']}")
     row = evaluate.clean_metrics(model, test.images, test.labels, mean, std, device, p["batch_size"],
                                  progress=log.bar("test batches"))
-    augment = BatchAugment(spec["train"]["augment"], mean, std, split.num_classes)
+    augment = BatchAugment(mean, std, split.num_classes, **spec["train"]["augment"])
     torch.manual_seed(p["seed"])
     gen = torch.Generator(device=device.torch_device).manual_seed(p["seed"])
     row["nll_train"] = evaluate.augmented_nll(model, split.images, split.labels, augment, device,

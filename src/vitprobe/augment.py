@@ -105,8 +105,7 @@ def mixup_cutmix(x: Tensor, y: Tensor, mixup_alpha: float, cutmix_alpha: float,
 _RANDAUG_CACHE: dict[tuple[int, int], v2.RandAugment] = {}
 
 
-def rand_augment(images: Tensor, num_ops: int = 2, magnitude: float = 9,
-                 magnitude_std: float = 1.0, group_size: int = 8) -> Tensor:
+def rand_augment(images: Tensor, num_ops: int, magnitude: float, magnitude_std: float, group_size: int) -> Tensor:
     """uint8 (B, 3, H, W) -> uint8: each group of ``group_size`` consecutive samples gets
     torchvision v2 RandAugment(num_ops, magnitude=m, num_magnitude_bins=11) (same ops for
     the whole group), m = round(N(magnitude, magnitude_std)) clipped to [0, 10] per group
@@ -124,41 +123,29 @@ def rand_augment(images: Tensor, num_ops: int = 2, magnitude: float = 9,
     return torch.cat(groups)
 
 
-_BATCH_DEFAULTS = {"crop_pad": 4, "hflip": True,
-                   "randaugment": {"num_ops": 2, "magnitude": 9, "magnitude_std": 1.0, "group_size": 8},
-                   "mixup_alpha": 1.0, "cutmix_alpha": 0.8, "switch_prob": 0.5, "label_smoothing": 0.1}
-
-
 class BatchAugment:
     """Training batch transform: RandAugment (uint8), random crop + flip, normalize, soft
-    targets with label smoothing, then Mixup/CutMix. Config keys and defaults in
-    ``_BATCH_DEFAULTS``; ``randaugment: None`` disables RandAugment.
+    targets with label smoothing, then Mixup/CutMix. The keyword arguments are the keys of
+    ``train.augment`` in the config (defaults: the schema, ``vitprobe.config.defaults("train",
+    "augment")``); ``randaugment=None`` disables RandAugment, else a dict of
+    ``rand_augment``'s keyword arguments.
 
     Called with a generator (on the images' device), the whole call is deterministic given
     it: RandAugment then runs on the CPU RNG forked and seeded from the generator, leaving
     the global RNG untouched. Without one, the global RNGs are used.
     """
 
-    def __init__(self, cfg: dict, mean: Sequence[float], std: Sequence[float], num_classes: int):
-        cfg = dict(cfg or {})
-        unknown = set(cfg) - set(_BATCH_DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown augmentation key(s) {sorted(unknown)}; allowed: {sorted(_BATCH_DEFAULTS)}")
-        cfg = {**_BATCH_DEFAULTS, **cfg}
-        ra = cfg["randaugment"]
-        if ra is not None:
-            bad = set(ra) - set(_BATCH_DEFAULTS["randaugment"])
-            if bad:
-                raise ValueError(f"unknown randaugment key(s) {sorted(bad)}; "
-                                 f"allowed: {sorted(_BATCH_DEFAULTS['randaugment'])}")
-            ra = {**_BATCH_DEFAULTS["randaugment"], **ra}
+    def __init__(self, mean: Sequence[float], std: Sequence[float], num_classes: int, *, crop_pad: int,
+                 hflip: bool, randaugment: dict | None, mixup_alpha: float, cutmix_alpha: float,
+                 switch_prob: float, label_smoothing: float):
+        ra = None if randaugment is None else dict(randaugment)
         self.randaugment = ra
-        self.crop_pad = int(cfg["crop_pad"])
-        self.hflip = bool(cfg["hflip"])
-        self.mixup_alpha = float(cfg["mixup_alpha"])
-        self.cutmix_alpha = float(cfg["cutmix_alpha"])
-        self.switch_prob = float(cfg["switch_prob"])
-        self.label_smoothing = float(cfg["label_smoothing"])
+        self.crop_pad = int(crop_pad)
+        self.hflip = bool(hflip)
+        self.mixup_alpha = float(mixup_alpha)
+        self.cutmix_alpha = float(cutmix_alpha)
+        self.switch_prob = float(switch_prob)
+        self.label_smoothing = float(label_smoothing)
         self.mean, self.std = tuple(mean), tuple(std)
         self.num_classes = int(num_classes)
 

@@ -12,6 +12,7 @@ This module sits at the bottom: it imports nothing of vitprobe.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 
@@ -95,6 +96,5 @@ def tables_of(probe: str) -> tuple[str, ...]:
 
 def resolve(target: str):
     """The object named by "module:attribute"."""
-    import importlib
     module, attr = target.split(":")
     return getattr(importlib.import_module(module), attr)

@@ -199,6 +199,16 @@ def validate(config: dict, source: str = "config") -> Plan:
         raise ConfigError(f"{source}: {exc}") from None
 
 
+def defaults(*keys: str):
+    """The schema's defaults of a config block, e.g. defaults("train", "augment") (the one source
+    of default values; library functions take explicit arguments)."""
+    config = {"data": {"dataset": "synthetic"}, "experiments": {"x": {"models": ["x"]}}}
+    list(_with_defaults(jsonschema.Draft202012Validator)(_schema()).iter_errors(config))
+    for key in keys:
+        config = config[key]
+    return copy.deepcopy(config)
+
+
 def assemble(files, overrides: dict | None = None, default=None) -> dict:
     """The config a run uses: the given files merged in order (the default file only when
     none is given: a file you pass is the whole config), then the overrides."""

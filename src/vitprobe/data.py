@@ -67,8 +67,8 @@ class DataDamaged(VitprobeError, ValueError):
 SYNTHETIC_FOLDER = "synthetic-cifar"
 _PARAMS_FILE = "vitprobe-synthetic.json"
 _SYNTHETIC_VERSION = 1
-SYNTHETIC_DEFAULTS = {"num_classes": 10, "train_per_class": 500, "test_per_class": 100,
-                      "seed": 0, "noise": 0.08}
+#: The parameters of the synthetic set (`data.synthetic` in the config; defaults: the schema).
+SYNTHETIC_KEYS = ("num_classes", "train_per_class", "test_per_class", "seed", "noise")
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def prepare(dataset: str, root: str | Path, *, download: bool = False,
     cifar10/cifar100: torchvision download (only if ``download``), integrity checked by
     torchvision; missing files without ``download`` -> DataMissing (a FileNotFoundError).
     synthetic: generate ``root/synthetic-cifar`` from the ``synthetic`` parameters
-    (keys and defaults in ``SYNTHETIC_DEFAULTS``) atomically; a no-op when it already holds
+    (keys ``SYNTHETIC_KEYS``) atomically; a no-op when it already holds
     data generated with the same parameters (recorded in a json file inside the folder).
     ``synthetic`` is ignored for the other datasets.
     fashion_mnist: the idx files under ``root/FashionMNIST/raw``, else Debian's copy
@@ -369,11 +369,10 @@ _SHAPES = ("disc", "square", "bar")
 
 
 def _synthetic_params(synthetic: dict | None) -> dict:
-    given = dict(synthetic or {})
-    unknown = set(given) - set(SYNTHETIC_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown synthetic key(s) {sorted(unknown)}; allowed: {sorted(SYNTHETIC_DEFAULTS)}")
-    p = {**SYNTHETIC_DEFAULTS, **given}
+    p = dict(synthetic or {})
+    if sorted(p) != sorted(SYNTHETIC_KEYS):
+        raise ValueError(f"synthetic parameters {sorted(p)}: expected exactly {', '.join(SYNTHETIC_KEYS)} "
+                         f"(the config's data.synthetic; defaults: vitprobe.config.defaults('data', 'synthetic'))")
     max_classes = len(_ORIENTS) * len(_FREQS) * len(_COLOURS) * len(_SHAPES)
     if not (isinstance(p["num_classes"], int) and 2 <= p["num_classes"] <= max_classes):
         raise ValueError(f"synthetic num_classes must be an int in [2, {max_classes}], got {p['num_classes']!r}")

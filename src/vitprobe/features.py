@@ -1,4 +1,4 @@
-"""Feature maps: the residual stream, read after every sub-block (DESIGN.md, "Feature maps").
+"""Feature maps: the residual stream, read after every sub-block (README, "Analyses").
 
 `feature_maps(model, images)` runs one forward pass in eval mode under `torch.no_grad`,
 reads the residual stream with hooks and returns one `FeatureMap` per reading, in forward

@@ -191,7 +191,7 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
     optimizer = make_optimizer(model, cfg)
     mean, std = mean_std(spec)
     train_set, test_set = training_split(spec), test_split(spec)
-    augment = BatchAugment(cfg["augment"], mean, std, train_set.num_classes)
+    augment = BatchAugment(mean, std, train_set.num_classes, **cfg["augment"])
     images, labels = train_set.images.to(dev), train_set.labels.to(dev)  # uint8 on the device: 150 MB for CIFAR
 
     n = len(images)

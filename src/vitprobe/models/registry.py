@@ -11,8 +11,10 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
-CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+from vitprobe.data import MEAN_STD
+
+# The normalisation the pipeline applies to CIFAR-100 inputs (one definition: vitprobe.data).
+CIFAR100_MEAN, CIFAR100_STD = MEAN_STD["cifar100"]
 
 
 @dataclass(frozen=True)
