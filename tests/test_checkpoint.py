@@ -22,6 +22,7 @@ class NotAWeight:  # a custom class: torch.save pickles it, weights_only loading
 def specs(demo_config):
     """Training specs of a narrow ResNet-18 and of a local-MSA ViT with windows of side 5
     (not its default 3, so a recipe that dropped kernel_size would build another model)."""
+    demo_config["data"]["dataset"] = "synthetic"
     demo_config["models"]["resnet_demo"]["kwargs"] = {"layers": [1, 1, 1, 1], "widths": [8, 8, 16, 16]}
     demo_config["models"]["lmsa_demo"]["kwargs"] = {"embed_dim": 16, "depth": 1, "num_heads": 2}
     demo_config["experiments"]["kernel_size"]["kernel_sizes"] = [5]

@@ -98,8 +98,8 @@ def test_run_id_format():
 def test_figure_selects_only_the_runs_it_needs(demo_config):
     plan = validate(demo_config)
     ids = sorted(r.id for r in plan.figure_runs("fig_hessian"))
-    assert ids == ["synthetic-resnet_demo-k0-f1-s0", "synthetic-vit_demo-k0-f1-s0",
-                   "synthetic-vit_demo-k0-f1of16-s0"]
+    assert ids == ["fashion_mnist_subset-resnet_demo-k0-f1-s0", "fashion_mnist_subset-vit_demo-k0-f1-s0",
+                   "fashion_mnist_subset-vit_demo-k0-f1of16-s0"]
 
 
 def test_train_spec_hash_ignores_unrelated_keys(demo_config):

@@ -21,8 +21,9 @@ pytestmark = pytest.mark.slow
 
 def _tiny_config(demo_config):
     c = demo_config
-    c["data"]["synthetic"] = {"num_classes": 10, "train_per_class": 24, "test_per_class": 6, "seed": 0}
-    for alias in ("vit_demo", "lmsa_demo", "vit_gap_demo"):
+    c["data"].update(dataset="synthetic", synthetic={"num_classes": 10, "train_per_class": 24, "test_per_class": 6,
+                                                    "seed": 0})
+    for alias in ("vit_demo", "lmsa_demo"):
         c["models"][alias]["kwargs"].update(embed_dim=16, depth=2, num_heads=2)
     c["models"]["resnet_demo"]["kwargs"]["widths"] = [8, 8, 16, 16]
     for alias in ("preact_demo", "alternet_demo"):

@@ -60,7 +60,7 @@ def trained(tmp_path_factory):
     from conftest import REPO
     tmp = tmp_path_factory.mktemp("probe_logs")
     c = copy.deepcopy(yaml.safe_load((REPO / "profiles/demo/demo.yaml").read_text()))
-    c["data"].update(root=str(tmp / "data"), synthetic={"num_classes": 10, "train_per_class": 24,
+    c["data"].update(dataset="synthetic", root=str(tmp / "data"), synthetic={"num_classes": 10, "train_per_class": 24,
                                                         "test_per_class": 6, "seed": 0})
     c["models"]["vit_demo"]["kwargs"].update(embed_dim=16, depth=2, num_heads=2)
     c["experiments"] = {"x": {"models": ["vit_demo"]}}

@@ -36,7 +36,7 @@ def test_lr_scales_linearly_with_batch_size():
 def tiny_spec(demo_config, tmp_path):
     """A seconds-long run: 10 classes x 16 images, a 2-block ViT of width 16, 3 epochs."""
     root = tmp_path / "data"
-    demo_config["data"].update(root=str(root), synthetic={"num_classes": 10, "train_per_class": 16,
+    demo_config["data"].update(dataset="synthetic", root=str(root), synthetic={"num_classes": 10, "train_per_class": 16,
                                                           "test_per_class": 4, "seed": 0})
     demo_config["models"]["vit_demo"]["kwargs"].update(embed_dim=16, depth=2, num_heads=2)
     demo_config["train"].update(epochs=3, warmup_epochs=1, checkpoint_epochs=[0, 1, 3], batch_size=32,
