@@ -45,7 +45,8 @@ def digest(results) -> str:
     ev = ev.sort_values("error")
     hs = pd.read_parquet(results / "hessian_summary.parquet")
     hs = hs.groupby(RUN_KEYS + ["epoch"], as_index=False)[["nep", "ape", "trace_nll"]].mean()
-    lines = [f"Test error after {int(pd.read_parquet(results / 'eval.parquet')['epoch'].max())} epochs "
+    last = int(pd.read_parquet(results / "eval.parquet")["epoch"].max())
+    lines = [paper_effects(results), "", f"Test error after {last} epochs "
              f"(`{results}/eval.parquet`), best first:", ""]
     lines += _table(ev, {"run": _run_label, "test error": lambda r: f"{r['error']:.1f} %",
                          "test NLL": lambda r: f"{r['nll_test']:.3f}"})
@@ -55,6 +56,78 @@ def digest(results) -> str:
                     {"run": _run_label, "epoch": lambda r: str(int(r["epoch"])),
                      "NEP": lambda r: f"{100 * r['nep']:.0f} %", "APE": lambda r: f"{r['ape']:.3g}",
                      "tr(H_NLL)": lambda r: f"{r['trace_nll']:.3g}"})
+    return "\n".join(lines)
+
+
+# The paper's qualitative claims, checked on the demo's runs (the model names of
+# profiles/demo/demo.yaml). Each: what the paper says, where, and a test on the tables that
+# returns (holds, the numbers).
+DEMO = {"cnn": "resnet_demo", "vit": "vit_demo", "lmsa": "lmsa_demo", "preact": "preact_demo",
+        "alternet": "alternet_demo"}
+
+
+def _value(df: pd.DataFrame, column: str, model: str, kernel: int = 0, fraction: float = 1.0, epoch=None) -> float:
+    """Mean over seeds (and rows) of one run's column, at `epoch` (default: the latest)."""
+    same = (df["model"] == DEMO[model]) & (df["kernel_size"] == kernel)
+    rows = df[same & ((df["fraction"] - fraction).abs() < 1e-9)]
+    if rows.empty:
+        return float("nan")
+    rows = rows[rows["epoch"] == (rows["epoch"].max() if epoch is None else epoch)]
+    return float(rows[column].mean())
+
+
+def _claims(t: dict) -> list[tuple[str, str, bool, str]]:
+    ev, hs, fo, ro = t["eval"], t["hessian_summary"], t["fourier"], t["robustness"]
+    err = lambda m, k=0, f=1.0: _value(ev, "error", m, k, f)  # noqa: E731
+    warmup = int(hs["epoch"][hs["epoch"] > 0].min()) if (hs["epoch"] > 0).any() else 0
+    nep = lambda m, f=1.0, e=None: 100 * _value(hs, "nep", m, 0, f, e)  # noqa: E731
+    high = ro[ro["freq"] >= 0.5]
+    fourier_last = fo[fo["freq"] == fo.groupby("map_index")["freq"].transform("max")]
+    out = []
+
+    def claim(effect, paper, holds, numbers):
+        out.append((effect, paper, bool(holds), numbers))
+
+    claim("CNN beats ViT on small data sets", "Fig. 5", err("cnn") < err("vit"),
+          f"test error ResNet {err('cnn'):.1f} %, ViT {err('vit'):.1f} %")
+    claim("local MSA beats global MSA", "Fig. 7", err("lmsa", 3) < err("lmsa", 8),
+          f"3×3 {err('lmsa', 3):.1f} %, 8×8 (global) {err('lmsa', 8):.1f} %")
+    claim("global average pooling beats the class token", "Fig. 6", err("lmsa", 8) < err("vit"),
+          f"GAP {err('lmsa', 8):.1f} %, class token {err('vit'):.1f} %")
+    claim("less data hurts ViT", "Fig. 5b", err("vit", 0, 1 / 16) > err("vit"),
+          f"ViT on 1/16 of the data {err('vit', 0, 1 / 16):.1f} %, on all {err('vit'):.1f} %")
+    claim("AlterNet beats its pre-activation ResNet", "Fig. 12", err("alternet") < err("preact"),
+          f"AlterNet {err('alternet'):.1f} %, pre-act ResNet {err('preact'):.1f} %")
+    claim("ViT's Hessian has more negative eigenvalues than the CNN's at the end of warmup", "Fig. 1c, 4",
+          nep("vit", e=warmup) > nep("cnn", e=warmup),
+          f"NEP at epoch {warmup}: ViT {nep('vit', e=warmup):.0f} %, ResNet {nep('cnn', e=warmup):.0f} %")
+    claim("less data gives ViT more negative eigenvalues", "Fig. 4", nep("vit", 1 / 16) > nep("vit"),
+          f"NEP at the end: 1/16 of the data {nep('vit', 1 / 16):.0f} %, all {nep('vit'):.0f} %")
+    claim("MSAs reduce high-frequency signals, convs amplify them", "Fig. 2a, 8",
+          _value(fourier_last, "log_amplitude", "vit") < _value(fourier_last, "log_amplitude", "cnn"),
+          "mean Δ log amplitude at the highest frequency: ViT "
+          f"{_value(fourier_last, 'log_amplitude', 'vit'):.2f}, "
+          f"ResNet {_value(fourier_last, 'log_amplitude', 'cnn'):.2f}")
+    claim("ViT is more robust to high-frequency noise than the CNN", "Fig. 2b",
+          _value(high, "delta_accuracy", "vit") > _value(high, "delta_accuracy", "cnn"),
+          f"mean accuracy change under noise at frequencies ≥ 0.5π: ViT "
+          f"{_value(high, 'delta_accuracy', 'vit'):+.1f} pp, ResNet {_value(high, 'delta_accuracy', 'cnn'):+.1f} pp")
+    return out
+
+
+def paper_effects(results) -> str:
+    """Markdown: each of the paper's qualitative claims, whether the demo's runs show it, with
+    the numbers (a NaN, and "no", where a run it needs is missing)."""
+    results = Path(results)
+    tables = {}
+    for name in ("eval", "hessian_summary", "fourier", "robustness"):
+        if not (results / f"{name}.parquet").is_file():
+            raise VitprobeError(f"{results}: no {name}.parquet; run the pipeline first (make demo)")
+        tables[name] = pd.read_parquet(results / f"{name}.parquet")
+    rows = _claims(tables)
+    lines = [f"The paper's effects at this scale ({sum(r[2] for r in rows)} of {len(rows)} show):", "",
+             "| effect | paper | shows | numbers |", "|---|---|---|---|"]
+    lines += [f"| {effect} | {paper} | {'yes' if ok else 'no'} | {numbers} |" for effect, paper, ok, numbers in rows]
     return "\n".join(lines)
 
 

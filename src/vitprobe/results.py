@@ -31,7 +31,7 @@ class Column:
 
 
 GRID_COLUMNS = [
-    Column("dataset", pa.string(), "", "cifar10, cifar100 or synthetic"),
+    Column("dataset", pa.string(), "", "the config's data.dataset: cifar10, cifar100, fashion_mnist, fashion_mnist_subset or synthetic"),
     Column("model", pa.string(), "", "model name as in config.yaml (a registered model or an alias)"),
     Column("kernel_size", pa.int64(), "tokens", "local-attention window side k (k x k); 0 = not a local-attention model"),
     Column("fraction", pa.float64(), "", "class-stratified share of the training set, in (0, 1]"),
