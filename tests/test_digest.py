@@ -20,10 +20,10 @@ def _tables(vit_error=40.0, nep_vit_warmup=0.3):
     hs = pd.DataFrame([_row("cnn", epoch=1, nep=0.1), _row("vit", epoch=1, nep=nep_vit_warmup),
                        _row("vit", epoch=6, nep=0.2), _row("vit", fraction=1 / 16, epoch=6, nep=0.4),
                        _row("vit", epoch=0, nep=0.9)])  # epoch 0 is initialization, not the end of warmup
-    fo = pd.DataFrame([_row(m, map_index=i, freq=f, log_amplitude=a)
-                       for m, amps in (("cnn", (-1.0, -2.0)), ("vit", (-3.0, -5.0)))
-                       for i, a in enumerate(amps) for f, a in ((0.0, 0.0), (0.5, a / 2), (0.75, a))])
-    ro = pd.DataFrame([_row(m, freq=f, delta_accuracy=d) for m, d in (("cnn", -4.0), ("vit", -1.0))
+    fo = pd.DataFrame([_row(m, map_index=i, freq=f, log_amplitude=a, high_freq_delta=last)
+                       for m, amps in (("cnn", (-4.0, -1.0)), ("vit", (-3.0, -5.0)))
+                       for i, last in enumerate(amps) for f, a in ((0.0, 0.0), (0.5, last / 2), (0.75, last))])
+    ro = pd.DataFrame([_row(m, freq=f, delta_accuracy=d, n_images=500) for m, d in (("cnn", -4.0), ("vit", -1.0))
                        for f in (0.1, 0.5, 0.9)])
     return {"eval": ev, "hessian_summary": hs, "fourier": fo, "robustness": ro}
 
@@ -33,7 +33,7 @@ def test_claims_hold_on_tables_built_to_show_them():
     assert all(ok for _, _, ok, _ in claims), [c for c in claims if not c[2]]
     text = {effect: numbers for effect, _, _, numbers in claims}
     assert text["CNN beats ViT on small data sets"] == "test error ResNet 20.0 %, ViT 40.0 %"
-    assert text["MSAs reduce high-frequency signals, convs amplify them"].endswith("ViT -4.00, ResNet -1.50")
+    assert text["MSAs reduce high-frequency signals, convs amplify them"].endswith("ViT -2.00, ResNet +3.00")
     assert "NEP at epoch 1: ViT 30 %, ResNet 10 %" in text[
         "ViT's Hessian has more negative eigenvalues than the CNN's at the end of warmup"]
 
