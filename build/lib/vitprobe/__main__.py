@@ -1,5 +1,0 @@
-import sys
-
-from vitprobe.cli import main
-
-sys.exit(main())
