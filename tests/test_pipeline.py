@@ -94,7 +94,7 @@ def test_pipeline_runs_end_to_end(workdir, tiny):
     for _, g in hessian.groupby(grid + ["batch"]):
         mags = g.sort_values("rank")["eigenvalue"].abs().to_numpy()
         assert (np.diff(mags) <= 1e-9 * mags.max()).all()
-    assert set(hessian["kernel_size"]) == {0, 3}
+    assert set(hessian["kernel_size"]) == {0, 3, 8}  # k=8: the GAP run of fig_gap
     assert sorted(hessian["fraction"].unique()) == [1 / 16, 1.0]
 
     # hessian_summary: one row per (run, epoch) whose NEP/APE are those of the pooled eigenvalues

@@ -7,7 +7,7 @@ unless VITPROBE_REQUIRE_SLURM=1 (set by .ci/run), which turns the skip into a fa
 
 Test-only instrumentation, through PYTHONPATH (Slurm passes the environment on to its jobs):
 a `sitecustomize` module, which Python imports at every interpreter start, and which acts only
-in `python -m vitprobe ...` processes. The package itself is unchanged. It
+in `vitprobe ...` processes. The package itself is unchanged. It
 - records each such process's verb, arguments and environment (SLURM_JOB_ID,
   CUDA_VISIBLE_DEVICES, ...): proof of where every job ran and what it saw;
 - makes one probe job (FLAKY) exit 3 on its first attempt: the retry must succeed.
@@ -52,11 +52,16 @@ TIMEOUT = 20 * 60
 RESULTS = "results/demo"  # the tiny config keeps the demo's results_dir
 
 SITECUSTOMIZE = r'''
-# Test instrumentation (tests/test_slurm.py): acts only in `python -m vitprobe <verb>` processes.
+# Test instrumentation (tests/test_slurm.py): acts only in `vitprobe <verb>` processes (the
+# console script the rules call, or `python -m vitprobe`).
 import json, os, sys, time
 _argv = list(getattr(sys, "orig_argv", []))
+_args = None
 if "-m" in _argv and _argv[_argv.index("-m") + 1:_argv.index("-m") + 2] == ["vitprobe"]:
     _args = _argv[_argv.index("-m") + 2:]
+elif len(_argv) > 1 and os.path.basename(_argv[1]) == "vitprobe":
+    _args = _argv[2:]
+if _args is not None:
     _verb = _args[0] if _args else ""
     _rec = {"verb": _verb, "args": _args, "pid": os.getpid(), "time": time.time(),
             "env": {k: os.environ.get(k) for k in ("SLURM_JOB_ID", "SLURM_STEP_ID", "CUDA_VISIBLE_DEVICES",
@@ -269,8 +274,9 @@ def _gpu_records(runs):
 
 
 def _output_of(rec: dict) -> str:
+    """The train job's log table, or a probe job's first table (`--out TABLE=PATH`)."""
     args = rec["args"]
-    return args[args.index("--log" if rec["verb"] == "train" else "--out") + 1]
+    return args[args.index("--log" if rec["verb"] == "train" else "--out") + 1].split("=", 1)[-1]
 
 
 def _expected_gpu_outputs(runs) -> set[str]:
