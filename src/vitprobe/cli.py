@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
         return s
 
-    s = verb("prepare-data", cmd_prepare_data, "make a dataset available (download CIFAR, or write synthetic data)")
+    s = verb("prepare-data", cmd_prepare_data, "make a dataset available (CIFAR or Fashion-MNIST: find or download; synthetic: write; the shipped subset: check)")
     s.add_argument("--dataset", required=True)
     s.add_argument("--root", required=True)
     s.add_argument("--download", action="store_true")
