@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
         return s
 
-    s = verb("prepare-data", cmd_prepare_data, "make a dataset available (CIFAR or Fashion-MNIST: find or download; synthetic: write; the shipped subset: check)")
+    s = verb("prepare-data", cmd_prepare_data, "make a dataset available (CIFAR or Fashion-MNIST: find or "
+             "download; synthetic: write; the shipped subset: check)")
     s.add_argument("--dataset", required=True)
     s.add_argument("--root", required=True)
     s.add_argument("--download", action="store_true")
