@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from vitprobe.atomic import atomic_path
-from vitprobe.errors import VitprobeError
+from vitprobe.errors import VitprobeError, first_line
 from vitprobe.grid import Run
 
 FORMAT_VERSION = 2  # 1: no "model_recipe"
@@ -21,12 +21,6 @@ _FIX = "delete it and rerun the job that writes it"
 
 class CheckpointError(VitprobeError, RuntimeError):
     """A checkpoint is unreadable or belongs to another run, config or model."""
-
-
-def first_line(exc: BaseException) -> str:
-    """The first sentence of an exception's first line: torch's messages run over many lines."""
-    lines = str(exc).strip().splitlines() or [type(exc).__name__]
-    return re.split(r"(?<=\.)\s", lines[0].strip(), maxsplit=1)[0].rstrip(".")
 
 
 def read(path, *, what: str = "checkpoint", error: type[VitprobeError] = CheckpointError, fix: str = _FIX):

@@ -118,13 +118,14 @@ def cmd_plot(args):
 
 
 def _overrides(pairs) -> dict:
+    """`--set KEY=VALUE` pairs; the values stay strings: `config.apply_overrides` gives each the
+    type the schema wants for its key, as for Snakemake's --config."""
     out = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise VitprobeError(f"--set {pair!r}: expected KEY=VALUE, e.g. train.epochs=10")
-        import yaml
-        out[key] = yaml.safe_load(value) if value else None
+        out[key] = value
     return out
 
 

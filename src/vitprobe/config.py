@@ -12,6 +12,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from vitprobe.errors import first_line
 from vitprobe.grid import ConfigError, Plan
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
@@ -56,7 +57,7 @@ def load_yaml(path) -> dict:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise ConfigError(f"{where}: YAML syntax error: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"{path}: not valid YAML: {first_line(exc)}") from None
     finally:
         loader.dispose()
     if data is None:

@@ -174,8 +174,7 @@ def load_split(dataset: str, root: str | Path, train: bool) -> Split:
         images, labels = read_fashion_mnist(_fashion_folder(Path(root), False), train)
         return fashion_split(images, labels)
     if dataset == "fashion_mnist_subset":
-        with resources.as_file(FASHION_MNIST_SUBSET) as path:
-            arrays = read_fashion_mnist_subset(path)
+        arrays = read_fashion_mnist_subset()
         split = "train" if train else "test"
         return fashion_split(arrays[f"x_{split}"], arrays[f"y_{split}"])
     ds = _open(dataset, Path(root), train)

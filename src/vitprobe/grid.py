@@ -14,7 +14,7 @@ from functools import cached_property
 import torch
 
 from vitprobe import catalog, models
-from vitprobe.errors import ConfigError
+from vitprobe.errors import ConfigError, first_line
 from vitprobe.series import fraction_token, parse_fraction, series_matches
 
 __all__ = ["ConfigError", "Plan", "Run", "parse_fraction", "series_matches"]  # ConfigError: re-exported
@@ -105,11 +105,7 @@ class Plan:
         return {"arch": model, "kwargs": {}}
 
     def model_info(self, model: str):
-        return self._registered()[self.model_spec(model)["arch"]]
-
-    @staticmethod
-    def _registered() -> dict:
-        return models.MODELS
+        return models.MODELS[self.model_spec(model)["arch"]]
 
     def token_grid(self, model: str) -> int | None:
         info = self.model_info(model)
@@ -146,10 +142,9 @@ class Plan:
                 with torch.device("meta"):
                     models.create(spec["arch"], num_classes=10, **kwargs)
             except Exception as exc:  # TypeError/ValueError/... from the model's constructor
-                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 call = ", ".join(f"{k}={v!r}" for k, v in spec["kwargs"].items())
                 raise ConfigError(f"{where}: {spec['arch']}({call})"
-                                  f" cannot be built: {msg}; see the keyword arguments of vitprobe.models."
+                                  f" cannot be built: {first_line(exc)}; see the keyword arguments of vitprobe.models."
                                   f"{spec['arch']}") from None
 
     # ---- runs ---------------------------------------------------------------------
@@ -157,7 +152,7 @@ class Plan:
         dataset = self.config["data"]["dataset"]
         fractions = [parse_fraction(f, f"experiments.{name}.fractions") for f in exp.get("fractions", [1])]
         if exp.get("kernel_sizes") and not any(self.model_info(m).local_attention for m in exp["models"]):
-            local = sorted(n for n, i in self._registered().items() if i.local_attention)
+            local = sorted(n for n, i in models.MODELS.items() if i.local_attention)
             raise ConfigError(f"experiments.{name}.kernel_sizes: none of its models ({', '.join(exp['models'])}) uses "
                               f"local attention, so kernel sizes would be ignored; remove the key or add a "
                               f"local-attention model ({', '.join(local)})")

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from vitprobe import __version__
 from vitprobe.atomic import atomic_path
-from vitprobe.errors import VitprobeError
+from vitprobe.errors import VitprobeError, first_line
 
 
 @dataclass(frozen=True)
@@ -177,8 +177,7 @@ def read_run_table(path, table: str) -> pa.Table:
     try:
         got = pq.read_table(path)
     except Exception as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TableError(f"{path}: not a readable Parquet file of table {table!r} ({reason}); {fix}") from exc
+        raise TableError(f"{path}: not a readable Parquet file of table {table!r} ({first_line(exc)}); {fix}") from exc
     found = got.schema.remove_metadata()
     if not found.equals(expected):
         missing = [n for n in expected.names if n not in found.names]

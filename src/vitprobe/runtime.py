@@ -65,15 +65,15 @@ def mean_std(spec: dict):
 def load_checkpoint(path, spec: dict | None = None) -> torch.nn.Module:
     """The model of a checkpoint, rebuilt from its recipe, state loaded, in eval mode on CPU.
 
-    With `spec` (the run's spec) the checkpoint must match its training hash, and a format-1
-    checkpoint (no recipe) is rebuilt from the spec, as `runtime.load_model` does."""
-    payload = checkpoint.load(path, expected_hash=None if spec is None else train_hash(spec),
-                              expected_run=None if spec is None else spec["run"])
+    With `spec` (the run's spec) it is `load_model`: the checkpoint must be of that run and
+    match its training hash, and a format-1 checkpoint (no recipe) is rebuilt from the spec."""
+    if spec is not None:
+        return load_model(path, spec)[0]
+    payload = checkpoint.load(path)
     recipe = payload.get("model_recipe")
-    if recipe is None and spec is None:
+    if recipe is None:
         raise checkpoint.CheckpointError(
             f"checkpoint {path} (format {payload.get('format_version', 1)}) predates self-describing "
             f"checkpoints and does not record how to build its model; pass the run's spec: "
             f"load_checkpoint(path, spec), or use vitprobe.runtime.load_model(path, spec)")
-    model = build_from_recipe(recipe if recipe is not None else model_recipe(spec))
-    return checkpoint.load_state(model, payload["model"], path).eval()
+    return checkpoint.load_state(build_from_recipe(recipe), payload["model"], path).eval()

@@ -39,7 +39,7 @@ from vitprobe.errors import VitprobeError
 from vitprobe.grid import Run
 from vitprobe.losses import nll, trainable
 from vitprobe.probes.evaluate import clean_metrics
-from vitprobe.runtime import build_model, mean_std, model_recipe, test_split, train_hash, training_split
+from vitprobe.runtime import build_from_recipe, mean_std, model_recipe, test_split, train_hash, training_split
 
 RESUME_FILE = "resume.pt"
 
@@ -187,7 +187,8 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
 
     writer = tensorboard_writer(tensorboard)
     torch.manual_seed(run["seed"])
-    model = device.prepare_model(build_model(spec))
+    recipe = model_recipe(spec)
+    model = device.prepare_model(build_from_recipe(recipe))
     optimizer = make_optimizer(model, cfg)
     mean, std = mean_std(spec)
     train_set, test_set = training_split(spec), test_split(spec)
@@ -206,7 +207,6 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
     epoch, step, log_rows, perm, start_batch = 0, 0, [], None, 0
     resume_point = "none: no finite state was saved"
     loss_sum, seen = 0.0, 0  # running sums of the current epoch (kept across a mid-epoch resume)
-    recipe = model_recipe(spec)
     state = load_resume(state_dir, h)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -230,9 +230,9 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
         if bad is not None:
             raise diverged(f"{bad} is NaN or inf {where} (step {step}) and was not saved")
 
+    # The savers write; their callers check the state once before (ensure_finite).
     def save_state(batch: int = 0, current_perm=None, epoch_sums=(0.0, 0)):
         nonlocal resume_point
-        ensure_finite(f"at epoch {epoch + 1}, batch {batch}" if current_perm is not None else f"after epoch {epoch}")
         payload = {"config_hash": h, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                    "rng": _rng_state(gens), "epoch": epoch, "step": step, "log": log_rows,
                    "batch": batch, "perm": current_perm, "loss_sum": epoch_sums[0], "seen": epoch_sums[1]}
@@ -242,10 +242,10 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
 
     def save_checkpoint(e: int):
         if e in checkpoints:
-            ensure_finite(f"after epoch {e}")
             checkpoint.save(state_dir / f"e{e}.pt", model, run=run, epoch=e, config_hash=h, recipe=recipe)
 
     if state is None:
+        ensure_finite("at initialization")
         save_checkpoint(0)
 
     with _SignalFlag() as flag:
@@ -258,6 +258,7 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
                        disable=not progress, file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 30.0)
             for b in range(start_batch, steps_per_epoch):
                 if flag.signum is not None:
+                    ensure_finite(f"at epoch {epoch + 1}, batch {b}")
                     save_state(b, perm, (loss_sum, seen))
                     print(f"[{run_id}] signal {flag.signum}: state saved at epoch {epoch}, batch {b}; exiting",
                           file=sys.stderr)
@@ -302,13 +303,13 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
                     if math.isfinite(log_rows[-1][key]):
                         writer.add_scalar(key, log_rows[-1][key], epoch)
                 writer.flush()
+            ensure_finite(f"after epoch {epoch}")
             save_checkpoint(epoch)
             save_state()
             # the log so far, for a look while the run is going (the declared log is written at the end)
             results.write_run_table(pd.DataFrame(log_rows), "train_log", state_dir / "train_log.parquet", run=run,
                                     config_hash=h)
 
-    ensure_finite(f"after epoch {epoch}")  # e.g. a resume file written before this check existed
     log = pd.DataFrame(log_rows, columns=["epoch", "step", "train_loss", "lr", "test_error", "test_nll",
                                           "seconds", "images_per_s"])
     results.write_run_table(log, "train_log", log_path, run=run, config_hash=h)

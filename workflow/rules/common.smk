@@ -97,8 +97,7 @@ def named_args(flag, files):
 
 
 def probe_params(probe):
-    """Params of a probe rule. A probe missing from the config gets a spec that fails
-    loudly; its rule is never scheduled, because nothing requests its files."""
+    """Params of a configured probe's rule: its slice of the config for each run."""
     return {
         "device": config["device"],
         "probe": probe,
@@ -115,15 +114,9 @@ def run_tables(table, runs=None, epochs=None):
     return [LAYOUT.probe_table.format(run=r.id, table=table, epoch=e) for r in runs for e in epochs]
 
 
-def figure_config(figure):
-    if figure not in config["figures"]:
-        raise ValueError(f"figure {figure!r} is not configured: add figures.{figure} to the config")
-    return config["figures"][figure]
-
-
 def figure_inputs(figure, table):
     """The per-run files of `table` that the figure's series need."""
-    spec = figure_config(figure)
+    spec = config["figures"][figure]
     epochs = [spec["epoch"]] if "epoch" in spec and table != "train_log" else None
     return run_tables(table, PLAN.figure_runs(figure), epochs)
 
@@ -131,7 +124,7 @@ def figure_inputs(figure, table):
 def figure_params(figure):
     return {
         "figure": figure,
-        "spec": lambda wildcards: as_json(figure_config(figure)),
+        "spec": lambda wildcards: as_json(config["figures"][figure]),
     }
 
 
