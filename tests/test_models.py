@@ -21,9 +21,10 @@ PAPER_PARAMS = {
     "vit_s_cifar": None,
     "vit_ti_gap_cifar": None,
     "lmsa_vit_cifar": None,
-    # timm pit_ti_224 has 4,847,272 params (4.85M in timm's table); at 32x32, patch 2 stride 2
-    # and 100 classes: patch conv -48,384, pos-embed -30,272 (27² -> 16² x 64), head -231,300.
-    "pit_ti_cifar": 4_847_272 - 48_384 - 30_272 - 231_300,
+    # timm pit_ti_224 has 4,847,272 params (4.85M in timm's table); at 32x32, patch 2 stride 1
+    # (the release's README) and 100 classes: patch conv -48,384, pos-embed +14,848
+    # (27² -> 31² x 64), head -231,300: 4,582,436, the release's 4.58 M.
+    "pit_ti_cifar": 4_847_272 - 48_384 + 14_848 - 231_300,
     # timm swin_tiny 28,288,354 (28.3M); patch 1: -4,320; head 1000 -> 100: -692,100; window
     # 7 -> 4: rel-pos tables 169 -> 49 rows x 138 heads in all blocks: -16,560.
     "swin_ti_cifar": 28_288_354 - 4_320 - 692_100 - 16_560,
@@ -220,11 +221,12 @@ def first_attention_residual(model, images):
     return got["x"] + got["attn"]
 
 
+@pytest.mark.parametrize("border", ["zero_pad", "mask"])
 @pytest.mark.parametrize("kernel", [3, 4, 5, 8])
-def test_local_msa_influence_matches_window(kernel):
+def test_local_msa_influence_matches_window(kernel, border):
     torch.manual_seed(0)
     model = timm.create_model("lmsa_vit_cifar", embed_dim=32, depth=1, num_heads=2,
-                              kernel_size=kernel).double().eval()
+                              kernel_size=kernel, border=border).double().eval()
     grid, p = 8, 4
     base = torch.rand(1, 3, 32, 32, dtype=torch.double)
     batch = base.repeat(grid * grid + 1, 1, 1, 1)
@@ -256,9 +258,59 @@ def test_local_msa_kernel_out_of_range(kernel, patch):
         timm.create_model("lmsa_vit_cifar", depth=1, kernel_size=kernel, patch_size=patch)
 
 
-def test_local_msa_fused_and_unfused_agree():
+def release_conv_attention(attn, x, grid, kernel):
+    """The release's ConvAttention2d (models/convit.py), transcribed: queries from a 1x1 conv,
+    keys and values gathered with F.unfold(kernel, padding=kernel // 2) (padding 0 when the
+    kernel covers the grid: one window broadcast to every query), softmax over the window
+    positions, zero padding included. q, k, v come from our module's qkv weights (shared)."""
+    b, n, _ = x.shape
+    h, d = attn.num_heads, attn.head_dim
+    q, k, v = attn.qkv(x).reshape(b, n, 3, h, d).permute(2, 0, 3, 1, 4)  # (b, h, n, d)
+    pad = kernel // 2 if kernel < grid else 0
+
+    def gather(t):  # 'b (h d w) n -> b h n w d' of unfold on the (b, h*d, x, y) map
+        cols = F.unfold(t.transpose(2, 3).reshape(b, h * d, grid, grid), kernel, padding=pad)
+        return cols.reshape(b, h, d, kernel * kernel, -1).permute(0, 1, 4, 3, 2)
+
+    keys, values = gather(k), gather(v)
+    dots = torch.einsum("bhnd,bhnwd->bhnw", q, keys.expand(-1, -1, n, -1, -1)) * d ** -0.5
+    out = torch.einsum("bhnw,bhnwd->bhnd", dots.softmax(-1), values.expand(-1, -1, n, -1, -1))
+    return attn.proj(out.transpose(1, 2).reshape(b, n, h * d))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("kernel", [3, 5, 8])
+def test_local_msa_zero_pad_is_the_release_unfold_attention(kernel, fused):
     torch.manual_seed(0)
-    model = timm.create_model("lmsa_vit_cifar", embed_dim=32, depth=2, num_heads=2).double().eval()
+    model = timm.create_model("lmsa_vit_cifar", embed_dim=32, depth=1, num_heads=2, kernel_size=kernel).double()
+    attn = model.blocks[0].attn
+    attn.fused_attn = fused
+    x = torch.randn(2, 64, 32, dtype=torch.double)
+    with torch.no_grad():
+        ours, release = attn(x), release_conv_attention(attn, x, 8, kernel)
+        masked = timm.create_model("lmsa_vit_cifar", embed_dim=32, depth=1, num_heads=2, kernel_size=kernel,
+                                   border="mask").double()
+        masked.load_state_dict(model.state_dict())
+        cut = masked.blocks[0].attn(x)
+    torch.testing.assert_close(ours, release, rtol=1e-12, atol=1e-12)
+    corner, centre = 0, 3 * 8 + 3  # token (0, 0) has padded window positions; (3, 3) has none for k <= 5
+    if kernel < 8:
+        assert (ours[:, corner] - cut[:, corner]).abs().max() > 1e-3
+        torch.testing.assert_close(ours[:, centre], cut[:, centre])
+    else:
+        torch.testing.assert_close(ours, cut)  # the one global window has no padding
+
+
+def test_local_msa_border_is_checked():
+    with pytest.raises(ValueError, match="border must be one of zero_pad, mask, got 'reflect'"):
+        timm.create_model("lmsa_vit_cifar", depth=1, border="reflect")
+
+
+@pytest.mark.parametrize("border", ["zero_pad", "mask"])
+def test_local_msa_fused_and_unfused_agree(border):
+    torch.manual_seed(0)
+    model = timm.create_model("lmsa_vit_cifar", embed_dim=32, depth=2, num_heads=2,
+                              border=border).double().eval()
     x = torch.randn(2, 3, 32, 32, dtype=torch.double)
     outs = []
     for fused in (True, False):
@@ -314,3 +366,43 @@ def test_model_normalisation_is_the_data_module_s():
     for name in MODELS:
         cfg = timm.models.get_pretrained_cfg(name)
         assert (tuple(cfg.mean), tuple(cfg.std)) == MEAN_STD["cifar100"], name
+
+
+# ---- initialisation ---------------------------------------------------------------------
+
+def _fan(w):
+    return w[0].numel(), w.shape[0] * w[0, 0].numel()  # fan_in, fan_out
+
+
+@pytest.mark.parametrize("name", ["resnet18_cifar", "resnet50_cifar", "preact_resnet50_cifar"])
+def test_resnet_init_is_the_release_s_by_default(name):
+    """The release's ResNets have no init code: PyTorch's defaults, i.e. BN weight 1 and bias
+    0 everywhere and convs Kaiming-uniform(a = sqrt 5), U(-b, b) with b = 1 / sqrt(fan_in);
+    init="timm" gives timm's: Kaiming-normal fan-out convs (std sqrt(2 / fan_out)), for the
+    post-activation ResNets the last BN of every residual branch zeroed."""
+    torch.manual_seed(0)
+    release, timm_init = timm.create_model(name), timm.create_model(name, init="timm")
+    for model, kind in ((release, "release"), (timm_init, "timm")):
+        zeros = 0
+        for mod_name, m in model.named_modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                assert torch.equal(m.bias, torch.zeros_like(m.bias))
+                zeros += int(torch.equal(m.weight, torch.zeros_like(m.weight)))
+                if kind == "release":
+                    assert torch.equal(m.weight, torch.ones_like(m.weight)), mod_name
+            if isinstance(m, torch.nn.Conv2d) and m.weight.numel() > 20_000:
+                fan_in, fan_out = _fan(m.weight)
+                bound = 1 / fan_in ** 0.5
+                if kind == "release":
+                    assert m.weight.abs().max() <= bound
+                    assert m.weight.std().item() == pytest.approx(bound / 3 ** 0.5, rel=0.05)
+                else:
+                    assert m.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.05)
+        blocks = sum(len(getattr(model, f"layer{i}")) for i in range(1, 5))
+        expected_zeros = blocks if kind == "timm" and not name.startswith("preact") else 0
+        assert zeros == expected_zeros
+
+
+def test_resnet_init_is_checked():
+    with pytest.raises(ValueError, match="init must be one of release, timm, got 'zero'"):
+        timm.create_model("resnet18_cifar", init="zero")

@@ -16,6 +16,8 @@ whose output 1x1 conv goes back to the block width -> drop-path -> residual. No 
 Heads x 64 does not equal the quarter width (64/128/256/512 at stages 1-4): q, k and v
 are projected from the quarter width to heads x 64 (192/384/768/1536), as in the release.
 The relative position bias has one table per head (Swin style; the release shares one).
+``init``: "release" (default) keeps PyTorch's default init of every layer, as the release;
+"timm" re-initialises the convs Kaiming-normal (fan-out).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, create_classifier, trunc_normal_, use_fused_attn
 
 from .registry import build, register
+from .resnet import check_init
 
 
 def _conv1x1(cin, cout, stride=1):
@@ -124,8 +127,10 @@ class PreActResNet(nn.Module):
     def __init__(self, layers=(3, 4, 6, 3), widths=(64, 128, 256, 512), msa_blocks=(0, 0, 0, 0),
                  heads=(3, 6, 12, 24), head_dim: int = 64, window_size: int = 4,
                  stem_width: int | None = None, num_classes: int = 100, in_chans: int = 3,
-                 global_pool: str = "avg", drop_rate: float = 0.0, drop_path_rate: float = 0.0):
+                 global_pool: str = "avg", drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 init: str = "release"):
         super().__init__()
+        check_init(init)
         if not len(layers) == len(widths) == len(msa_blocks) == len(heads):
             raise ValueError("layers, widths, msa_blocks and heads need one entry per stage, got "
                              f"{tuple(layers)}, {tuple(widths)}, {tuple(msa_blocks)}, {tuple(heads)}")
@@ -154,9 +159,10 @@ class PreActResNet(nn.Module):
         self.norm, self.act = nn.BatchNorm2d(chs), nn.ReLU(inplace=True)
         self.num_features = self.head_hidden_size = chs
         self.global_pool, self.fc = create_classifier(chs, num_classes, pool_type=global_pool)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        if init == "timm":  # "release": PyTorch's default init, as the release (no init code)
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def get_classifier(self) -> nn.Module:
         return self.fc

@@ -3,8 +3,12 @@
 timm's ResNet hard-wires a 64-channel stem, so `CifarResNet` builds the same modules
 (conv1, bn1, act1, maxpool=Identity, layer1..layer4, global_pool, fc) itself with
 scalable stage widths and reuses every other ResNet method (forward, reset_classifier,
-forward_intermediates, init_weights, ...). Block classes, downsampling and
-init (kaiming; last BN of each residual branch zeroed) are timm's.
+forward_intermediates, init_weights, ...). Block classes and downsampling are timm's.
+
+Initialisation (``init``): "release" (default) leaves PyTorch's default init of every layer,
+as the paper's release does (its ResNets have no init code: Kaiming-uniform convs, BN weight
+1 and bias 0); "timm" is timm's ``init_weights``: Kaiming-normal (fan-out) convs and the last
+BN of every residual branch zeroed (``zero_init_last``), so each block starts as identity.
 """
 from __future__ import annotations
 
@@ -19,9 +23,10 @@ class CifarResNet(ResNet):
     def __init__(self, block=BasicBlock, layers=(2, 2, 2, 2), widths=(64, 128, 256, 512),
                  stem_width: int | None = None, num_classes: int = 100, in_chans: int = 3,
                  global_pool: str = "avg", drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 zero_init_last: bool = True):
+                 init: str = "release"):
         # deliberately skips ResNet.__init__ (ImageNet stem); sets what ResNet's methods use
         nn.Module.__init__(self)
+        check_init(init)
         if len(layers) != len(widths):
             raise ValueError(f"layers {tuple(layers)} and widths {tuple(widths)} differ in length")
         stem_width = stem_width or widths[0]
@@ -47,7 +52,16 @@ class CifarResNet(ResNet):
         self.global_pool, self.fc = create_classifier(self.num_features, num_classes,
                                                       pool_type=global_pool)
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
-        self.init_weights(zero_init_last=zero_init_last)
+        if init == "timm":
+            self.init_weights(zero_init_last=True)
+
+
+INITS = ("release", "timm")
+
+
+def check_init(init: str) -> None:
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
 
 
 def _create(variant, pretrained, defaults, kwargs):

@@ -1,12 +1,16 @@
 """Fourier analysis of feature maps: relative log amplitude along the frequency diagonal.
 
-For a map (B, C, H, W), H = W even:
+For a map (B, C, H, W), H = W (any side, odd ones included):
 
-    F = fft2 over (H, W);  A = log(|F| + 1e-6);  shift so frequency 0 sits at (H/2, W/2);
-    mean over batch and channels;  curve[i] = A[H/2 + i, W/2 + i] - A[H/2, W/2],  i = 0..H/2-1.
+    F = fft2 over (H, W);  A = log(|F| + 1e-6);  roll by c = floor(H/2) so frequency 0 sits at
+    (c, c);  mean over batch and channels;  curve[i] = A[c + i, c + i] - A[c, c],
+    i = 0 .. ceil(H/2) - 1  (the release's ``shift`` and ``diag()[int(h/2):]``).
 
-Index i is the frequency i / (H/2) in units of pi (0 .. 1 - 2/H); ``high_frequency_delta`` is
-the last value of the curve ("Δ log amplitude at high frequency").
+Index i is the frequency 2 pi i / H = i / (H/2) in units of pi; ``high_frequency_delta`` is the
+last value of the curve ("Δ log amplitude at high frequency"), at frequency (1 - 2/H) pi for
+even H (32: 0.9375, 16: 0.875, 8: 0.75, 4: 0.5) and (1 - 1/H) pi for odd H (31: 0.968, 7: 0.857):
+the odd-sided diagonal has no Nyquist entry, its last entry is the positive frequency
+(H - 1)/2, which an even side of H + 1 would not reach.
 """
 
 from __future__ import annotations
@@ -20,35 +24,35 @@ _CHUNK_ELEMENTS = 1 << 22  # FFT this many map elements at a time (in float64) t
 
 
 def _check(fmap: Tensor) -> tuple[int, int]:
-    if fmap.ndim != 4 or fmap.shape[-1] != fmap.shape[-2] or fmap.shape[-1] % 2 or fmap.shape[-1] == 0:
-        raise ValueError(f"feature map must be (B, C, H, W) with H == W even; got shape {tuple(fmap.shape)}")
+    if fmap.ndim != 4 or fmap.shape[-1] != fmap.shape[-2] or fmap.shape[-1] == 0:
+        raise ValueError(f"feature map must be (B, C, H, W) with H == W > 0; got shape {tuple(fmap.shape)}")
     return fmap.shape[0], fmap.shape[-1]
 
 
 def relative_log_amplitude(fmap: Tensor) -> Tensor:
-    """float64 curve of H//2 values: relative log amplitude at frequencies ``frequencies(H)``.
+    """float64 curve of ceil(H/2) values: relative log amplitude at ``frequencies(H)``.
 
     See the module docstring for the definition. The FFT runs in float64 on batch chunks.
     """
     b, h = _check(fmap)
-    # After fftshift, position H/2 + i holds frequency i, i.e. unshifted index i: read the
+    # After the roll, position c + i holds frequency i, i.e. unshifted index i: read the
     # diagonal straight from the unshifted spectrum.
-    idx = torch.arange(h // 2, device=fmap.device)
+    idx = torch.arange(h - h // 2, device=fmap.device)
     step = max(1, _CHUNK_ELEMENTS // max(1, fmap[0].numel()))
-    total = torch.zeros(h // 2, dtype=torch.float64, device=fmap.device)
+    total = torch.zeros(len(idx), dtype=torch.float64, device=fmap.device)
     for i in range(0, b, step):
         spec = torch.fft.fft2(fmap[i:i + step].detach().to(torch.float64))
-        diag = spec[..., idx, idx]  # (b', C, H/2)
+        diag = spec[..., idx, idx]  # (b', C, ceil(H/2))
         total += torch.log(diag.abs() + EPS).sum(dim=(0, 1))
     curve = total / (b * fmap.shape[1])
     return (curve - curve[0]).cpu()
 
 
 def frequencies(h: int) -> np.ndarray:
-    """x-axis of the curve for a map of side h, in units of pi: i / (h/2), i = 0..h/2-1."""
-    if h <= 0 or h % 2:
-        raise ValueError(f"map side must be even and positive, got {h}")
-    return np.arange(h // 2) / (h / 2)
+    """x-axis of the curve for a map of side h, in units of pi: i / (h/2), i = 0..ceil(h/2)-1."""
+    if h <= 0:
+        raise ValueError(f"map side must be positive, got {h}")
+    return np.arange(h - h // 2) / (h / 2)
 
 
 def high_frequency_delta(fmap: Tensor) -> float:
