@@ -512,5 +512,6 @@ def test_fashion_mnist_mean_std_of_padded_training_set(tmp_path, monkeypatch):
 
 def test_schema_lists_every_dataset():
     schema = yaml.safe_load((REPO / "src" / "vitprobe" / "config.schema.yaml").read_text())
-    enum = schema["properties"]["data"]["properties"]["dataset"]["enum"]
+    assert schema["properties"]["data"]["properties"]["dataset"]["$ref"] == "#/$defs/dataset"
+    enum = schema["$defs"]["dataset"]["enum"]
     assert sorted(enum) == sorted(data.DATASETS) == sorted(data.MEAN_STD)

@@ -91,6 +91,16 @@ def cmd_train(args):
           device=_device(args), progress=not args.no_progress, tensorboard=args.tensorboard)
 
 
+def cmd_import_weights(args):
+    from vitprobe.runtime import import_weights
+    from vitprobe.weights import WeightsError
+    spec = _spec(args.spec, "import-weights", "train")
+    if "weights" not in spec["model"]:
+        raise WeightsError("--spec: its model has no 'weights' source (models.<alias>.weights); train it instead")
+    import_weights(spec, args.out, download=args.download)
+    print(f"{args.out}: weights {spec['model']['weights']} of {spec['model']['arch']}", file=sys.stderr)
+
+
 def cmd_probe(args):
     from vitprobe.catalog import PROBES, resolve
     probe = PROBES[args.verb]
@@ -190,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--state-dir", required=True, help="resume state directory (kept across failed attempts)")
     s.add_argument("--no-progress", action="store_true")
     s.add_argument("--tensorboard", metavar="DIR", help="also write the per-epoch curves as TensorBoard events here")
+
+    s = with_spec(verb("import-weights", cmd_import_weights, "write the one checkpoint (epoch 0) of a run whose "
+                       "weights are imported (init, timm, a file or URL), not trained"), device=False)
+    s.add_argument("--out", required=True, help="checkpoint path")
+    s.add_argument("--download", action="store_true", help="allow downloading a weights URL (data.download)")
 
     for probe in PROBES.values():
         s = with_spec(verb(probe.name, cmd_probe, probe.help))

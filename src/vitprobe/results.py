@@ -42,6 +42,7 @@ PROVENANCE_COLUMNS = [
     Column("vitprobe_version", pa.string(), "", "package version that wrote the row"),
     Column("git_commit", pa.string(), "", "git commit of the working tree that wrote the row ('' if unknown)"),
     Column("config_hash", pa.string(), "", "hash of the run's training spec (same value as in its checkpoints)"),
+    Column("weights", pa.string(), "", "where the weights come from: trained (by vitprobe), or imported (models.<alias>.weights): init, timm, or the weights file's name"),
 ]
 
 TABLES: dict[str, list[Column]] = {
@@ -139,7 +140,7 @@ def git_commit() -> str:
 
 
 def write_run_table(rows: pd.DataFrame, table: str, path, *, run: dict, config_hash: str,
-                    epoch: int | None = None) -> None:
+                    epoch: int | None = None, weights: str = "trained") -> None:
     """Write one run's rows atomically, adding grid and provenance columns.
 
     `epoch` is the checkpoint epoch of probe tables; train_log rows carry their own epoch.
@@ -152,6 +153,7 @@ def write_run_table(rows: pd.DataFrame, table: str, path, *, run: dict, config_h
     df["vitprobe_version"] = __version__
     df["git_commit"] = git_commit()
     df["config_hash"] = config_hash
+    df["weights"] = weights
     target = schema(table)
     missing = [n for n in target.names if n not in df.columns]
     if missing:

@@ -7,7 +7,7 @@ for _probe in PLAN.probes:
             PROBES[_probe].rule_name
         input:
             checkpoint=LAYOUT.checkpoint,
-            data=data_ready(),
+            data=run_data_ready,
         output:
             **{t: probe_pattern(t) for t in PROBES[_probe].tables},
         log:

@@ -2,6 +2,7 @@
 # only translates its plan into file lists.
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -9,6 +10,7 @@ import sys
 from vitprobe.config import assemble, validate
 from vitprobe.grid import RUN_ID_REGEX, ConfigError, train_hash
 from vitprobe.paths import DATA_READY, Layout
+from vitprobe.weights import kind as weights_kind
 from vitprobe.catalog import FIGURES, PROBES
 
 
@@ -70,8 +72,19 @@ def as_json(spec):
     return json.dumps(spec, sort_keys=True)
 
 
-def data_ready():
-    return DATA_READY.format(root=config["data"]["root"], dataset=config["data"]["dataset"])
+def data_ready(dataset=None):
+    """The ready marker of a dataset (default: data.dataset); the prepare_data rule makes it."""
+    return DATA_READY.format(root=config["data"]["root"], dataset=dataset or config["data"]["dataset"])
+
+
+def run_data_ready(wildcards):
+    """The ready marker of the dataset of the run in the wildcards (experiments.<name>.dataset)."""
+    return data_ready(PLAN.run(wildcards.run).dataset)
+
+
+def runs_regex(runs):
+    """A wildcard constraint matching exactly these run ids (none: matches nothing)."""
+    return "|".join(re.escape(r.id) for r in runs) or "(?!)"
 
 
 def probe_pattern(table):
@@ -85,6 +98,12 @@ def train_spec(wildcards):
 def train_state_dir(wildcards):
     spec = PLAN.train_spec(PLAN.run(wildcards.run))
     return LAYOUT.train_state_dir.format(run=wildcards.run, train_hash=train_hash(spec))
+
+
+def import_inputs(run_id):
+    """A weights file of an imported run is the input of its import job (none for init, timm, URLs)."""
+    source = PLAN.model_spec(PLAN.run(run_id).model)["weights"]
+    return [source] if weights_kind(source) == "file" else []
 
 
 def named_args(flag, files):
@@ -105,20 +124,25 @@ def probe_params(probe):
     }
 
 
-def run_tables(table, runs=None, epochs=None):
-    """Per-run files of one table for the given runs (default: the whole grid)."""
+def run_tables(table, runs=None, epoch=None):
+    """Per-run files of one table for the given runs (default: the whole grid), at each of the
+    run's epochs of that table (only `epoch` if given). Runs with imported weights have no
+    train_log and one checkpoint, epoch 0 (PLAN.run_table_epochs)."""
     runs = PLAN.runs if runs is None else runs
     if table == "train_log":
-        return [LAYOUT.train_log.format(run=r.id) for r in runs]
-    epochs = PLAN.table_epochs(table) if epochs is None else epochs
-    return [LAYOUT.probe_table.format(run=r.id, table=table, epoch=e) for r in runs for e in epochs]
+        return [LAYOUT.train_log.format(run=r.id) for r in runs if not PLAN.imported(r)]
+    return [
+        LAYOUT.probe_table.format(run=r.id, table=table, epoch=e)
+        for r in runs
+        for e in PLAN.run_table_epochs(r, table)
+        if epoch is None or e == epoch
+    ]
 
 
 def figure_inputs(figure, table):
     """The per-run files of `table` that the figure's series need."""
     spec = config["figures"][figure]
-    epochs = [spec["epoch"]] if "epoch" in spec and table != "train_log" else None
-    return run_tables(table, PLAN.figure_runs(figure), epochs)
+    return run_tables(table, PLAN.figure_runs(figure), spec.get("epoch"))
 
 
 def figure_params(figure):
@@ -138,7 +162,7 @@ def all_targets():
 # Rules that never go to the cluster: cheap, CPU-only, or needing the network (CIFAR
 # download). Figure rules are named after their figure, so every configured figure's rule
 # is local too. Everything else (train, the probes) is submitted as one Slurm job per job.
-LOCAL_RULES = ["all", "prepare_data", "aggregate", *config["figures"]]
+LOCAL_RULES = ["all", "prepare_data", "import_weights", "aggregate", *config["figures"]]
 workflow.localrules(*LOCAL_RULES)  # the `localrules:` directive, for a computed list
 
 
