@@ -122,6 +122,7 @@ def test_fourier_figure_plots_the_table(tmp_path, fourier_files):
     assert "MSA depths (ViT)" in [t.get_text() for t in ax_b.get_legend().get_texts()]
 
     assert "no results yet for: ViT small data" in _texts(fig)
+    assert any("the release's definition" in t for t in _texts(fig))
     assert "epoch 305" in fig.subfigs[0].get_suptitle()
 
 
@@ -218,7 +219,7 @@ def _landscape_rows(offset, curvature):
         for y in [1.0, 0.0, -1.0]:
             loss = offset + curvature * (x * x + 2 * y * y)
             rows.append({"grid": "2d", "x": x, "y": y, "nll": loss - 1, "l2": 40.0, "loss": loss})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).assign(style="release")
 
 
 def test_landscape_figure_plots_the_table(tmp_path):

@@ -246,32 +246,35 @@ def robustness(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.Da
 
 
 def landscape(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.DataFrame:
-    """NLL + L2 along filter-normalized random directions: a 1-D line and a 2-D plane."""
-    from vitprobe.probes.landscape import filter_normalized_direction, grid_1d, grid_2d, loss_landscape
+    """NLL + L2 along two random directions (``probes.landscape.style``: the release's or Li
+    et al.'s definition, `vitprobe.probes.landscape`): a 1-D line and a 2-D plane."""
+    from vitprobe.probes.landscape import grid_1d, grid_2d, landscape_style, loss_landscape
 
     out = outs["landscape"]
     p = spec["probe"]
+    style = landscape_style(p["style"])
     model, payload = load_model(checkpoint_path, spec)
     model = model.to(device.torch_device)
     log = _Log("landscape", spec, payload)
     wd = spec["train"]["weight_decay"]
     grids = [f"{n} points on a line" for n in [p["points_1d"]] if n]
     grids += [f"{n}×{n} points on a plane" for n in [p["points_2d"]] if n]
-    log(f"NLL + wd/2·‖θ‖² (wd {wd:g}) on {p['n_batches']} mini-batches of {p['batch_size']} augmented training "
-        f"images at {' and '.join(grids) or 'no points'} along filter-normalized random directions, "
+    log(f"{style.formula} (wd {wd:g}, style {p['style']}) on {p['n_batches']} mini-batches of {p['batch_size']} "
+        f"augmented training images at {' and '.join(grids) or 'no points'} along random directions, "
         f"radius {p['radius']:g}")
     batches = list(augmented_batches(spec, p["n_batches"], p["batch_size"], p["seed"], device))
     gen = torch.Generator(device=device.torch_device).manual_seed(p["seed"])
-    d1, d2 = filter_normalized_direction(model, gen), filter_normalized_direction(model, gen)
+    d1, d2 = style.direction(model, gen), style.direction(model, gen)
     parts = []
     if p["points_1d"]:
         line = loss_landscape(model, batches, [d1], grid_1d(p["radius"], p["points_1d"]), wd,
-                              progress=log.bar("1d grid points"))
+                              progress=log.bar("1d grid points"), style=p["style"])
         parts.append(line.assign(grid="1d", y=0.0))
     if p["points_2d"]:
         plane = loss_landscape(model, batches, [d1, d2], grid_2d(p["radius"], p["points_2d"]), wd,
-                               progress=log.bar("2d grid points"))
+                               progress=log.bar("2d grid points"), style=p["style"])
         parts.append(plane.assign(grid="2d"))
+    parts = [part.assign(style=p["style"]) for part in parts]
     df = _write(pd.concat(parts, ignore_index=True), "landscape", spec, payload, out)
     best = df.loc[df["loss"].idxmin()]
     near = df.loc[(df["x"] ** 2 + df["y"] ** 2).idxmin()]  # the origin itself on odd grids

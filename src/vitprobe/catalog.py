@@ -53,7 +53,7 @@ PROBES: dict[str, Probe] = {p.name: p for p in [
     Probe("variance", "vitprobe.analyze:variance", ("variance",), "variance of every feature map"),
     Probe("robustness", "vitprobe.analyze:robustness", ("robustness",), "accuracy under frequency-band noise"),
     Probe("landscape", "vitprobe.analyze:landscape", ("landscape",),
-          "loss landscape along filter-normalized random directions"),
+          "loss landscape along two random directions (the release's definition or Li et al.'s)"),
 ]}
 
 FIGURES: dict[str, Figure] = {f.name: f for f in [

@@ -113,12 +113,13 @@ TABLES: dict[str, list[Column]] = {
         Column("n_images", pa.int64(), "images", "test images evaluated"),
     ],
     "landscape": [
+        Column("style", pa.string(), "", "the definition: release (the paper's code) or li2018"),
         Column("grid", pa.string(), "", "1d (a line along one direction) or 2d (a plane along two)"),
-        Column("x", pa.float64(), "", "coordinate along the first filter-normalized random direction"),
+        Column("x", pa.float64(), "", "coordinate along the first random direction"),
         Column("y", pa.float64(), "", "coordinate along the second direction (0 on the 1d line)"),
         Column("nll", pa.float64(), "nats", "mean NLL on the augmented training batches"),
-        Column("l2", pa.float64(), "", "squared parameter norm ‖θ'‖² at that point"),
-        Column("loss", pa.float64(), "nats", "nll + wd/2 · l2"),
+        Column("l2", pa.float64(), "", "release: Σ_p ‖p‖₂ over parameter tensors; li2018: ‖θ'‖² at that point"),
+        Column("loss", pa.float64(), "nats", "release: nll + wd · l2; li2018: nll + wd/2 · l2"),
     ],
 }
 

@@ -1,8 +1,8 @@
-"""Loss landscapes along filter-normalized random directions (paper Fig. 1a), from the
-``landscape`` table.
+"""Loss landscapes along random directions (paper Fig. 1a), from the ``landscape`` table.
 
-(a) 1-D: the training loss ``loss`` = NLL + wd/2·‖θ‖² against the coordinate ``x`` along one
-    direction (rows with ``grid`` == "1d"), one line per series in x order.
+(a) 1-D: the training loss ``loss`` (NLL + the weight-decay term of the table's ``style``,
+    `vitprobe.probes.landscape`) against the coordinate ``x`` along one direction (rows with
+    ``grid`` == "1d"), one line per series in x order.
 (b) 1-D: the NLL alone (``nll``) on the same line, to separate the data term from the
     weight-decay term (which dominates the level of (a) for large models).
 (c) 2-D: one small panel per series with filled contours of ``loss`` over the plane
@@ -59,6 +59,15 @@ def plane_arrays(plane: pd.DataFrame):
     return z.columns.to_numpy(float), z.index.to_numpy(float), z.to_numpy(float)
 
 
+STYLE_TITLES = {"release": "the release's definition", "li2018": "Li et al. 2018"}
+
+
+def style_title(table: pd.DataFrame) -> str:
+    """How the table's rows were computed, for the title; several styles are named together."""
+    styles = sorted(set(table["style"])) if "style" in table and len(table) else []
+    return " + ".join(STYLE_TITLES.get(s, s) for s in styles) or "no data"
+
+
 def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
     series = spec["series"]
     data = series_grids(tables["landscape"], series, spec.get("epoch"))
@@ -86,7 +95,7 @@ def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
                 ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="0.5")
         if ax_loss.get_legend_handles_labels()[0]:
             top.legend(*ax_loss.get_legend_handles_labels(), loc="outside right center")
-        top.suptitle(epoch_title("Loss landscape (filter-normalized directions; 0 = trained weights)",
+        top.suptitle(epoch_title(f"Loss landscape ({style_title(tables['landscape'])}; 0 = trained weights)",
                                  {k: v[2] for k, v in data.items()}))
 
         axes_c = panel_grid(bottom, n_panels, min_cols=3, sharex=True, sharey=True)

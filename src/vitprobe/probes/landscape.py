@@ -1,16 +1,26 @@
-"""Loss landscape along filter-normalized random directions (Li et al. 2018).
+"""Loss landscape along random directions, in two definitions (``STYLES``).
 
 Parameters θ are the model's parameters with ``requires_grad`` (as for the Hessian), in
 ``model.parameters()`` order; buffers (BatchNorm running statistics) are left untouched. At
-coordinates a = (a_1, ..., a_k) the model is evaluated at θ' = θ + Σ_i a_i d_i, in eval mode:
+coordinates a = (a_1, ..., a_k) the model is evaluated at θ' = θ + Σ_i a_i d_i, in eval mode,
+nll = mean over the given batches of loss_fn(model(x), y) (mean NLL, int or soft targets), and
 
-    nll = mean over the given batches of loss_fn(model(x), y)   (mean NLL, int or soft targets)
-    l2 = ||θ'||²,   loss = nll + weight_decay / 2 · l2.
+- ``release`` (the paper's release: ops/loss_landscapes.py, ops/norm.py, losslandscape.ipynb):
+  directions by ``release_direction``; l2 = Σ_p ||p'||_2 over the parameter tensors (each
+  norm unsquared); loss = nll + weight_decay · l2.
+- ``li2018`` (Li et al. 2018, "Visualizing the loss landscape of neural nets"): directions by
+  ``filter_normalized_direction``; l2 = ||θ'||² (squared); loss = nll + weight_decay / 2 · l2,
+  the objective AdamW's decoupled decay corresponds to.
+
+The release perturbs every state-dict entry of >= 2 dims; for our models those are exactly the
+trainable >= 2-dim parameters (attention masks are non-persistent buffers, relative-position
+index buffers are zeroed by name), so the two agree (tests/test_landscape.py checks it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -45,6 +55,58 @@ def filter_normalized_direction(model: nn.Module, generator: torch.Generator | N
     return directions
 
 
+RELEASE_SKIP = ("pos_embed", "relative_position")  # the notebook's kws: zeroed directions
+
+
+@torch.no_grad()
+def release_direction(model: nn.Module, generator: torch.Generator | None = None,
+                      skip: Sequence[str] = RELEASE_SKIP) -> list[Tensor]:
+    """One random direction as the release draws it, a tensor per trainable parameter p:
+
+    d ~ N(0, I) shaped like p, then d · ||p||_0 / (||d||_0 + 1e-7), where ||t||_0 is the norm
+    over dim 0 (``torch.norm(t, dim=0, keepdim=True)``: one norm per position of the other
+    dims, across output channels — the release's ``normalize_filter``, not Li et al.'s per
+    filter norm); zero for parameters of < 2 dims (``ignore_bn``) and for parameters whose
+    name contains one of ``skip`` (``ignore_kw``: positional embeddings, relative-position
+    tables). A normal draw is made for every parameter, in order, zeroed ones included.
+    """
+    directions = []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        d = torch.randn(p.shape, generator=generator, dtype=p.dtype, device=p.device)
+        if p.ndim < 2 or any(key in name for key in skip):
+            directions.append(torch.zeros_like(p))
+            continue
+        scale = p.detach().norm(dim=0, keepdim=True) / (d.norm(dim=0, keepdim=True) + 1e-7)
+        directions.append(d * scale)
+    return directions
+
+
+@dataclass(frozen=True)
+class Style:
+    """One definition of the landscape: its directions, its l2 term and the loss built from them."""
+    direction: Callable[..., list[Tensor]]
+    l2: Callable[[list[Tensor]], float]
+    wd_factor: float  # loss = nll + wd_factor · weight_decay · l2
+    formula: str      # for logs
+
+
+STYLES = {
+    "release": Style(release_direction, lambda ps: float(sum(p.detach().double().norm().item() for p in ps)),
+                     1.0, "NLL + wd·Σ‖p‖₂"),
+    "li2018": Style(filter_normalized_direction, lambda ps: float(sum(p.detach().double().pow(2).sum().item()
+                                                                       for p in ps)),
+                    0.5, "NLL + wd/2·‖θ‖²"),
+}
+
+
+def landscape_style(name: str) -> Style:
+    if name not in STYLES:
+        raise ValueError(f"landscape style must be one of {', '.join(STYLES)}, got {name!r}")
+    return STYLES[name]
+
+
 def grid_1d(radius: float, n: int) -> np.ndarray:
     """n evenly spaced coordinates in [-radius, radius], symmetric, 0 exact for odd n."""
     xs = np.linspace(-radius, radius, n)
@@ -65,8 +127,10 @@ def _to(t: Tensor, like: Tensor) -> Tensor:
 def loss_landscape(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
                    directions: Sequence[Sequence[Tensor]],
                    coords: np.ndarray | Sequence[Sequence[float]] | Sequence[float],
-                   weight_decay: float = 0.0, progress=no_progress) -> pd.DataFrame:
-    """Loss at θ + Σ a_i d_i for every coordinate a in ``coords`` (see the module docstring).
+                   weight_decay: float = 0.0, progress=no_progress, style: str = "release") -> pd.DataFrame:
+    """Loss at θ + Σ a_i d_i for every coordinate a in ``coords`` (see the module docstring),
+    with the l2 term and loss of ``style`` (the directions are given; draw them with the
+    style's ``direction``).
 
     ``directions``: k directions (k = 1 or 2), each a list of tensors shaped like the trainable
     parameters. ``coords``: shape (n,) or (n, k), or a list of k-tuples. Floating inputs are
@@ -75,6 +139,7 @@ def loss_landscape(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
     Columns: x (and y for k = 2), nll, l2, loss; one row per coordinate, in order.
     ``progress`` wraps the loop over the coordinates (an (n, k) array), e.g. in a progress bar.
     """
+    definition = landscape_style(style)
     params = trainable(model)
     if not params:
         raise ValueError("model has no parameters with requires_grad=True")
@@ -102,9 +167,9 @@ def loss_landscape(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
                     for a_i, d in zip(a, directions):
                         p.add_(d[j].to(p), alpha=float(a_i))
                 nll = float(np.mean([loss_fn(model(x), y).item() for x, y in batches]))
-                l2 = float(sum(p.detach().double().pow(2).sum().item() for p in params))
+                l2 = definition.l2(params)
                 row = dict(zip("xy", map(float, a)))
-                row.update(nll=nll, l2=l2, loss=nll + weight_decay / 2 * l2)
+                row.update(nll=nll, l2=l2, loss=nll + definition.wd_factor * weight_decay * l2)
                 rows.append(row)
         finally:
             for p, p0 in zip(params, origin):
