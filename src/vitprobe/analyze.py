@@ -19,6 +19,7 @@ from vitprobe import results
 from vitprobe.augment import BatchAugment
 from vitprobe.device import Device
 from vitprobe.grid import Run
+from vitprobe.imagefolder import TensorSample
 from vitprobe.probes import evaluate
 from vitprobe.runtime import (load_model, mean_std, probe_images, test_split, train_hash, training_split,
                               weights_label)
@@ -151,6 +152,11 @@ def evaluate_checkpoint(spec: dict, checkpoint_path, outs: dict, device: Device)
     return df
 
 
+def _what_images(spec: dict) -> str:
+    d = spec["data"]
+    return f"images of {d['imagenet_dir']}" if d["dataset"] == "imagenet" else "test images"
+
+
 def _map_statistics(spec: dict, checkpoint_path, device: Device, statistic, probe: str, what: str):
     """Per feature map, the image-weighted mean of `statistic(map)` over chunks of the
     probe's images (`runtime.probe_images`). Both statistics used here (the mean
@@ -167,7 +173,7 @@ def _map_statistics(spec: dict, checkpoint_path, device: Device, statistic, prob
     log = _Log(probe, spec, payload)
     images, mean, std = probe_images(spec, model, p["n_images"], p["seed"])
     chunk = images.chunk_size
-    log(f"{what} on {len(images)} {spec['data']['dataset']} images, chunks of {chunk}")
+    log(f"{what} on {len(images)} {_what_images(spec)}, chunks of {chunk}")
     meta, sums = None, None
     for i in log.bar(f"chunks of {chunk} images")(range(0, len(images), chunk)):
         x = normalize(images.chunk(i, i + chunk)[0].to(device.torch_device), mean, std)
@@ -222,20 +228,25 @@ def robustness(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.Da
     freqs = p["freqs"]
     # images in memory: one pass (noise drawn batch by batch); decoded files: a chunk of
     # batches at a time, accuracies weighted by chunk size
-    chunk = len(images) if images.chunk_size >= len(images) else max(p["batch_size"], images.chunk_size)
-    log(f"accuracy on {len(images)} {spec['data']['dataset']} images, clean and under band noise (eps "
+    chunk = len(images) if isinstance(images, TensorSample) else max(p["batch_size"], images.chunk_size)
+    log(f"accuracy on {len(images)} {_what_images(spec)}, clean and under band noise (eps "
         f"{p['eps']:g}, width {p['width']:g}) at {len(freqs)} frequencies {min(freqs):g}..{max(freqs):g}, "
         f"batches of {p['batch_size']}")
-    parts = []
-    for i in log.bar(f"chunks of {chunk} images")(range(0, len(images), chunk)):
-        x, y = images.chunk(i, i + chunk)
-        part = noise_robustness(model, x, y, mean, std, eps=p["eps"], freqs=freqs, width=p["width"],
-                                batch_size=p["batch_size"], seed=p["seed"] + i, device=device)
-        parts.append(part.assign(weight=len(y)))
-    df = parts[0].drop(columns="weight")
-    if len(parts) > 1:
+    if chunk == len(images):
+        x, y = images.chunk(0, chunk)
+        df = noise_robustness(model, x, y, mean, std, eps=p["eps"], freqs=freqs, width=p["width"],
+                              batch_size=p["batch_size"], seed=p["seed"], device=device,
+                              progress=log.bar("passes (clean, then each frequency)"))
+    else:
+        parts = []
+        for i in log.bar(f"chunks of {chunk} images")(range(0, len(images), chunk)):
+            x, y = images.chunk(i, i + chunk)
+            parts.append(noise_robustness(model, x, y, mean, std, eps=p["eps"], freqs=freqs, width=p["width"],
+                                          batch_size=p["batch_size"], seed=p["seed"] + i, device=device))
+        df = parts[0].copy()
         for col in ("accuracy", "clean_accuracy"):
-            df[col] = sum(part[col].to_numpy() * part["weight"].to_numpy() for part in parts) / len(images)
+            df[col] = sum(part[col].to_numpy() * min(chunk, len(images) - i)
+                          for i, part in zip(range(0, len(images), chunk), parts)) / len(images)
         df["delta_accuracy"] = df["accuracy"] - df["clean_accuracy"]
     df["n_images"] = len(images)
     df = _write(df, "robustness", spec, payload, out)

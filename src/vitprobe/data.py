@@ -179,6 +179,9 @@ def load_split(dataset: str, root: str | Path, train: bool) -> Split:
     num_classes = number of class names in the meta file. fashion_mnist(_subset): the 28x28
     images zero-padded by 2 pixels on each side, grey replicated to 3 channels, 10 classes
     (the subset ignores ``root``)."""
+    if dataset == "imagenet":
+        raise ValueError("imagenet is a class-folder directory read chunk by chunk (vitprobe.imagefolder), not a "
+                         "split in memory, and has no training split")
     if dataset == "fashion_mnist":
         images, labels = read_fashion_mnist(_fashion_folder(Path(root), False), train)
         return fashion_split(images, labels)

@@ -182,7 +182,8 @@ class Plan:
         if dataset in NO_TRAINING_SPLIT:
             trained = [m for m in exp["models"] if not self.imported(m)]
             if trained:
-                raise ConfigError(f"experiments.{name}.dataset: {dataset} has no training split, so its models need "
+                key = f"experiments.{name}.dataset" if "dataset" in exp else "data.dataset"
+                raise ConfigError(f"{key}: {dataset} has no training split, so the models of experiment {name} need "
                                   f"imported weights (models.<alias>.weights); {', '.join(trained)} would be trained")
         fractions = [parse_fraction(f, f"experiments.{name}.fractions") for f in exp.get("fractions", [1])]
         if exp.get("kernel_sizes") and not any(self.model_info(m).local_attention for m in exp["models"]):
