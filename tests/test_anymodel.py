@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-import yaml
 from conftest import REPO, randomize_bn
 
 from vitprobe import api, imagefolder, models, weights
@@ -62,7 +61,7 @@ def test_a_file_that_is_no_state_dict_or_does_not_fit_says_what(tmp_path):
     with pytest.raises(weights.WeightsError, match="cannot be read safely"):
         weights.read_state_dict(tmp_path / "junk.pth")
     torch.save(_tiny_resnet().state_dict(), tmp_path / "small.pth")
-    with pytest.raises(weights.WeightsError, match=r"tensors of another shape \(conv1.weight: checkpoint \[4, 3, 3, 3\]"):
+    with pytest.raises(weights.WeightsError, match=r"tensors of another shape \(conv1.weight: checkpoint \[4, 3, 3"):
         api.load_model("resnet18_cifar", str(tmp_path / "small.pth"), num_classes=10)
     state = _tiny_resnet().state_dict()
     state["extra.weight"] = state.pop("fc.weight")
@@ -299,7 +298,7 @@ def test_imported_runs_have_one_checkpoint_and_no_training_probes_on_imagenet(tm
      "models.rn.arch: unknown model 'resnet_fifty': neither a vitprobe model"),
     (lambda c: c["models"]["rn"].update(weights="https://example.org/w.pth"),
      "models.rn.weights: https://example.org/w.pth is a URL, but data.download is false"),
-    (lambda c: c["models"]["rn"].update(weights="nowhere/w.pth"), "models.rn.weights: weights file nowhere/w.pth does not"),
+    (lambda c: c["models"]["rn"].update(weights="nowhere/w.pth"), "models.rn.weights: weights file nowhere/w.pth"),
     (lambda c: c["models"]["rn"].pop("weights"), "models.rn.arch: unknown model 'resnet50'; allowed: .*with models.rn"),
     (lambda c: c["experiments"]["inet"]["models"].append("resnet18_cifar"),
      "experiments.inet.dataset: imagenet has no training split.*resnet18_cifar would be trained"),
@@ -317,8 +316,8 @@ def test_bad_weights_configs_fail_before_any_job(tmp_path, change, message):
 
 def test_import_weights_writes_a_checkpoint_every_probe_reads(tmp_path):
     from vitprobe import runtime
-    from vitprobe.device import resolve
     from vitprobe.analyze import fourier
+    from vitprobe.device import resolve
 
     _images(tmp_path / "val")
     plan = validate(_config(tmp_path, vt={"arch": "vit_tiny_patch16_224", "weights": "init",

@@ -21,8 +21,7 @@ from vitprobe.device import Device
 from vitprobe.grid import Run
 from vitprobe.imagefolder import TensorSample
 from vitprobe.probes import evaluate
-from vitprobe.runtime import (load_model, mean_std, probe_images, test_split, train_hash, training_split,
-                              weights_label)
+from vitprobe.runtime import load_model, mean_std, probe_images, test_split, train_hash, training_split, weights_label
 
 
 def progress(iterable, total: int | None = None, desc: str | None = None):

@@ -44,7 +44,8 @@ def load_model(arch: str, weights: str = "init", num_classes: int | None = None,
     with state_dict, .safetensors; the paper release's checkpoints included, their key names
     mapped: `vitprobe.weights`). URLs are downloaded into `<root>/weights/`. Eval mode, CPU.
     `num_classes` None: the model's own (100 for vitprobe's CIFAR models)."""
-    from vitprobe import models, weights as w
+    from vitprobe import models
+    from vitprobe import weights as w
 
     if weights not in w.KEYWORDS:
         w.check_source(weights, "weights", download=True)
@@ -118,7 +119,8 @@ def _loss(loss: Callable | None):
     if loss is None:
         yield
         return
-    from vitprobe.probes import hessian as h, landscape as ls
+    from vitprobe.probes import hessian as h
+    from vitprobe.probes import landscape as ls
     missing = [m.__name__ for m in (h, ls) if not hasattr(m, "loss_fn")]
     if missing:
         raise NotImplementedError(f"a custom loss needs {', '.join(missing)} to read its loss from `loss_fn`")

@@ -301,8 +301,10 @@ class Plan:
     # ---- figures ------------------------------------------------------------------
     def _check_figures(self) -> None:
         for fig, spec in self.config.get("figures", {}).items():
-            if fig not in catalog.FIGURES:
-                raise ConfigError(f"figures.{fig}: unknown figure; allowed: {', '.join(catalog.FIGURES)}")
+            if self.figure_kind(fig) not in catalog.FIGURES:
+                where = f"figures.{fig}.figure" if "figure" in spec else f"figures.{fig}"
+                raise ConfigError(f"{where}: unknown figure {self.figure_kind(fig)!r}; allowed: "
+                                  f"{', '.join(catalog.FIGURES)} (a figure of another name sets figure: to one)")
             for exp in spec["experiments"]:
                 if exp not in self.experiments:
                     raise ConfigError(f"figures.{fig}.experiments: unknown experiment {exp!r}; "
@@ -336,9 +338,13 @@ class Plan:
                         raise ConfigError(f"figures.{fig}.epoch: {epoch} is not analyzed by probes.{probe} for run "
                                           f"{run.id}; allowed: {allowed} ({why})")
 
-    @staticmethod
-    def figure_tables(figure: str) -> tuple[str, ...]:
-        return catalog.FIGURES[figure].tables
+    def figure_kind(self, figure: str) -> str:
+        """The catalogued figure (`catalog.FIGURES`) a configured figure draws: its `figure`
+        key, else its own name (so one figure can be drawn twice, e.g. on CIFAR and ImageNet)."""
+        return self.config["figures"][figure].get("figure", figure)
+
+    def figure_tables(self, figure: str) -> tuple[str, ...]:
+        return catalog.FIGURES[self.figure_kind(figure)].tables
 
     def figure_runs(self, figure: str) -> list[Run]:
         """Runs of the figure's experiments that one of its series selects."""

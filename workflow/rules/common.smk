@@ -147,7 +147,7 @@ def figure_inputs(figure, table):
 
 def figure_params(figure):
     return {
-        "figure": figure,
+        "figure": PLAN.figure_kind(figure),
         "spec": lambda wildcards: as_json(config["figures"][figure]),
     }
 
