@@ -304,6 +304,8 @@ def test_imported_runs_have_one_checkpoint_and_no_training_probes_on_imagenet(tm
      "experiments.inet.dataset: imagenet has no training split.*resnet18_cifar would be trained"),
     (lambda c: c["figures"]["fig_fourier"].update(epoch=2),
      r"figures.fig_fourier.epoch: 2 is not analyzed by probes.fourier for run imagenet-rn-k0-f1-s0; allowed: \[0\]"),
+    (lambda c: c["figures"]["fig_fourier"].update(figure="fig_fouriers"),
+     "figures.fig_fourier.figure: unknown figure 'fig_fouriers'; allowed: fig_hessian"),
     (lambda c: c["figures"].update(fig_hessian={"experiments": ["inet"]}),
      "figures.fig_hessian: needs probes.hessian, which reads training images, but run imagenet-rn"),
 ])
@@ -360,3 +362,25 @@ def test_api_hessian_takes_any_loss_and_matches_the_dense_hessian():
     np.testing.assert_allclose(eigs["eigenvalue"].to_numpy(), truth, rtol=1e-8)
     assert summary["nep"].iloc[0] == 0 and summary["n_params"].iloc[0] == 3 and summary["trace_samples"].iloc[0] == 2
     np.testing.assert_allclose(summary["ape"].iloc[0], truth.mean(), rtol=1e-8)
+
+
+def test_api_tables_have_the_pipelines_columns_and_landscape_takes_any_loss():
+    from vitprobe.results import TABLES
+    torch.manual_seed(0)
+    model = models.create("resnet18_cifar", num_classes=10, widths=(4, 4, 8, 8)).eval()
+    x_u8 = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    x, y = (x_u8.float() / 255 - 0.5) / 0.25, torch.randint(0, 10, (6,))
+    frames = {"fourier": api.fourier(model, x, batch_size=4), "variance": api.variance(model, x),
+              "robustness": api.robustness(model, x_u8, y, (0.5,) * 3, (0.25,) * 3, freqs=[0.5], batch_size=4),
+              "landscape": api.landscape(model, [(x, y)], points_1d=3, points_2d=2, weight_decay=0.1)}
+    eigs, summary = api.hessian(model, [(x[:2], y[:2])], k=2, method="power", tol=1e-2)
+    frames.update(hessian=eigs, hessian_summary=summary)
+    for table, df in frames.items():
+        assert sorted(df.columns) == sorted(c.name for c in TABLES[table]), table
+    assert frames["fourier"]["n_images"].iloc[0] == 6  # two chunks, weighted by size
+
+    def mse(out, target):
+        return (out ** 2).mean()
+    line = api.landscape(model, [(x, y)], loss=mse, points_1d=3, style="li2018")
+    origin = line[line["x"] == 0].iloc[0]
+    assert origin["nll"] == pytest.approx(mse(model(x), y).item(), rel=1e-6)
