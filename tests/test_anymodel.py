@@ -384,3 +384,19 @@ def test_api_tables_have_the_pipelines_columns_and_landscape_takes_any_loss():
     line = api.landscape(model, [(x, y)], loss=mse, points_1d=3, style="li2018")
     origin = line[line["x"] == 0].iloc[0]
     assert origin["nll"] == pytest.approx(mse(model(x), y).item(), rel=1e-6)
+
+
+def test_timm_weights_without_download_use_the_cache_only(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from vitprobe import runtime
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    config = _config(tmp_path, r10={"arch": "resnet10t", "weights": "timm"})
+    plan = validate(config)
+    spec = plan.train_spec(plan.run("imagenet-r10-k0-f1-s0"))
+    with pytest.raises(weights.WeightsError, match="cannot get timm's pretrained weights of resnet10t .*downloads are "
+                                                   "off"):
+        runtime.import_weights(spec, tmp_path / "e0.pt", download=False)
+    assert not (tmp_path / "e0.pt").exists()

@@ -142,7 +142,8 @@ def _overrides(pairs) -> dict:
 def cmd_check_config(args):
     from vitprobe.config import load
     _, plan = load(args.config, _overrides(args.set))
-    print(f"{args.config}: valid; {len(plan.runs)} runs, checkpoints at epochs {plan.checkpoint_epochs}")
+    imported = f" ({len(plan.imported_runs)} with imported weights: epoch 0 only)" if plan.imported_runs else ""
+    print(f"{args.config}: valid; {len(plan.runs)} runs{imported}, checkpoints at epochs {plan.checkpoint_epochs}")
     for name, runs in plan.experiments.items():
         print(f"  {name}: {len(runs)} runs")
     if args.runs:

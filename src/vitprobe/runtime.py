@@ -6,9 +6,12 @@ A spec is the JSON handed over by a Snakemake rule (see `Plan.train_spec`/`probe
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from vitprobe import checkpoint, data
+from vitprobe.errors import first_line
 from vitprobe.grid import model_kwargs, train_hash  # train_hash re-exported: runtime is where jobs look for it
 
 
@@ -45,7 +48,20 @@ def import_weights(spec: dict, out, *, download: bool = False) -> torch.nn.Modul
 
     recipe = model_recipe(spec)
     source = recipe["weights"]
-    model = build_from_recipe(recipe, pretrained=source == "timm")
+    if source == "timm":
+        if not download:  # timm's weights come from the Hugging Face hub: its cache only
+            import huggingface_hub.constants
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            huggingface_hub.constants.HF_HUB_OFFLINE = True  # read when a request is made
+        try:
+            model = build_from_recipe(recipe, pretrained=True)
+        except Exception as exc:  # network, cache, or a name timm has no weights for
+            raise weights.WeightsError(
+                f"cannot get timm's pretrained weights of {recipe['arch']} ({first_line(exc)})"
+                + ("; downloads are off (data.download: false) and they are not in timm's cache" if not download
+                   else "")) from exc
+    else:
+        model = build_from_recipe(recipe)
     if weights.kind(source) in ("file", "url"):
         weights.load_into(model, source, root=spec["data"]["root"], download=download)
     checkpoint.save(out, model, run=spec["run"], epoch=IMPORTED_EPOCH, config_hash=train_hash(spec), recipe=recipe)
