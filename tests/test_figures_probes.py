@@ -122,7 +122,6 @@ def test_fourier_figure_plots_the_table(tmp_path, fourier_files):
     assert "MSA depths (ViT)" in [t.get_text() for t in ax_b.get_legend().get_texts()]
 
     assert "no results yet for: ViT small data" in _texts(fig)
-    assert any("the release's definition" in t for t in _texts(fig))
     assert "epoch 305" in fig.subfigs[0].get_suptitle()
 
 
@@ -252,6 +251,8 @@ def test_landscape_figure_plots_the_table(tmp_path):
     assert np.diff(levels) == pytest.approx(np.full(len(levels) - 1, levels[1] - levels[0]))
     assert 6 <= len(levels) <= fig_landscape.N_LEVELS + 1
     assert "no results yet for: ViT small data" in _texts(fig)
+    suptitles = [sf._suptitle.get_text() for sf in fig.subfigs if sf._suptitle is not None]
+    assert any("Loss landscape (the release's definition;" in t for t in suptitles), suptitles
 
 
 def test_landscape_grid_is_read_as_loss_of_y_and_x():
