@@ -184,10 +184,11 @@ def test_timm05_pit_and_swin_layouts_load_into_timm1_classes(tmp_path):
     for k, v in swin.state_dict().items():
         k = re.sub(r"^layers\.(\d+)\.downsample\.", lambda m: f"layers.{int(m[1]) - 1}.downsample.", k)
         old[k.replace("head.fc.", "head.")] = v
-    for name, buf in swin.named_buffers():
-        if name.endswith("relative_position_index"):
+    for name, buf in swin.named_buffers():  # persistent in timm 0.5
+        if name.endswith(("relative_position_index", "attn_mask")):
             old[name] = buf
     assert "layers.0.downsample.reduction.weight" in old and "head.weight" in old
+    assert any(k.endswith("attn_mask") for k in old)
     fresh = models.create("swin_ti_cifar", num_classes=100, qkv_bias=False).eval()
     weights.load_into(fresh, _save(old, tmp_path / "swin.pth.tar"))
     torch.testing.assert_close(fresh(x), swin(x), rtol=0, atol=0)
@@ -340,6 +341,22 @@ def test_import_weights_writes_a_checkpoint_every_probe_reads(tmp_path):
 
 
 # ---- the Python API -------------------------------------------------------------------------
+
+def test_vit_ti_cifar_has_timm05s_key_names():
+    """The release's ViT-Ti checkpoint is a timm 0.5 VisionTransformer(img_size=32, patch_size=2,
+    embed_dim=192, depth=12, num_heads=3, qkv_bias=False) state dict; timm 0.5's names for it
+    (transcribed from its vision_transformer.py: cls_token, pos_embed, patch_embed.proj, per
+    block norm1, attn.qkv (no bias), attn.proj, norm2, mlp.fc1, mlp.fc2; norm, head) are
+    vit_ti_cifar's, shapes included, so it loads as it is."""
+    block = {"norm1.weight": [192], "norm1.bias": [192], "attn.qkv.weight": [576, 192], "attn.proj.weight": [192, 192],
+             "attn.proj.bias": [192], "norm2.weight": [192], "norm2.bias": [192], "mlp.fc1.weight": [768, 192],
+             "mlp.fc1.bias": [768], "mlp.fc2.weight": [192, 768], "mlp.fc2.bias": [192]}
+    timm05 = {"cls_token": [1, 1, 192], "pos_embed": [1, 257, 192], "patch_embed.proj.weight": [192, 3, 2, 2],
+              "patch_embed.proj.bias": [192], "norm.weight": [192], "norm.bias": [192], "head.weight": [100, 192],
+              "head.bias": [100], **{f"blocks.{i}.{k}": v for i in range(12) for k, v in block.items()}}
+    ours = {k: list(v.shape) for k, v in models.create("vit_ti_cifar", num_classes=100).state_dict().items()}
+    assert ours == timm05
+
 
 def test_readme_api_example_runs_as_written(tmp_path):
     readme = (REPO / "README.md").read_text()
