@@ -231,6 +231,10 @@ def robustness(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.Da
     log(f"accuracy on {len(images)} {_what_images(spec)}, clean and under band noise (eps "
         f"{p['eps']:g}, width {p['width']:g}) at {len(freqs)} frequencies {min(freqs):g}..{max(freqs):g}, "
         f"batches of {p['batch_size']}")
+    classes = getattr(images, "classes", None)
+    if classes is not None and len(classes) != getattr(model, "num_classes", len(classes)):
+        log(f"warning: {len(classes)} class folders, but the model has {model.num_classes} classes; label i is the "
+            f"i-th folder in sorted order, so accuracies are only meaningful if the folders are the model's classes")
     if chunk == len(images):
         x, y = images.chunk(0, chunk)
         df = noise_robustness(model, x, y, mean, std, eps=p["eps"], freqs=freqs, width=p["width"],
