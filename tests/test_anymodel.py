@@ -417,3 +417,10 @@ def test_timm_weights_without_download_use_the_cache_only(tmp_path, monkeypatch)
                                                    "off"):
         runtime.import_weights(spec, tmp_path / "e0.pt", download=False)
     assert not (tmp_path / "e0.pt").exists()
+
+
+def test_import_vitprobe_stays_torch_free_and_exports_load_model():
+    code = ("import sys, vitprobe; assert 'torch' not in sys.modules; f = vitprobe.load_model; "
+            "assert 'torch' in sys.modules and f.__module__ == 'vitprobe.api'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
