@@ -31,6 +31,10 @@ def _images(tmp_path, classes=("n01", "n02", "n03"), per_class=3):
     return tmp_path
 
 
+class NotAWeight:
+    """A pickled object in a weights file: what weights_only=True refuses."""
+
+
 # ---- weights files ----------------------------------------------------------------------
 
 def _tiny_resnet():
@@ -58,8 +62,11 @@ def test_a_file_that_is_no_state_dict_or_does_not_fit_says_what(tmp_path):
     with pytest.raises(weights.WeightsError, match="holds no state dict"):
         weights.read_state_dict(tmp_path / "list.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a torch file")
-    with pytest.raises(weights.WeightsError, match="cannot be read safely"):
+    with pytest.raises(weights.WeightsError, match="junk.pth was not written by torch.save"):
         weights.read_state_dict(tmp_path / "junk.pth")
+    torch.save({"state_dict": {"w": torch.ones(1)}, "args": NotAWeight()}, tmp_path / "pickled.pth")
+    with pytest.raises(weights.WeightsError, match="cannot be read safely with torch.load.weights_only=True"):
+        weights.read_state_dict(tmp_path / "pickled.pth")
     torch.save(_tiny_resnet().state_dict(), tmp_path / "small.pth")
     with pytest.raises(weights.WeightsError, match=r"tensors of another shape \(conv1.weight: checkpoint \[4, 3, 3"):
         api.load_model("resnet18_cifar", str(tmp_path / "small.pth"), num_classes=10)

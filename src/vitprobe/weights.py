@@ -107,6 +107,11 @@ def read_state_dict(path) -> dict[str, torch.Tensor]:
             return load_file(str(path), device="cpu")
         except Exception as exc:
             raise WeightsError(f"weights file {path} is not a readable safetensors file ({first_line(exc)})") from exc
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):  # zip (torch >= 1.6) or a legacy pickle
+        raise WeightsError(f"weights file {path} was not written by torch.save (nor is it .safetensors); give a "
+                           f"state-dict file (.pth, .pth.tar, .safetensors)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
