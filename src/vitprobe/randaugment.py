@@ -139,22 +139,24 @@ def _point_luts(x: Tensor, op: Tensor, mag: Tensor) -> Tensor:
     n, dev = x.shape[0], x.device
     levels = torch.arange(256, device=dev).expand(n, 3, 256)
     level = (mag / LEVEL_DENOM).view(n, 1, 1)
-    hist = _histogram(x)
     bits = (level * 4).trunc().long().clamp(max=8)  # timm: posterize keeps int(level * 4) bits
     thresh = (level * 256).trunc().long().clamp(max=256)
     add = (level * 110).trunc().long().clamp(max=128)
     factor = (level * 1.8 + 0.1).to(torch.float32)
-    grey = _grey(x)
-    mean = grey.sum((1, 2, 3), dtype=torch.int64).double() / grey[0].numel()  # ImageStat mean of L
-    mean = (mean + 0.5).floor().view(n, 1, 1)
+
+    def grey_mean():  # ImageStat's mean of the L image, rounded as ImageEnhance.Contrast does
+        grey = _grey(x)
+        mean = grey.sum((1, 2, 3), dtype=torch.int64).double() / grey[0].numel()
+        return (mean + 0.5).floor().view(n, 1, 1)
+
     luts = {
-        "AutoContrast": lambda: _autocontrast_lut(hist, levels),
-        "Equalize": lambda: _equalize_lut(hist, levels),
+        "AutoContrast": lambda: _autocontrast_lut(_histogram(x), levels),
+        "Equalize": lambda: _equalize_lut(_histogram(x), levels),
         "Invert": lambda: 255 - levels,
         "Posterize": lambda: levels & (256 - (1 << (8 - bits))),
         "Solarize": lambda: torch.where(levels < thresh, levels, 255 - levels),
         "SolarizeAdd": lambda: torch.where(levels < 128, (levels + add).clamp(max=255), levels),
-        "Contrast": lambda: _blend(mean, levels, factor).long(),
+        "Contrast": lambda: _blend(grey_mean(), levels, factor).long(),
         "Brightness": lambda: _blend(torch.zeros((), device=dev), levels, factor).long(),
     }
     out = levels
@@ -225,12 +227,17 @@ def _affine_matrices(op: Tensor, mag: Tensor, negate: Tensor, h: int, w: int, tr
     return out
 
 
-def _cubic(v1, v2, v3, v4, d):
-    """Geometry.c's BICUBIC (a = -1), in its operation order."""
+def _cubic_coefficients(v1, v2, v3, v4):
+    """Geometry.c's BICUBIC (a = -1) polynomial p1 + d (p2 + d (p3 + d p4)): its coefficients,
+    in its operation order (exact on integer taps, which PIL sums as int)."""
     p2 = -v1 + v3
     p3 = 2 * (v1 - v2) + v3 - v4
     p4 = -v1 + v2 - v3 + v4
-    return v2 + d * (p2 + d * (p3 + d * p4))
+    return v2.to(torch.float64), p2.to(torch.float64), p3.to(torch.float64), p4.to(torch.float64)
+
+
+def _cubic(p1, p2, p3, p4, d):
+    return p1 + d * (p2 + d * (p3 + d * p4))
 
 
 def _affine(x: Tensor, matrix: Tensor, bicubic: bool, fill: Tensor) -> Tensor:
@@ -247,26 +254,24 @@ def _affine(x: Tensor, matrix: Tensor, bicubic: bool, fill: Tensor) -> Tensor:
     inside = (xin >= 0) & (xin < w) & (yin >= 0) & (yin < h)
     xs, ys = xin - 0.5, yin - 0.5
     x0, y0 = xs.floor(), ys.floor()
-    dx, dy = (xs - x0).unsqueeze(1), (ys - y0).unsqueeze(1)
-    x0, y0 = x0.long(), y0.long()
-    flat = x.reshape(n, c, h * w).to(torch.float64)
-
-    def tap(yi, xi):
-        idx = (yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1)).view(n, 1, h * w).expand(n, c, h * w)
-        return flat.gather(2, idx).view(n, c, h, w)
-
-    if bicubic:
-        rows = []
-        for j in range(-1, 3):
-            t = [tap(y0 + j, x0 + i) for i in range(-1, 3)]
-            rows.append(_cubic(*t, dx))
-        v = _cubic(*rows, dy).clamp_(0, 255)
+    dx, dy = xs - x0, ys - y0
+    # taps[i][j] = source value at column x0 + i, row y0 + j (edge-clamped), all channels,
+    # gathered at once as a contiguous (k, k, n, c, h*w) tensor
+    offsets = torch.arange(-1, 3, device=dev) if bicubic else torch.arange(0, 2, device=dev)
+    shape = (-1, n, 1, h * w)
+    rows = ((y0.long().view(1, n, h * w) + offsets.view(-1, 1, 1)).clamp_(0, h - 1) * w).view(shape)
+    cols = (x0.long().view(1, n, h * w) + offsets.view(-1, 1, 1)).clamp_(0, w - 1).view(shape)
+    base = (torch.arange(n * c, device=dev) * (h * w)).view(n, c, 1)
+    taps = torch.take(x.reshape(-1), cols.unsqueeze(1) + rows.unsqueeze(0) + base).to(torch.int32)
+    dx, dy = dx.view(n, 1, h * w), dy.view(n, 1, h * w)
+    if bicubic:  # along x in each of the 4 rows at once, then along y
+        v = _cubic(*_cubic_coefficients(*taps), dx)
+        v = _cubic(*_cubic_coefficients(*v), dy).clamp_(0, 255)
     else:
-        v1 = tap(y0, x0)
-        v1 = v1 + (tap(y0, x0 + 1) - v1) * dx
-        v2 = tap(y0 + 1, x0)
-        v2 = v2 + (tap(y0 + 1, x0 + 1) - v2) * dx
-        v = v1 + (v2 - v1) * dy
+        t0, t1 = taps.to(torch.float64)
+        v = t0 + (t1 - t0) * dx
+        v = v[0] + (v[1] - v[0]) * dy
+    v = v.view(n, c, h, w)
     out = v.to(torch.uint8)
     return torch.where(inside.unsqueeze(1), out, fill.view(1, c, 1, 1))
 
