@@ -231,3 +231,18 @@ def test_rejects_non_uint8():
     with pytest.raises(TypeError, match="uint8"):
         rand_augment(_images().float(), FILL)
 
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_equals_cpu_on_the_same_draws():
+    """On CUDA, with a CUDA generator: the draws stay on the device and every image equals the
+    CPU ops applied with those draws (rotate within the stated tolerance: CUDA's cos/sin)."""
+    images = _images().repeat(16, 1, 1, 1)
+    out = rand_augment(images.cuda(), FILL, generator=torch.Generator("cuda").manual_seed(5))
+    d = draw(len(images), 2, 9, 1.0, 0.5, generator=torch.Generator("cuda").manual_seed(5), device="cuda")
+    assert out.device.type == "cuda" and d.op.device.type == "cuda"
+    ref = images
+    for k in range(2):
+        ref = apply_op(ref, d.op[k].cpu(), d.magnitude[k].cpu(), d.negate[k].cpu(), d.bicubic[k].cpu(), FILL,
+                       active=d.apply[k].cpu())
+    _check(out.cpu(), ref, "Rotate", "cuda vs cpu")
