@@ -229,11 +229,11 @@ def _affine_matrices(op: Tensor, mag: Tensor, negate: Tensor, h: int, w: int, tr
 
 def _cubic_coefficients(v1, v2, v3, v4):
     """Geometry.c's BICUBIC (a = -1) polynomial p1 + d (p2 + d (p3 + d p4)): its coefficients,
-    in its operation order (exact on integer taps, which PIL sums as int)."""
+    in its operation order (exact: integer taps, summed as int as PIL does, or float64)."""
     p2 = -v1 + v3
     p3 = 2 * (v1 - v2) + v3 - v4
     p4 = -v1 + v2 - v3 + v4
-    return v2.to(torch.float64), p2.to(torch.float64), p3.to(torch.float64), p4.to(torch.float64)
+    return v2, p2, p3, p4
 
 
 def _cubic(p1, p2, p3, p4, d):
@@ -255,23 +255,24 @@ def _affine(x: Tensor, matrix: Tensor, bicubic: bool, fill: Tensor) -> Tensor:
     xs, ys = xin - 0.5, yin - 0.5
     x0, y0 = xs.floor(), ys.floor()
     dx, dy = xs - x0, ys - y0
-    # taps[i][j] = source value at column x0 + i, row y0 + j (edge-clamped), all channels,
-    # gathered at once as a contiguous (k, k, n, c, h*w) tensor
+    # taps[i][j] = source values (all channels) at column x0 + i, row y0 + j, edge-clamped:
+    # one index_select of rows of the channel-last float64 image, a contiguous (k, k, n, h*w, c)
     offsets = torch.arange(-1, 3, device=dev) if bicubic else torch.arange(0, 2, device=dev)
-    shape = (-1, n, 1, h * w)
-    rows = ((y0.long().view(1, n, h * w) + offsets.view(-1, 1, 1)).clamp_(0, h - 1) * w).view(shape)
-    cols = (x0.long().view(1, n, h * w) + offsets.view(-1, 1, 1)).clamp_(0, w - 1).view(shape)
-    base = (torch.arange(n * c, device=dev) * (h * w)).view(n, c, 1)
-    taps = torch.take(x.reshape(-1), cols.unsqueeze(1) + rows.unsqueeze(0) + base).to(torch.int32)
-    dx, dy = dx.view(n, 1, h * w), dy.view(n, 1, h * w)
+    rows = ((y0.long().view(1, n, h * w) + offsets.view(-1, 1, 1)).clamp_(0, h - 1) * w).unsqueeze(0)
+    cols = (x0.long().view(1, n, h * w) + offsets.view(-1, 1, 1)).clamp_(0, w - 1).unsqueeze(1)
+    base = (torch.arange(n, device=dev) * (h * w)).view(n, 1)
+    table = x.permute(0, 2, 3, 1).reshape(n * h * w, c).to(torch.int16 if bicubic else torch.float64)
+    k = len(offsets)
+    taps = table.index_select(0, (cols + rows + base).view(-1)).view(k, k, n, h * w, c)
+    dx, dy = dx.view(n, h * w, 1), dy.view(n, h * w, 1)
     if bicubic:  # along x in each of the 4 rows at once, then along y
         v = _cubic(*_cubic_coefficients(*taps), dx)
         v = _cubic(*_cubic_coefficients(*v), dy).clamp_(0, 255)
     else:
-        t0, t1 = taps.to(torch.float64)
+        t0, t1 = taps
         v = t0 + (t1 - t0) * dx
         v = v[0] + (v[1] - v[0]) * dy
-    v = v.view(n, c, h, w)
+    v = v.view(n, h, w, c).permute(0, 3, 1, 2)
     out = v.to(torch.uint8)
     return torch.where(inside.unsqueeze(1), out, fill.view(1, c, 1, 1))
 
