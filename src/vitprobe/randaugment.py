@@ -227,17 +227,24 @@ def _affine_matrices(op: Tensor, mag: Tensor, negate: Tensor, h: int, w: int, tr
     return out
 
 
-def _cubic_coefficients(v1, v2, v3, v4):
-    """Geometry.c's BICUBIC (a = -1) polynomial p1 + d (p2 + d (p3 + d p4)): its coefficients,
-    in its operation order (exact: integer taps, summed as int as PIL does, or float64)."""
-    p2 = -v1 + v3
-    p3 = 2 * (v1 - v2) + v3 - v4
-    p4 = -v1 + v2 - v3 + v4
-    return v2, p2, p3, p4
-
-
-def _cubic(p1, p2, p3, p4, d):
-    return p1 + d * (p2 + d * (p3 + d * p4))
+def _cubic(v1: Tensor, v2: Tensor, v3: Tensor, v4: Tensor, d: Tensor) -> Tensor:
+    """Geometry.c's BICUBIC (a = -1): p1 + d (p2 + d (p3 + d p4)) with p1 = v2, p2 = -v1 + v3,
+    p3 = 2 (v1 - v2) + v3 - v4, p4 = -v1 + v2 - v3 + v4, rounded as PIL's doubles are (the
+    reordered terms are exact rewrites: a + (-b) == a - b); integer taps stay integers, as PIL
+    sums them as int. float64 result."""
+    p4 = v2 - v1
+    p4 -= v3
+    p4 += v4
+    p3 = (v1 - v2) * 2
+    p3 += v3
+    p3 -= v4
+    t = p4 * d
+    t += p3
+    t *= d
+    t += v3 - v1
+    t *= d
+    t += v2
+    return t
 
 
 def _affine(x: Tensor, matrix: Tensor, bicubic: bool, fill: Tensor) -> Tensor:
@@ -266,12 +273,11 @@ def _affine(x: Tensor, matrix: Tensor, bicubic: bool, fill: Tensor) -> Tensor:
     taps = table.index_select(0, (cols + rows + base).view(-1)).view(k, k, n, h * w, c)
     dx, dy = dx.view(n, h * w, 1), dy.view(n, h * w, 1)
     if bicubic:  # along x in each of the 4 rows at once, then along y
-        v = _cubic(*_cubic_coefficients(*taps), dx)
-        v = _cubic(*_cubic_coefficients(*v), dy).clamp_(0, 255)
-    else:
+        v = _cubic(*_cubic(*taps, dx), dy).clamp_(0, 255)
+    else:  # a + (b - a) d, along x then y
         t0, t1 = taps
-        v = t0 + (t1 - t0) * dx
-        v = v[0] + (v[1] - v[0]) * dy
+        v = (t1 - t0).mul_(dx).add_(t0)
+        v = (v[1] - v[0]).mul_(dy).add_(v[0])
     v = v.view(n, h, w, c).permute(0, 3, 1, 2)
     out = v.to(torch.uint8)
     return torch.where(inside.unsqueeze(1), out, fill.view(1, c, 1, 1))
@@ -279,12 +285,11 @@ def _affine(x: Tensor, matrix: Tensor, bicubic: bool, fill: Tensor) -> Tensor:
 
 # ----------------------------------------------------------------------------- dispatch
 
-def _update(x: Tensor, mask: Tensor, fn, *params: Tensor) -> Tensor:
-    """x with fn applied to the images where mask (fn gets those images and their params)."""
+def _update_(x: Tensor, mask: Tensor, fn, *params: Tensor) -> None:
+    """Apply fn in place to the images of x where mask (fn gets those images and their params)."""
     idx = mask.nonzero().squeeze(1)
-    if idx.numel() == 0:
-        return x
-    return x.index_copy(0, idx, fn(x[idx], *(p[idx] for p in params)))
+    if idx.numel():
+        x.index_copy_(0, idx, fn(x.index_select(0, idx), *(p.index_select(0, idx) for p in params)))
 
 
 def apply_op(images: Tensor, op: Tensor, magnitude: Tensor, negate: Tensor, bicubic: Tensor,
@@ -314,10 +319,12 @@ def apply_op(images: Tensor, op: Tensor, magnitude: Tensor, negate: Tensor, bicu
     def affine(cubic):
         return lambda x, o, m, s: _affine(x, _affine_matrices(o, m, s, h, w, translate_pct), cubic, fill_t)
 
-    x = _update(images, family == 1, lut, op, magnitude)
-    x = _update(x, family == 2, _colour_sharpness, op, magnitude)
-    x = _update(x, (family == 3) & ~bicubic, affine(False), op, magnitude, negate)
-    return _update(x, (family == 3) & bicubic, affine(True), op, magnitude, negate)
+    x = images.clone()
+    _update_(x, family == 1, lut, op, magnitude)
+    _update_(x, family == 2, _colour_sharpness, op, magnitude)
+    _update_(x, (family == 3) & ~bicubic, affine(False), op, magnitude, negate)
+    _update_(x, (family == 3) & bicubic, affine(True), op, magnitude, negate)
+    return x
 
 
 def rand_augment(images: Tensor, fill: Sequence[int], num_ops: int = 2, magnitude: float = 9,
