@@ -268,10 +268,11 @@ def _affine(x: Tensor, matrix: Tensor, bicubic: bool, fill: Tensor) -> Tensor:
     dx, dy = xs - x0, ys - y0
     # taps[i][j] = source values (all channels) at column x0 + i, row y0 + j, edge-clamped:
     # one index_select of rows of the channel-last float64 image, a contiguous (k, k, n, h*w, c)
-    offsets = torch.arange(-1, 3, device=dev) if bicubic else torch.arange(0, 2, device=dev)
-    rows = ((y0.long().view(1, n, h * w) + offsets.view(-1, 1, 1)).clamp_(0, h - 1) * w).unsqueeze(0)
-    cols = (x0.long().view(1, n, h * w) + offsets.view(-1, 1, 1)).clamp_(0, w - 1).unsqueeze(1)
-    base = (torch.arange(n, device=dev) * (h * w)).view(n, 1)
+    i32 = torch.int32
+    offsets = torch.arange(-1, 3, device=dev, dtype=i32) if bicubic else torch.arange(0, 2, device=dev, dtype=i32)
+    rows = ((y0.to(i32).view(1, n, h * w) + offsets.view(-1, 1, 1)).clamp_(0, h - 1) * w).unsqueeze(0)
+    cols = (x0.to(i32).view(1, n, h * w) + offsets.view(-1, 1, 1)).clamp_(0, w - 1).unsqueeze(1)
+    base = (torch.arange(n, device=dev, dtype=i32) * (h * w)).view(n, 1)
     table = x.permute(0, 2, 3, 1).reshape(n * h * w, c).to(torch.int16 if bicubic else torch.float64)
     k = len(offsets)
     taps = table.index_select(0, (cols + rows + base).view(-1)).view(k, k, n, h * w, c)
