@@ -30,6 +30,7 @@ images at one thread); the grouping costs a few host syncs per layer on CUDA.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -148,14 +149,18 @@ def _point_luts(x: Tensor, op: Tensor, mag: Tensor) -> Tensor:
     add = (level * 110).trunc().long().clamp(max=128)
     factor = (level * 1.8 + 0.1).to(torch.float32)
 
+    @functools.cache
+    def hist():
+        return _histogram(x)
+
     def grey_mean():  # ImageStat's mean of the L image, rounded as ImageEnhance.Contrast does
         grey = _grey(x)
         mean = grey.sum((1, 2, 3), dtype=torch.int64).double() / grey[0].numel()
         return (mean + 0.5).floor().view(n, 1, 1)
 
     luts = {
-        "AutoContrast": lambda: _autocontrast_lut(_histogram(x), levels),
-        "Equalize": lambda: _equalize_lut(_histogram(x), levels),
+        "AutoContrast": lambda: _autocontrast_lut(hist(), levels),
+        "Equalize": lambda: _equalize_lut(hist(), levels),
         "Invert": lambda: 255 - levels,
         "Posterize": lambda: levels & (256 - (1 << (8 - bits))),
         "Solarize": lambda: torch.where(levels < thresh, levels, 255 - levels),
