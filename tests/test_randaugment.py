@@ -223,6 +223,10 @@ def test_draw_options():
              generator=torch.Generator().manual_seed(0))
     assert not bool(d.apply.any()) and not bool(d.bicubic.any())
     assert float(d.magnitude.max()) == 12 and float(d.magnitude.min()) == 0 and float(d.magnitude.median()) > 8
+    for std in (150.0, float("inf")):  # timm's mstd > 100: uniform in [0, magnitude]
+        m = draw(20_000, 1, 8, std, 1.0, generator=torch.Generator().manual_seed(0)).magnitude
+        assert float(m.min()) >= 0 and float(m.max()) <= 8 and abs(float(m.mean()) - 4) < 4 * 8 / math.sqrt(12 * 20_000)
+        assert abs(float((m < 2).double().mean()) - 0.25) < 0.015
     with pytest.raises(ValueError, match="interpolation"):
         draw(10, 2, 9, 1.0, 0.5, interpolation="nearest")
 

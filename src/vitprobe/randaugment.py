@@ -68,7 +68,8 @@ def draw(batch: int, num_ops: int, magnitude: float, magnitude_std: float, prob:
          generator: torch.Generator | None = None, device: torch.device | str | None = None) -> Draws:
     """timm's draws for ``batch`` images, independent per image and per layer: op uniform
     over the 15 ops (with replacement), applied with probability ``prob``, magnitude
-    clip(N(magnitude, magnitude_std), 0, magnitude_max or 10), negate with probability 1/2,
+    clip(N(magnitude, magnitude_std), 0, magnitude_max or 10) (uniform in [0, magnitude] for
+    magnitude_std > 100, as timm reads its ``mstd``), negate with probability 1/2,
     bicubic with probability 1/2 (``interpolation="random"``) or always/never. Drawn in
     that order from ``generator`` (the device's global RNG if None)."""
     if interpolation not in INTERPOLATIONS:
@@ -78,7 +79,9 @@ def draw(batch: int, num_ops: int, magnitude: float, magnitude_std: float, prob:
     op = torch.randint(0, len(OPS), shape, **kw)
     apply = torch.rand(shape, dtype=torch.float64, **kw) < prob
     mag = torch.full(shape, float(magnitude), dtype=torch.float64, device=device)
-    if magnitude_std > 0:
+    if magnitude_std > 100:  # timm's config string turns mstd > 100 into uniform sampling in [0, m]
+        mag = mag * torch.rand(shape, dtype=torch.float64, **kw)
+    elif magnitude_std > 0:
         mag = mag + magnitude_std * torch.randn(shape, dtype=torch.float64, **kw)
     mag = mag.clamp(0.0, float(magnitude_max or LEVEL_DENOM))
     negate = torch.rand(shape, dtype=torch.float64, **kw) > 0.5  # timm: -v if random() > 0.5
