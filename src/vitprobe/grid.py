@@ -88,6 +88,7 @@ class Plan:
         self.config = config
         self._check_models()
         self._check_epochs()
+        self._check_augment()
         self.experiments = {name: self._expand(name, exp) for name, exp in config["experiments"].items()}
         self._check_model_kwargs()
         self._check_figures()
@@ -208,6 +209,17 @@ class Plan:
 
     def probe_epochs(self, probe: str) -> list[int]:
         return sorted(set(self.config["probes"][probe].get("epochs", [self.config["train"]["epochs"]])))
+
+    def _check_augment(self) -> None:
+        ra = self.config.get("train", {}).get("augment", {}).get("randaugment")
+        if not ra:
+            return
+        own = {"timm": ("prob", "magnitude_max", "interpolation"), "torchvision": ("group_size",)}
+        for impl, keys in own.items():
+            for key in keys:
+                if key in ra and ra["impl"] != impl:
+                    raise ConfigError(f"train.augment.randaugment.{key}: only for impl: {impl} (impl is "
+                                      f"{ra['impl']}); remove it or set impl: {impl}")
 
     def _check_epochs(self) -> None:
         train = self.config["train"]
