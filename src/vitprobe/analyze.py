@@ -63,7 +63,6 @@ def augmented_batches(spec: dict, n_batches: int, batch_size: int, seed: int, de
     augment = BatchAugment(mean, std, split.num_classes, **spec["train"]["augment"])
     gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator(device=device.torch_device).manual_seed(seed + 1)
-    torch.manual_seed(seed)  # RandAugment draws from the global generator
     perm = torch.randperm(len(split.labels), generator=gen)
     if n_batches * batch_size > len(perm):  # small subsets: batches may overlap, never repeat within one
         perm = torch.cat([torch.randperm(len(split.labels), generator=gen)
