@@ -8,6 +8,7 @@ for _probe in PLAN.probes:
         input:
             checkpoint=LAYOUT.checkpoint,
             data=data_ready(),
+            **probe_extra_inputs(_probe),
         output:
             **{t: probe_pattern(t) for t in PROBES[_probe].tables},
         log:
