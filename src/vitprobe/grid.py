@@ -268,6 +268,9 @@ class Plan:
         n_stages = net.num_stages
         layers = [len(getattr(net, f"layer{i + 1}")) for i in range(n_stages)]
         start = [sum(isinstance(b, MSABlock) for b in getattr(net, f"layer{i + 1}")) for i in range(n_stages)]
+        if "stages" in cfg and not cfg["stages"]:
+            raise ConfigError("search.stages: empty, so there is no stage to search; list stages 1.."
+                              f"{n_stages} in search order, or leave the key out (every stage, last to first)")
         stages = cfg.get("stages") or list(range(n_stages, 0, -1))
         bad = [st for st in stages if not 1 <= st <= n_stages]
         if bad:
