@@ -6,9 +6,9 @@ for _probe in PLAN.probes:
         name:
             PROBES[_probe].rule_name
         input:
+            **probe_extra_inputs(_probe),
             checkpoint=LAYOUT.checkpoint,
             data=data_ready(),
-            **probe_extra_inputs(_probe),
         output:
             **{t: probe_pattern(t) for t in PROBES[_probe].tables},
         log:

@@ -148,17 +148,26 @@ def figure_params(figure):
 
 def all_targets():
     search = [LAYOUT.search_table] if PLAN.search else []
-    return search + [LAYOUT.aggregate.format(table=t) for t in TABLES] + [
-        LAYOUT.figure(ext).format(figure=f) for f in config["figures"] for ext in ("pdf", "png")
-    ]
+    return (
+        search
+        + [LAYOUT.aggregate.format(table=t) for t in TABLES]
+        + [LAYOUT.figure(ext).format(figure=f) for f in config["figures"] for ext in ("pdf", "png")]
+    )
 
 
 # ---- Cluster execution (profiles/slurm) -----------------------------------------------
 # Rules that never go to the cluster: cheap, CPU-only, or needing the network (CIFAR
 # download). Figure rules are named after their figure, so every configured figure's rule
 # is local too. Everything else (train, the probes) is submitted as one Slurm job per job.
-LOCAL_RULES = ["all", "prepare_data", "prepare_corruptions", "aggregate", "search_step", "search_table",
-               *config["figures"]]
+LOCAL_RULES = [
+    "all",
+    "prepare_data",
+    "prepare_corruptions",
+    "aggregate",
+    "search_step",
+    "search_table",
+    *config["figures"],
+]
 workflow.localrules(*LOCAL_RULES)  # the `localrules:` directive, for a computed list
 
 
