@@ -208,3 +208,34 @@ def test_corruption_probe_needs_a_folder_off_cifar(demo_config):
     demo_config["probes"] = {"corruption": {}}
     with pytest.raises(Exception, match="probes.corruption.folder: required for data.dataset 'fashion_mnist_subset'"):
         validate(demo_config)
+
+
+def _table(rows):
+    base = {"dataset": "cifar100", "kernel_size": 0, "fraction": 1.0, "epoch": 5, "n_images": 10, "nll": 1.0,
+            "clean_nll": 0.5}
+    return pd.DataFrame([{**base, **r} for r in rows])
+
+
+def test_fig_corruption_points_are_clean_vs_mean_over_the_15_corruptions(tmp_path):
+    """Per model: x = clean accuracy, y = per-run mean over the 15 standard corruptions (the
+    extra ones left out), then mean over seeds with bars over min..max; by hand."""
+    from vitprobe.figures import corruption as fig
+    rows = []
+    for model, seed, clean, offset in [("a", 0, 80.0, 0.0), ("a", 1, 82.0, 4.0), ("b", 0, 70.0, 10.0)]:
+        for k, name in enumerate(corruptions.CORRUPTIONS):
+            for sev in (1, 5):
+                rows.append({"model": model, "seed": seed, "corruption": name, "severity": sev,
+                             "accuracy": 30.0 + k + sev + offset, "clean_accuracy": clean})
+        rows.append({"model": model, "seed": seed, "corruption": "spatter", "severity": 1, "accuracy": 0.0,
+                     "clean_accuracy": clean})
+    table = _table(rows)
+    series = [{"label": "A", "model": "a"}, {"label": "B", "model": "b"}, {"label": "C", "model": "c"}]
+    points, missing = fig.accuracy_robustness_points(table, series, 5)
+    mean_k = sum(range(15)) / 15 + 3.0  # mean of k + severity over 15 corruptions x severities 1, 5
+    (la, _, xa, ya), (lb, _, xb, yb) = points
+    assert (la, xa.mean, xa.lo, xa.hi, xa.n) == ("A", 81.0, 80.0, 82.0, 2)
+    assert (ya.mean, ya.lo, ya.hi) == pytest.approx((30 + mean_k + 2.0, 30 + mean_k, 30 + mean_k + 4.0))
+    assert (lb, xb.mean, yb.mean) == ("B", 70.0, pytest.approx(40 + mean_k))
+    assert missing == ["C"]
+    fig.plot({"series": series, "epoch": 5}, {"corruption": table}, [tmp_path / "f.pdf", tmp_path / "f.png"])
+    assert (tmp_path / "f.pdf").read_bytes()[:5] == b"%PDF-" and (tmp_path / "f.png").stat().st_size > 1000

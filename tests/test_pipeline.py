@@ -273,7 +273,7 @@ def test_paper_grid_dry_run_plans_everything(workdir):
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     counts = _job_counts(out.stdout + out.stderr)
-    assert counts["train"] == 25  # every run of config.yaml, shared runs once
+    assert counts["train"] == 25 + 1  # every run of config.yaml, shared runs once; the search's base candidate
     assert counts["hessian"] == 25 * 3 and counts["evaluate"] == 25 * 4
     assert counts["fig_hessian"] == 1 and counts["prepare_data"] == 1
 

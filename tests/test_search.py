@@ -174,3 +174,18 @@ def test_step_writes_the_decisions_and_the_next_candidate(demo_config, tmp_path)
         search_jobs.table(tmp_path / "step_1.json", tmp_path / "x.parquet")
     with pytest.raises(VitprobeError, match="scores out of order"):
         search_jobs.step(s, scores[::-1], tmp_path / "bad.json")
+
+
+def test_fig_buildup_draws_the_path(demo_config, tmp_path):
+    from vitprobe.figures import buildup
+    s = validate(_config(demo_config, stages=[4, 3])).search
+    scores = [_score(tmp_path, s, (0, 0, 0, 0), 50.0), _score(tmp_path, s, (0, 0, 0, 1), 40.0),
+              _score(tmp_path, s, (0, 0, 1, 0), 55.0)]
+    search_jobs.step(s, scores, tmp_path / "step_2.json")
+    df = search_jobs.table(tmp_path / "step_2.json", tmp_path / "search.parquet")
+    fig = buildup.plot({}, {"search": df}, [tmp_path / "f.pdf"])
+    ax = fig.axes[0]
+    kept = next(line for line in ax.get_lines() if line.get_label() == "kept (current best)")
+    assert list(kept.get_xdata()) == [0, 2] and list(kept.get_ydata()) == [50.0, 55.0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0000", "0001", "0010"]
+    assert (tmp_path / "f.pdf").read_bytes()[:5] == b"%PDF-"

@@ -162,8 +162,15 @@ def cmd_check_config(args):
     print(f"{args.config}: valid; {len(plan.runs)} runs, checkpoints at epochs {plan.checkpoint_epochs}")
     for name, runs in plan.experiments.items():
         print(f"  {name}: {len(runs)} runs")
+    first = None
+    if plan.search:
+        s = plan.search
+        first = plan.search_run(s["start"])
+        print(f"  search: from {s['base']} (MSA blocks {s['start']}), stages "
+              f"{', '.join(f'c{st}' for st in s['stages'])}, at most {s['budget']} candidates after {first.id}; "
+              f"the rest are known as the search runs")
     if args.runs:
-        print("\n".join(r.id for r in plan.runs))
+        print("\n".join(r.id for r in [*plan.runs, *([first] if first else [])]))
 
 
 def cmd_digest(args):
