@@ -240,7 +240,8 @@ class Plan:
                 "train": self.config["train"]}
 
     def probe_spec(self, run: Run, probe: str) -> dict:
-        return {**self.train_spec(run), "probe": self.config["probes"][probe]}
+        probe_cfg = {k: v for k, v in self.config["probes"][probe].items() if k != "download"}  # where, not what
+        return {**self.train_spec(run), "probe": probe_cfg}
 
     # ---- the build-up search (vitprobe.search) --------------------------------------
     def _search_setup(self) -> dict | None:

@@ -45,6 +45,8 @@ if PLAN.search:
         log:
             LAYOUT.log("search/score_{run}"),
         threads: job_threads
+        resources:
+            **probe_resources("search_score"),
         params:
             device=config["device"],
             spec=train_spec,
