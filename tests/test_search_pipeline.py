@@ -130,6 +130,10 @@ def test_search_grows_follows_the_rule_and_resumes_after_a_kill(workdir):
     assert table["accuracy"].tolist() == [s["accuracy"] for s in scores]
     assert (table["n_holdout"] == 4 * 5).all() and table["stage"].tolist() == [0, 4, 3]
     assert (workdir / "figures/s/fig_buildup.pdf").read_bytes()[:5] == b"%PDF-"
+    # candidates are ordinary runs: their tables are aggregated apart from the grid's
+    logs = pd.read_parquet(workdir / R / "search/train_log.parquet")
+    assert set(logs["model"]) == {search.candidate_model("preact_t", s.layout) for s in walk.steps}
+    assert set(pd.read_parquet(workdir / R / "train_log.parquet")["model"]) == {"preact_t"}
     assert "Nothing to be done" in _snakemake(workdir, "-n").stdout + _snakemake(workdir, "-n").stderr
 
 

@@ -62,6 +62,11 @@ class Layout:
         return self.results + "/search.parquet"
 
     @property
+    def search_aggregate(self) -> str:
+        """A per-run table aggregated over the search's candidates (train_log, each probe's)."""
+        return self.results + "/search/{table}.parquet"
+
+    @property
     def aggregate(self) -> str:
         return self.results + "/{table}.parquet"
 

@@ -147,9 +147,8 @@ def figure_params(figure):
 
 
 def all_targets():
-    search = [LAYOUT.search_table] if PLAN.search else []
     return (
-        search
+        search_targets()
         + [LAYOUT.aggregate.format(table=t) for t in TABLES]
         + [LAYOUT.figure(ext).format(figure=f) for f in config["figures"] for ext in ("pdf", "png")]
     )
@@ -166,6 +165,7 @@ LOCAL_RULES = [
     "aggregate",
     "search_step",
     "search_table",
+    "search_aggregate",
     *config["figures"],
 ]
 workflow.localrules(*LOCAL_RULES)  # the `localrules:` directive, for a computed list

@@ -1,7 +1,8 @@
 # The AlterNet build-up rule as a search (vitprobe.search): every decision is a checkpoint
 # job whose output names the next candidate, so the DAG grows one candidate at a time; a
 # rerun finds the finished steps and resumes. Candidates are ordinary runs (rule train),
-# scored on a held-out split of the training set.
+# scored on a held-out split of the training set; their tables (train_log and each
+# configured probe's) are aggregated apart from the grid's, in <results>/search/<table>.parquet.
 import json
 from pathlib import Path
 
@@ -32,6 +33,18 @@ def search_last_step(wildcards):
         if json.loads(Path(path).read_text())["next"] is None:
             return path
         step += 1
+
+
+def search_runs():
+    """The candidates the search tried, once it is over (found one checkpoint at a time)."""
+    state = json.loads(Path(search_last_step(None)).read_text())
+    return [PLAN.run(s["run"]) for s in state["steps"]]
+
+
+def search_targets():
+    """The path taken, and every per-run table over the candidates."""
+    tables = [LAYOUT.search_aggregate.format(table=t) for t in TABLES]
+    return [LAYOUT.search_table, *tables] if PLAN.search else []
 
 
 if PLAN.search:
@@ -78,3 +91,15 @@ if PLAN.search:
             LAYOUT.log("search/table"),
         shell:
             "vitprobe search-table --state {input} --out {output} > {log} 2>&1"
+
+    rule search_aggregate:
+        input:
+            lambda wildcards: run_tables(wildcards.table, search_runs()),
+        output:
+            LAYOUT.search_aggregate,
+        log:
+            LAYOUT.log("search/aggregate_{table}"),
+        wildcard_constraints:
+            table="|".join(TABLES),
+        shell:
+            "vitprobe aggregate --table {wildcards.table} --out {output} {input} > {log} 2>&1"
