@@ -90,7 +90,8 @@ def test_download_goes_to_zenodo_with_the_md5(tmp_path, monkeypatch):
         write_cifar_c(tmp_path / "CIFAR-10-C")
 
     monkeypatch.setattr(tvu, "download_and_extract_archive", fake)
-    with pytest.raises(DataMissing, match="CIFAR-10-C/labels.npy"):  # no download unless asked for
+    with pytest.raises(DataMissing, match=r"CIFAR-10-C/gaussian_noise.npy \(corruption 'gaussian_noise'\) not "
+                                          r"found, and 15 more of its files"):  # no download unless asked for
         corruptions.prepare("cifar10", tmp_path)
     assert not calls
     assert corruptions.prepare("cifar10", tmp_path, download=True)["n_per_severity"] == N

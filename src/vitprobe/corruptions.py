@@ -71,7 +71,7 @@ def _how(dataset: str | None) -> str:
 
 def missing_files(folder: str | Path, names) -> list[Path]:
     folder = Path(folder)
-    return [folder / f for f in (LABELS_FILE, *(f"{n}.npy" for n in names)) if not (folder / f).is_file()]
+    return [folder / f for f in (*(f"{n}.npy" for n in names), LABELS_FILE) if not (folder / f).is_file()]
 
 
 def check(folder: str | Path, names, dataset: str | None = None) -> int:
@@ -83,7 +83,8 @@ def check(folder: str | Path, names, dataset: str | None = None) -> int:
     missing = missing_files(folder, names)
     if missing:
         what = f"corruption {missing[0].stem!r}" if missing[0].name != LABELS_FILE else "the labels"
-        raise DataMissing(f"CIFAR-C: {missing[0]} ({what}) not found; {_how(dataset)}")
+        more = f", and {len(missing) - 1} more of its files" if len(missing) > 1 else ""
+        raise DataMissing(f"CIFAR-C: {missing[0]} ({what}) not found{more}; {_how(dataset)}")
     labels = _load(folder / LABELS_FILE, dataset)
     if labels.ndim != 1 or len(labels) % len(SEVERITIES) or not len(labels):
         raise DataDamaged(f"{folder / LABELS_FILE}: shape {labels.shape}, expected (5 N,) labels; {_fix(dataset)}")
