@@ -18,6 +18,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/analyze.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plot.smk"
+include: "workflow/rules/search.smk"
 
 
 rule all:

@@ -1,6 +1,7 @@
 """Config validation: the paper grid plans; bad values fail naming the key and what is allowed."""
 
 import pytest
+import yaml
 from conftest import REPO
 
 from vitprobe.config import apply_overrides, assemble, load_yaml, validate
@@ -148,7 +149,10 @@ def test_every_figure_has_a_rule_a_caption_and_a_demo_entry(demo_config, paper_c
     from conftest import REPO
 
     from vitprobe.catalog import FIGURES
-    assert set(demo_config["figures"]) == set(FIGURES)
+    search_demo = yaml.safe_load((REPO / "profiles/search/search.yaml").read_text())
+    # fig_corruption needs the CIFAR-C files, which are not offline; fig_buildup is the search demo's
+    assert set(demo_config["figures"]) == set(FIGURES) - {"fig_corruption", "fig_buildup"}
+    assert set(search_demo["figures"]) == {"fig_buildup"}
     assert set(paper_config["figures"]) == set(FIGURES)
     for fig in FIGURES:
         assert (REPO / f"workflow/report/{fig}.rst").read_text().strip(), fig
