@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install readme clean-demo
+.PHONY: demo search-demo test install readme clean-demo
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/snakemake --profile profiles/demo
 
+# The AlterNet build-up search (Fig. 12a) at demo size: results/search_demo, figures/search_demo.
+search-demo: $(STAMP)
+	$(VENV)/bin/snakemake --profile profiles/search
+
 # After `make demo`: the README's demo numbers and images, regenerated from its results.
 readme: $(STAMP)
 	$(VENV)/bin/vitprobe digest --results results/demo --readme README.md --figures figures/demo --images docs/img
@@ -32,6 +36,6 @@ test: $(STAMP)
 	$(VENV)/bin/snakefmt --check Snakefile workflow/rules/*.smk
 	$(VENV)/bin/python -m pytest
 
-# Removes the demo's outputs only (results/demo, figures/demo); the paper's results stay.
+# Removes the demos' outputs only (results/demo, figures/demo, and the search demo's); the paper's results stay.
 clean-demo:
-	rm -rf results/demo figures/demo
+	rm -rf results/demo figures/demo results/search_demo figures/search_demo

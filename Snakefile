@@ -19,6 +19,7 @@ include: "workflow/rules/weights.smk"
 include: "workflow/rules/analyze.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plot.smk"
+include: "workflow/rules/search.smk"
 
 
 rule all:

@@ -1,15 +1,18 @@
 """Training input pipeline: device-resident batch augmentation vs a per-sample DataLoader.
 
 On synthetic CIFAR-sized data (50,000 random uint8 32x32x3 images, 100 classes), with the
-paper's augmentation (crop pad 4 + horizontal flip, RandAugment m9 n2, Mixup 1.0 / CutMix
-0.8, label smoothing 0.1), two ways:
+paper's augmentation (crop pad 4 + horizontal flip, then timm's RandAugment rand-m9-n2-mstd1.0
+with the dataset mean as fill, Mixup 1.0 / CutMix 0.8, label smoothing 0.1), two ways:
 
 ours        `vitprobe.augment.BatchAugment` on the whole uint8 set held on the device (as
             `vitprobe.train` does it: a slice of a permutation, then one call per batch,
-            with a device generator; RandAugment v2 per group of 8, magnitude std 1.0).
-DataLoader  the classic torchvision recipe: a Dataset of PIL images with per-sample
-            RandomCrop(32, 4), RandomHorizontalFlip, RandAugment(2, 9) (torchvision's),
-            ToTensor, Normalize; num_workers=2, pin_memory=True (a no-op without an
+            with a device generator; `vitprobe.randaugment`: timm's RandAugment per image,
+            batched).
+DataLoader  the paper release's recipe: a Dataset of PIL images with per-sample
+            RandomCrop(32, 4), RandomHorizontalFlip, timm's own
+            rand_augment_transform("rand-m9-n2-mstd1.0") built by timm's
+            transforms_imagenet_train as the release builds it, ToTensor, Normalize;
+            num_workers=2, pin_memory=True (a no-op without an
             accelerator), persistent_workers=True; timm's Mixup (mixup 1.0, cutmix 0.8,
             switch 0.5, label smoothing 0.1) on the collated batch in the main process,
             after the copy to the device (as timm's train.py does it).
@@ -60,7 +63,10 @@ from vitprobe import data as vdata
 from vitprobe import models
 from vitprobe.augment import BatchAugment, mixup_cutmix, normalize, rand_augment, random_crop_flip, soft_targets
 from vitprobe.config import defaults
-from vitprobe.train import lr_at, make_optimizer, soft_cross_entropy
+from vitprobe.losses import nll
+from vitprobe.randaugment import fill_colour
+from vitprobe.randaugment import rand_augment as timm_rand_augment
+from vitprobe.train import lr_at, make_optimizer
 
 N_TRAIN, NUM_CLASSES = 50_000, 100
 MEAN, STD = vdata.MEAN_STD["cifar100"]
@@ -129,9 +135,15 @@ class PerSampleCIFAR(Dataset):
 
 
 def per_sample_transform():
+    """The release's CIFAR training transform (ops/datasets.py get_cifar100 with padding 4):
+    timm's transforms_imagenet_train(separate=True) with its first stage replaced by
+    RandomCrop(32, 4) + RandomHorizontalFlip; the second stage is timm's RandAugment."""
+    from timm.data.transforms_factory import transforms_imagenet_train
     from torchvision import transforms as T
-    return T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.RandAugment(2, 9),
-                      T.ToTensor(), T.Normalize(MEAN, STD)])
+    _, secondary, final = transforms_imagenet_train(32, mean=MEAN, std=STD, color_jitter=0.0,
+                                                    auto_augment="rand-m9-n2-mstd1.0", interpolation="random",
+                                                    separate=True)
+    return T.Compose([T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]), secondary, final])
 
 
 class Loader:
@@ -235,10 +247,12 @@ def stage_breakdown(images, labels, batch_size, threads_list, reps) -> list[tupl
     idx = torch.randperm(len(images), generator=g)[:batch_size]
     x8, lab = images[idx], labels[idx]
     xf = normalize(x8, MEAN, STD)
-    ra = AUGMENT["randaugment"]
+    ra = {k: v for k, v in AUGMENT["randaugment"].items() if k != "impl"}
+    tv = {"num_ops": 2, "magnitude": 9, "magnitude_std": 1.0, "group_size": 8}
     stages = [
         ("index (gather the batch)", lambda: (images[idx], labels[idx])),
-        ("RandAugment (v2, groups of 8)", lambda: rand_augment(x8, **ra)),
+        ("RandAugment (timm, per image)", lambda: timm_rand_augment(x8, fill_colour(MEAN), generator=g, **ra)),
+        ("[RandAugment torchvision, groups 8]", lambda: rand_augment(x8, **tv)),
         ("random crop + flip", lambda: random_crop_flip(x8, 4, True, g)),
         ("normalize", lambda: normalize(x8, MEAN, STD)),
         ("soft targets + Mixup/CutMix", lambda: mixup_cutmix(xf, soft_targets(lab, NUM_CLASSES, 0.1),
@@ -280,7 +294,7 @@ class Trainer:
     def step(self, x, y):
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step_i, self.total_steps, max(1, self.total_steps // 10), self.lr_peak)
-        loss = soft_cross_entropy(self.model(x).float(), y)
+        loss = nll(self.model(x).float(), y)
         if not torch.isfinite(loss):
             raise RuntimeError(f"loss is {loss.item()}")
         self.opt.zero_grad(set_to_none=True)

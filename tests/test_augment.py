@@ -12,6 +12,8 @@ from vitprobe.augment import (
     soft_targets,
 )
 from vitprobe.config import defaults
+from vitprobe.randaugment import fill_colour
+from vitprobe.randaugment import rand_augment as timm_rand_augment
 
 
 def _gen(seed):
@@ -122,23 +124,23 @@ def test_mixup_cutmix_switch_and_passthrough():
 def test_rand_augment_deterministic_and_per_group():
     images = _uint8(b=4, h=32, w=32, seed=2)
     torch.manual_seed(0)
-    a = rand_augment(images, **{**RA, "group_size": 2})
+    a = rand_augment(images, **{**TV, "group_size": 2})
     torch.manual_seed(0)
-    b = rand_augment(images, **{**RA, "group_size": 2})
+    b = rand_augment(images, **{**TV, "group_size": 2})
     assert a.dtype == torch.uint8 and a.shape == images.shape and torch.equal(a, b)
 
     # Eight groups of four copies of one image: same ops inside a group, different across groups.
     same = _uint8(b=1, h=32, w=32, seed=3).expand(32, -1, -1, -1).contiguous()
     torch.manual_seed(1)
-    out = rand_augment(same, **{**RA, "num_ops": 2, "magnitude": 9, "group_size": 4}).view(8, 4, 3, 32, 32)
+    out = rand_augment(same, **{**TV, "num_ops": 2, "magnitude": 9, "group_size": 4}).view(8, 4, 3, 32, 32)
     assert all(torch.equal(g[0], g[j]) for g in out for j in range(4))
     assert len({tuple(g[0].flatten().tolist()) for g in out}) > 1
     with pytest.raises(TypeError):
-        rand_augment(images.float(), **RA)
+        rand_augment(images.float(), **TV)
 
 
 AUG = defaults("train", "augment")  # the schema's defaults, the one source
-RA = AUG["randaugment"]
+TV = {"num_ops": 2, "magnitude": 9, "magnitude_std": 1.0, "group_size": 8}  # the schema fills these for torchvision
 OFF = {**AUG, "crop_pad": 0, "hflip": False, "randaugment": None, "mixup_alpha": 0.0,
        "cutmix_alpha": 0.0, "label_smoothing": 0.0}
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
@@ -168,3 +170,32 @@ def test_batch_augment_defaults():
     assert x3.shape == x.shape
     with pytest.raises(TypeError, match="mixup"):
         BatchAugment(MEAN, STD, 10, **AUG, mixup=1.0)
+
+
+def test_batch_augment_timm_randaugment_after_crop_flip():
+    """The release's order: crop + flip, then timm's RandAugment with the dataset mean as fill."""
+    assert AUG["randaugment"] == {"impl": "timm", "num_ops": 2, "magnitude": 9, "magnitude_std": 1.0, "prob": 0.5,
+                                  "magnitude_max": None, "interpolation": "random"}
+    images, labels = _uint8(b=12, h=32, w=32), torch.arange(12) % 10
+    cfg = {**OFF, "crop_pad": 4, "hflip": True, "randaugment": AUG["randaugment"]}
+    x, _ = BatchAugment(MEAN, STD, 10, **cfg)(images, labels, generator=_gen(4))
+    g = _gen(4)
+    crop = random_crop_flip(images, 4, True, g)
+    kw = {k: v for k, v in AUG["randaugment"].items() if k != "impl"}
+    expected = timm_rand_augment(crop, fill_colour(MEAN), generator=g, **kw)
+    assert torch.equal(x, normalize(expected, MEAN, STD))
+    assert not torch.equal(expected, crop)
+
+
+def test_batch_augment_torchvision_randaugment_before_crop_flip():
+    images, labels = _uint8(b=12, h=32, w=32), torch.arange(12) % 10
+    cfg = {**OFF, "crop_pad": 4, "hflip": True, "randaugment": {"impl": "torchvision", **TV}}
+    x, _ = BatchAugment(MEAN, STD, 10, **cfg)(images, labels, generator=_gen(4))
+    g = _gen(4)
+    seed = torch.randint(0, 2**62, (1,), generator=g).item()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        ra = rand_augment(images, **TV)
+    assert torch.equal(x, normalize(random_crop_flip(ra, 4, True, g), MEAN, STD))
+    with pytest.raises(ValueError, match="impl"):
+        BatchAugment(MEAN, STD, 10, **{**cfg, "randaugment": {"impl": "albumentations"}})

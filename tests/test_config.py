@@ -1,6 +1,7 @@
 """Config validation: the paper grid plans; bad values fail naming the key and what is allowed."""
 
 import pytest
+import yaml
 from conftest import REPO
 
 from vitprobe.config import apply_overrides, assemble, load_yaml, validate
@@ -22,6 +23,13 @@ def test_paper_grid_plans_every_experiment(paper_config):
 def test_defaults_are_filled(demo_config):
     validate(demo_config)
     assert demo_config["train"]["grad_clip"] == 5.0
+    for ra, filled in [({}, {"impl": "timm", "num_ops": 2, "magnitude": 9, "magnitude_std": 1.0, "prob": 0.5,
+                             "magnitude_max": None, "interpolation": "random"}),
+                       ({"impl": "torchvision"}, {"impl": "torchvision", "num_ops": 2, "magnitude": 9,
+                                                  "magnitude_std": 1.0, "group_size": 8})]:
+        demo_config["train"]["augment"]["randaugment"] = ra
+        validate(demo_config)
+        assert ra == filled
     assert demo_config["probes"]["hessian"]["method"] == "lanczos"
     assert demo_config["experiments"]["inductive_bias"]["seeds"] == [0]
 
@@ -64,6 +72,18 @@ def test_defaults_are_filled(demo_config):
      ["figures.fig_hessian.series.0", "matches no run"]),
     (lambda c: c["probes"].update(robustness={"eps": 2.0}),
      ["probes.robustness.eps", "2.0", "maximum of 1"]),
+    (lambda c: c["train"]["augment"].update(randaugment={"impl": "albumentations"}),
+     ["train.augment.randaugment.impl", "'albumentations'", "'timm', 'torchvision'"]),
+    (lambda c: c["train"]["augment"].update(randaugment={"interpolation": "nearest"}),
+     ["train.augment.randaugment.interpolation", "'nearest'", "'random', 'bilinear', 'bicubic'"]),
+    (lambda c: c["train"]["augment"].update(randaugment={"prob": 1.5}),
+     ["train.augment.randaugment.prob", "1.5", "maximum of 1"]),
+    (lambda c: c["train"]["augment"].update(randaugment={"num_op": 2}),
+     ["train.augment.randaugment", "'num_op'", "allowed keys", "num_ops"]),
+    (lambda c: c["train"]["augment"].update(randaugment={"group_size": 4}),
+     ["train.augment.randaugment.group_size", "only for impl: torchvision", "impl is timm"]),
+    (lambda c: c["train"]["augment"].update(randaugment={"impl": "torchvision", "interpolation": "bilinear"}),
+     ["train.augment.randaugment.interpolation", "only for impl: timm", "impl is torchvision"]),
 ])
 def test_bad_config_is_rejected_with_key_and_allowed_values(demo_config, edit, expected):
     edit(demo_config)
@@ -129,7 +149,10 @@ def test_every_figure_has_a_rule_a_caption_and_a_demo_entry(demo_config, paper_c
     from conftest import REPO
 
     from vitprobe.catalog import FIGURES
-    assert set(demo_config["figures"]) == set(FIGURES)
+    search_demo = yaml.safe_load((REPO / "profiles/search/search.yaml").read_text())
+    # fig_corruption needs the CIFAR-C files, which are not offline; fig_buildup is the search demo's
+    assert set(demo_config["figures"]) == set(FIGURES) - {"fig_corruption", "fig_buildup"}
+    assert set(search_demo["figures"]) == {"fig_buildup"}
     assert set(paper_config["figures"]) == set(FIGURES)
     for fig in FIGURES:
         assert (REPO / f"workflow/report/{fig}.rst").read_text().strip(), fig

@@ -258,6 +258,7 @@ def _check_config_runs(workdir, configfile):
 def test_the_config_you_pass_is_the_config(workdir, tiny, paper_config):
     """A copy of config.yaml that keeps one experiment plans that experiment's runs, nothing of
     the default config.yaml; `vitprobe check-config FILE --runs` lists exactly those runs."""
+    paper_config.pop("search")  # a search would add its base candidate
     mine = {**paper_config, "experiments": {"gap": paper_config["experiments"]["gap"]},
             "figures": {"fig_gap": paper_config["figures"]["fig_gap"]}}
     (workdir / "mine.yaml").write_text(yaml.safe_dump(mine))
@@ -273,7 +274,7 @@ def test_paper_grid_dry_run_plans_everything(workdir):
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     counts = _job_counts(out.stdout + out.stderr)
-    assert counts["train"] == 25  # every run of config.yaml, shared runs once
+    assert counts["train"] == 25 + 1  # every run of config.yaml, shared runs once; the search's base candidate
     assert counts["hessian"] == 25 * 3 and counts["evaluate"] == 25 * 4
     assert counts["fig_hessian"] == 1 and counts["prepare_data"] == 1
 

@@ -64,7 +64,6 @@ def augmented_batches(spec: dict, n_batches: int, batch_size: int, seed: int, de
     augment = BatchAugment(mean, std, split.num_classes, **spec["train"]["augment"])
     gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator(device=device.torch_device).manual_seed(seed + 1)
-    torch.manual_seed(seed)  # RandAugment draws from the global generator
     perm = torch.randperm(len(split.labels), generator=gen)
     if n_batches * batch_size > len(perm):  # small subsets: batches may overlap, never repeat within one
         perm = torch.cat([torch.randperm(len(split.labels), generator=gen)
@@ -256,6 +255,49 @@ def robustness(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.Da
     worst = df.loc[df["delta_accuracy"].idxmin()]
     log(f"clean accuracy {worst['clean_accuracy']:.2f} %, worst delta {worst['delta_accuracy']:+.2f} pp "
         f"at frequency {worst['freq']:g}; wrote {out}")
+    return df
+
+
+def corruption_folder(spec: dict):
+    """The CIFAR-C folder of a probe spec: probes.corruption.folder, else the published
+    folder of the run's dataset under data.root (`vitprobe.corruptions.default_folder`)."""
+    from vitprobe.corruptions import default_folder
+    folder = spec["probe"].get("folder")
+    return folder if folder else default_folder(spec["data"]["dataset"], spec["data"]["root"])
+
+
+def corruption(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.DataFrame:
+    """Accuracy and NLL on CIFAR-C per corruption and severity, with the clean values of the
+    same test images; one row per (corruption, severity)."""
+    from vitprobe import corruptions
+    from vitprobe.probes.corruption import corruption_metrics
+
+    out = outs["corruption"]
+    p = spec["probe"]
+    dataset = spec["data"]["dataset"]
+    folder = corruption_folder(spec)
+    names = corruptions.corruption_names(p["extra"])
+    n = corruptions.check(folder, names, dataset)
+    index = None
+    if p["n_images"] is not None and p["n_images"] < n:
+        index = torch.randperm(n, generator=torch.Generator().manual_seed(p["seed"]))[:p["n_images"]].sort().values
+    test = test_split(spec)
+    if len(test.labels) != n:
+        raise corruptions.DataDamaged(f"{folder}: {n} images per severity, but the clean {dataset} test set has "
+                                      f"{len(test.labels)}; probes.corruption.folder must hold the corrupted "
+                                      f"copies of this test set")
+    clean_idx = index if index is not None else torch.arange(n)
+    model, payload = load_model(checkpoint_path, spec)
+    model = device.prepare_model(model)
+    log = _Log("corruption", spec, payload)
+    log(f"accuracy and NLL on {len(clean_idx)} test images under {len(names)} corruptions x {len(p['severities'])} "
+        f"severities from {folder}, batches of {p['batch_size']}")
+    df = corruption_metrics(model, folder, names, p["severities"], *mean_std(spec), device, test.images[clean_idx],
+                            test.labels[clean_idx], index=index, batch_size=p["batch_size"], dataset=dataset,
+                            progress=log.bar("(corruption, severity) blocks"))
+    df = _write(df, "corruption", spec, payload, out)
+    log(f"clean accuracy {df['clean_accuracy'].iloc[0]:.2f} %, mean corrupted accuracy {df['accuracy'].mean():.2f} %; "
+        f"wrote {out}")
     return df
 
 

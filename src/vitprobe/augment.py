@@ -1,8 +1,10 @@
 """Training augmentation on whole batches on the batch's device (CPU or CUDA).
 
 Randomness: every function takes an optional ``torch.Generator`` that must live on the
-images' device, except ``rand_augment`` (torchvision's RandAugment draws from the global
-CPU RNG). ``BatchAugment`` with a generator is deterministic given that generator alone.
+images' device, except ``rand_augment`` (torchvision's RandAugment, the ``impl: torchvision``
+alternative, draws from the global CPU RNG). ``BatchAugment`` with a generator is
+deterministic given that generator alone. The default RandAugment (``impl: timm``, the
+paper's) is ``vitprobe.randaugment``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms import v2
+
+from vitprobe.randaugment import fill_colour
+from vitprobe.randaugment import rand_augment as timm_rand_augment
 
 
 def _crop_flip_params(batch: int, pad: int, generator: torch.Generator | None = None,
@@ -124,21 +129,31 @@ def rand_augment(images: Tensor, num_ops: int, magnitude: float, magnitude_std: 
 
 
 class BatchAugment:
-    """Training batch transform: RandAugment (uint8), random crop + flip, normalize, soft
-    targets with label smoothing, then Mixup/CutMix. The keyword arguments are the keys of
-    ``train.augment`` in the config (defaults: the schema, ``vitprobe.config.defaults("train",
-    "augment")``); ``randaugment=None`` disables RandAugment, else a dict of
-    ``rand_augment``'s keyword arguments.
+    """Training batch transform, the order of the paper's release (timm's
+    ``transforms_imagenet_train`` with a CIFAR crop): random crop + flip, RandAugment (uint8),
+    normalize, soft targets with label smoothing, then Mixup/CutMix. The keyword arguments
+    are the keys of ``train.augment`` in the config (defaults: the schema,
+    ``vitprobe.config.defaults("train", "augment")``); ``randaugment=None`` disables
+    RandAugment, else a dict with ``impl``:
+
+    - ``timm``: ``vitprobe.randaugment.rand_augment`` with the remaining keys, fill colour
+      ``fill_colour(mean)`` (timm's ``img_mean``), after crop and flip;
+    - ``torchvision``: ``rand_augment`` above (groups of ``group_size`` images share one
+      draw), before crop and flip, as vitprobe did before following the release.
 
     Called with a generator (on the images' device), the whole call is deterministic given
-    it: RandAugment then runs on the CPU RNG forked and seeded from the generator, leaving
-    the global RNG untouched. Without one, the global RNGs are used.
+    it (the torchvision impl then runs on the CPU RNG forked and seeded from the generator,
+    leaving the global RNG untouched). Without one, the global RNGs are used.
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], num_classes: int, *, crop_pad: int,
                  hflip: bool, randaugment: dict | None, mixup_alpha: float, cutmix_alpha: float,
                  switch_prob: float, label_smoothing: float):
         ra = None if randaugment is None else dict(randaugment)
+        if ra is not None:
+            ra.setdefault("impl", "timm")
+            if ra["impl"] not in ("timm", "torchvision"):
+                raise ValueError(f"randaugment impl must be 'timm' or 'torchvision', got {ra['impl']!r}")
         self.randaugment = ra
         self.crop_pad = int(crop_pad)
         self.hflip = bool(hflip)
@@ -149,6 +164,17 @@ class BatchAugment:
         self.mean, self.std = tuple(mean), tuple(std)
         self.num_classes = int(num_classes)
 
+    def _rand_augment(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        kw = {k: v for k, v in self.randaugment.items() if k != "impl"}
+        if self.randaugment["impl"] == "timm":
+            return timm_rand_augment(x, fill_colour(self.mean), generator=generator, **kw)
+        if generator is None:
+            return rand_augment(x, **kw)
+        seed = torch.randint(0, 2**62, (1,), generator=generator, device=x.device).item()
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)  # CPU only, unlike torch.manual_seed
+            return rand_augment(x, **kw)
+
     def __call__(self, images_uint8: Tensor, labels: Tensor,
                  generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """uint8 (B, 3, H, W), int labels (B,) -> (float32 normalized inputs, float32 (B, K)
@@ -156,16 +182,13 @@ class BatchAugment:
         if images_uint8.dtype != torch.uint8:
             raise TypeError(f"BatchAugment needs uint8 images, got {images_uint8.dtype}")
         x = images_uint8
-        if self.randaugment is not None:
-            if generator is None:
-                x = rand_augment(x, **self.randaugment)
-            else:
-                seed = torch.randint(0, 2**62, (1,), generator=generator, device=x.device).item()
-                with torch.random.fork_rng(devices=[]):
-                    torch.default_generator.manual_seed(seed)  # CPU only, unlike torch.manual_seed
-                    x = rand_augment(x, **self.randaugment)
+        ra = self.randaugment
+        if ra is not None and ra["impl"] == "torchvision":
+            x = self._rand_augment(x, generator)
         if self.crop_pad > 0 or self.hflip:
             x = random_crop_flip(x, self.crop_pad, self.hflip, generator)
+        if ra is not None and ra["impl"] == "timm":
+            x = self._rand_augment(x, generator)
         x = normalize(x, self.mean, self.std)
         y = soft_targets(labels.to(x.device), self.num_classes, self.label_smoothing)
         return mixup_cutmix(x, y, self.mixup_alpha, self.cutmix_alpha, self.switch_prob, generator)

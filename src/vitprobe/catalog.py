@@ -54,6 +54,8 @@ PROBES: dict[str, Probe] = {p.name: p for p in [
     Probe("robustness", "vitprobe.analyze:robustness", ("robustness",), "accuracy under frequency-band noise"),
     Probe("landscape", "vitprobe.analyze:landscape", ("landscape",),
           "loss landscape along two random directions (the release's definition or Li et al.'s)"),
+    Probe("corruption", "vitprobe.analyze:corruption", ("corruption",),
+          "accuracy and NLL on CIFAR-10-C/100-C per corruption and severity"),
 ]}
 
 FIGURES: dict[str, Figure] = {f.name: f for f in [
@@ -75,10 +77,16 @@ FIGURES: dict[str, Figure] = {f.name: f for f in [
            "local MSA kernel 3/5/8: error, NLL, spectra"),
     Figure("fig_alternet", "vitprobe.figures.alternet", ("eval", "robustness", "hessian"), "Fig. 12",
            "accuracy vs robustness, spectra: ResNet vs AlterNet"),
+    Figure("fig_corruption", "vitprobe.figures.corruption", ("corruption",), "Fig. 12b",
+           "clean accuracy vs mean accuracy over 15 CIFAR-C corruptions x 5 severities"),
+    Figure("fig_buildup", "vitprobe.figures.buildup", ("search",), "Fig. 12a",
+           "the AlterNet build-up search: held-out accuracy per step, the kept path"),
 ]}
 
 # The per-run table training writes (not a probe's).
 TRAIN_LOG = "train_log"
+# The table of the build-up search (one per workflow, written by `vitprobe search-table`).
+SEARCH_TABLE = "search"
 
 
 def probe_of(table: str) -> str:

@@ -20,7 +20,8 @@ class SpecError(VitprobeError):
 
 # The keys every spec of a verb must have (see vitprobe.grid.Plan.train_spec/probe_spec).
 SPEC_KEYS = {"train": ("run", "data", "model", "train"), "probe": ("run", "data", "model", "train", "probe"),
-             "plot": ("experiments",)}
+             "plot": ("experiments",),
+             "search": ("base", "dataset", "layers", "start", "stages", "budget", "seed")}
 
 
 def _spec(value: str, verb: str, kind: str) -> dict:
@@ -57,6 +58,32 @@ def cmd_prepare_data(args):
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))
+
+
+def cmd_prepare_corruptions(args):
+    from vitprobe import corruptions
+    from vitprobe.atomic import atomic_path
+    summary = corruptions.prepare(args.dataset, args.root, args.folder, extra=args.extra, download=args.download)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary))
+
+
+def cmd_search_score(args):
+    from vitprobe.search_jobs import score
+    score(_spec(args.spec, "search-score", "train"), args.checkpoint, args.out, device=_device(args))
+
+
+def cmd_search_step(args):
+    from vitprobe.search_jobs import step
+    spec = _spec(args.spec, "search-step", "search")
+    step(spec, args.score or [], args.out)
+
+
+def cmd_search_table(args):
+    from vitprobe.search_jobs import table
+    df = table(args.state, args.out)
+    print(f"{args.out}: {len(df)} steps, kept {', '.join(df.loc[df['kept'], 'msa_blocks'])}")
 
 
 def _pairs(values, flag: str, allowed, key_type=str, *, exactly=False, many=False) -> dict:
@@ -146,8 +173,15 @@ def cmd_check_config(args):
     print(f"{args.config}: valid; {len(plan.runs)} runs{imported}, checkpoints at epochs {plan.checkpoint_epochs}")
     for name, runs in plan.experiments.items():
         print(f"  {name}: {len(runs)} runs")
+    first = None
+    if plan.search:
+        s = plan.search
+        first = plan.search_run(s["start"])
+        print(f"  search: from {s['base']} (MSA blocks {s['start']}), stages "
+              f"{', '.join(f'c{st}' for st in s['stages'])}, at most {s['budget']} candidates after {first.id} "
+              f"(which ones, the search decides as it runs)")
     if args.runs:
-        print("\n".join(r.id for r in plan.runs))
+        print("\n".join(r.id for r in [*plan.runs, *([first] if first else [])]))
 
 
 def cmd_digest(args):
@@ -212,6 +246,28 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--checkpoint", required=True)
         s.add_argument("--out", required=True, action="append", metavar="TABLE=PATH",
                        help=f"Parquet path of each table it writes: {', '.join(probe.tables)}")
+
+    s = verb("prepare-corruptions", cmd_prepare_corruptions, "check (and with --download fetch) CIFAR-10-C or "
+             "CIFAR-100-C in the published layout")
+    s.add_argument("--dataset", required=True, help="cifar10 or cifar100 (or any, with --folder)")
+    s.add_argument("--root", required=True, help="data root; the archive is extracted here")
+    s.add_argument("--folder", help="folder holding the .npy files (default: ROOT/CIFAR-10-C or ROOT/CIFAR-100-C)")
+    s.add_argument("--extra", action="store_true", help="also the 4 extra corruptions")
+    s.add_argument("--download", action="store_true", help="download the Zenodo archive if files are missing")
+    s.add_argument("--out", required=True, help="summary JSON written when the files are there")
+
+    s = with_spec(verb("search-score", cmd_search_score, "held-out accuracy of a build-up search candidate"))
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--out", required=True, help="score JSON")
+
+    s = with_spec(verb("search-step", cmd_search_step, "one decision of the build-up search: scores so far -> next "
+                       "candidate or stop"), device=False)
+    s.add_argument("--score", action="append", metavar="PATH", help="score JSON of each candidate so far, in order")
+    s.add_argument("--out", required=True, help="state JSON of this step")
+
+    s = verb("search-table", cmd_search_table, "the path the build-up search took, as the search table")
+    s.add_argument("--state", required=True, help="state JSON of the last step")
+    s.add_argument("--out", required=True, help="Parquet path")
 
     s = verb("aggregate", cmd_aggregate, "concatenate per-run tables into results/<table>.parquet")
     s.add_argument("--table", required=True)

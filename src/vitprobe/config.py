@@ -184,6 +184,11 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"config key {key}: {error.instance!r} is not allowed; allowed: {allowed}"
     if error.validator == "oneOf" and key.endswith("fractions." + str(error.absolute_path[-1])):
         return f"config key {key}: {error.instance!r} is not a fraction in (0, 1] (a number or a string like '1/64')"
+    if error.validator == "oneOf" and error.instance is not None and {"type": "null"} in error.validator_value:
+        # "null or an object": the object's own error is the one to report
+        inner = [e for e in error.context if error.validator_value[e.relative_schema_path[0]] != {"type": "null"}]
+        if inner:
+            return _describe(jsonschema.exceptions.best_match(inner))
     return f"config key {key}: {error.message}"
 
 

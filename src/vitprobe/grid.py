@@ -13,7 +13,7 @@ from functools import cached_property
 
 import torch
 
-from vitprobe import catalog, models, weights
+from vitprobe import catalog, models, search, weights
 from vitprobe.errors import ConfigError, first_line
 from vitprobe.series import fraction_token, parse_fraction, series_matches
 
@@ -21,9 +21,9 @@ __all__ = ["ConfigError", "Plan", "Run", "parse_fraction", "series_matches"]  # 
 
 NO_KERNEL = 0  # kernel_size of models without local attention ("k0" in run ids)
 IMPORTED_EPOCH = 0  # the one checkpoint of a run whose weights are imported, not trained
-# Probes that read the training split (augmented batches); datasets without one (imagenet:
-# a folder of validation images) have no tables of theirs.
-TRAINING_DATA_PROBES = ("hessian", "eval", "landscape")
+# Probes that read the training split (augmented batches) or CIFAR-C; datasets without them
+# (imagenet: a folder of validation images) have no tables of theirs.
+TRAINING_DATA_PROBES = ("hessian", "eval", "landscape", "corruption")
 NO_TRAINING_SPLIT = ("imagenet",)
 RUN_ID_REGEX = r"[a-z0-9_]+-[a-z0-9_]+-k\d+-f\d+(?:of\d+)?-s\d+"
 _RUN_ID = re.compile(r"(?P<dataset>[a-z0-9_]+)-(?P<model>[a-z0-9_]+)-k(?P<kernel>\d+)"
@@ -93,8 +93,11 @@ class Plan:
         self.config = config
         self._check_models()
         self._check_epochs()
+        self._check_augment()
         self.experiments = {name: self._expand(name, exp) for name, exp in config["experiments"].items()}
         self._check_model_kwargs()
+        self.search = self._search_setup()
+        self._check_corruption()
         self._check_figures()
         if config.get("tensorboard"):
             if importlib.util.find_spec("tensorboard") is None:
@@ -104,6 +107,11 @@ class Plan:
     # ---- models -------------------------------------------------------------------
     def model_spec(self, model: str) -> dict:
         """{'arch': registered timm name, 'kwargs': {...}} for a grid model name."""
+        base = self.config.get("search", {}).get("base")
+        layout = search.parse_candidate(base, model) if base else None
+        if layout is not None:  # a build-up search candidate: the base with its MSA layout
+            spec = self.model_spec(base)
+            return {"arch": spec["arch"], "kwargs": {**spec["kwargs"], "msa_blocks": list(layout)}}
         alias = self.config.get("models", {}).get(model)
         if alias is not None:
             spec = {"arch": alias["arch"], "kwargs": dict(alias.get("kwargs", {}))}
@@ -216,7 +224,7 @@ class Plan:
 
     def run(self, run_id: str) -> Run:
         run = Run.parse(run_id)
-        if run not in set(self.runs):
+        if run not in set(self.runs) and not self.is_search_run(run):
             raise ValueError(f"run {run_id!r} is not in the configured grid")
         return run
 
@@ -245,8 +253,8 @@ class Plan:
 
     @property
     def datasets(self) -> list[str]:
-        """Every dataset a run uses (each has its own prepare-data job)."""
-        return sorted({r.dataset for r in self.runs})
+        """Every dataset a run uses (each has its own prepare-data job), and data.dataset."""
+        return sorted({r.dataset for r in self.runs} | {self.config["data"]["dataset"]})
 
     @property
     def checkpoint_epochs(self) -> list[int]:
@@ -271,6 +279,17 @@ class Plan:
     def probe_epochs(self, probe: str) -> list[int]:
         return sorted(set(self.config["probes"][probe].get("epochs", [self.config["train"]["epochs"]])))
 
+    def _check_augment(self) -> None:
+        ra = self.config.get("train", {}).get("augment", {}).get("randaugment")
+        if not ra:
+            return
+        own = {"timm": ("prob", "magnitude_max", "interpolation"), "torchvision": ("group_size",)}
+        for impl, keys in own.items():
+            for key in keys:
+                if key in ra and ra["impl"] != impl:
+                    raise ConfigError(f"train.augment.randaugment.{key}: only for impl: {impl} (impl is "
+                                      f"{ra['impl']}); remove it or set impl: {impl}")
+
     def _check_epochs(self) -> None:
         train = self.config["train"]
         total = train["epochs"]
@@ -292,11 +311,87 @@ class Plan:
         data["dataset"] = run.dataset
         if run.dataset != "imagenet":
             data.pop("imagenet_dir", None)  # its path is no part of other datasets' runs
+        if self.is_search_run(run):  # candidates never train on the split that scores them
+            data["holdout"] = {"fraction": self.search["holdout"], "seed": self.search["seed"]}
         return {"run": run.columns(), "data": data, "model": self.model_spec(run.model),
                 "train": self.config["train"]}
 
     def probe_spec(self, run: Run, probe: str) -> dict:
-        return {**self.train_spec(run), "probe": self.config["probes"][probe]}
+        probe_cfg = {k: v for k, v in self.config["probes"][probe].items() if k != "download"}  # where, not what
+        return {**self.train_spec(run), "probe": probe_cfg}
+
+    # ---- the build-up search (vitprobe.search) --------------------------------------
+    def _search_setup(self) -> dict | None:
+        """The search's spec (what `vitprobe search-step` needs), checked: the base is a
+        pre-activation ResNet, a stage to search exists, the decision epoch is a checkpoint."""
+        cfg = self.config.get("search")
+        if not cfg:
+            return None
+        from vitprobe.models.alternet import MSABlock, PreActResNet
+
+        base = cfg["base"]
+        spec = self.model_spec(base)
+        if spec["arch"] not in models.MODELS:
+            raise ConfigError(f"search.base: unknown model {base!r}; allowed: {', '.join(sorted(models.MODELS))} "
+                              f"or an alias under models:")
+        try:
+            with torch.device("meta"):
+                net = models.create(spec["arch"], num_classes=10, **model_kwargs(spec, self.config["train"], 0))
+        except Exception as exc:  # noqa: BLE001 - the model's constructor
+            raise ConfigError(f"search.base: {base!r} cannot be built: {first_line(exc)}") from None
+        if not isinstance(net, PreActResNet):
+            allowed = sorted(n for n, i in models.MODELS.items() if i.family in ("preact_resnet", "alternet"))
+            raise ConfigError(f"search.base: {base!r} ({spec['arch']}) is not a pre-activation ResNet; the build-up "
+                              f"rule starts from one: {', '.join(allowed)} or an alias of them")
+        n_stages = net.num_stages
+        layers = [len(getattr(net, f"layer{i + 1}")) for i in range(n_stages)]
+        start = [sum(isinstance(b, MSABlock) for b in getattr(net, f"layer{i + 1}")) for i in range(n_stages)]
+        if "stages" in cfg and not cfg["stages"]:
+            raise ConfigError("search.stages: empty, so there is no stage to search; list stages 1.."
+                              f"{n_stages} in search order, or leave the key out (every stage, last to first)")
+        stages = cfg.get("stages") or list(range(n_stages, 0, -1))
+        bad = [st for st in stages if not 1 <= st <= n_stages]
+        if bad:
+            raise ConfigError(f"search.stages: stage {bad[0]} does not exist in {base!r}; allowed: 1..{n_stages}")
+        if all(start[st - 1] >= search.max_msa(layers[st - 1]) for st in stages):
+            raise ConfigError(f"search.stages: no stage to search: stages {stages} of {base!r} (blocks {layers}, "
+                              f"MSA {start}) hold no more MSA blocks (at most blocks // 2 per stage)")
+        epoch = cfg.get("epoch", self.config["train"]["epochs"])
+        if epoch not in self.checkpoint_epochs:
+            raise ConfigError(f"search.epoch: {epoch} is not a checkpoint epoch; allowed: {self.checkpoint_epochs}")
+        full = [search.max_msa(n) if i + 1 in stages else m for i, (n, m) in enumerate(zip(layers, start))]
+        try:
+            with torch.device("meta"):
+                models.create(spec["arch"], num_classes=10,
+                              **model_kwargs({**spec, "kwargs": {**spec["kwargs"], "msa_blocks": full}},
+                                             self.config["train"], 0))
+        except Exception as exc:  # noqa: BLE001
+            raise ConfigError(f"search.base: {base!r} with MSA blocks {full} cannot be built: "
+                              f"{first_line(exc)}") from None
+        return {"base": base, "dataset": self.config["data"]["dataset"], "layers": layers, "start": start,
+                "stages": stages, "budget": cfg["budget"], "holdout": cfg["holdout"], "seed": cfg["seed"],
+                "epoch": epoch}
+
+    def _check_corruption(self) -> None:
+        from vitprobe.corruptions import ARCHIVES
+        probe, dataset = self.config["probes"].get("corruption"), self.config["data"]["dataset"]
+        if probe is not None and not probe.get("folder") and dataset not in ARCHIVES:
+            raise ConfigError(f"probes.corruption.folder: required for data.dataset {dataset!r}, which has no "
+                              f"published corrupted test set (only {', '.join(ARCHIVES)}: CIFAR-10-C, CIFAR-100-C); "
+                              f"give a folder in the CIFAR-C layout or remove probes.corruption")
+
+    def is_search_run(self, run: Run) -> bool:
+        """True for a candidate of the configured search (any layout the rule may reach)."""
+        s = self.search
+        if not s or (run.dataset, run.kernel_size, run.fraction, run.seed) != (s["dataset"], NO_KERNEL, 1.0, s["seed"]):
+            return False
+        layout = search.parse_candidate(s["base"], run.model)
+        return (layout is not None and len(layout) == len(s["layers"])
+                and all(m0 <= m <= search.max_msa(n) for m, m0, n in zip(layout, s["start"], s["layers"])))
+
+    def search_run(self, layout) -> Run:
+        return Run(self.search["dataset"], search.candidate_model(self.search["base"], layout), NO_KERNEL, 1.0,
+                   self.search["seed"])
 
     # ---- figures ------------------------------------------------------------------
     def _check_figures(self) -> None:
@@ -324,14 +419,20 @@ class Plan:
                         raise ConfigError(f"figures.{fig}: needs training logs, but {', '.join(imported)} has imported "
                                           f"weights (no training)")
                     continue
+                if table == catalog.SEARCH_TABLE:
+                    if not self.search:
+                        raise ConfigError(f"figures.{fig}: draws the build-up search; add a search: block to the "
+                                          f"config (search.base: a pre-activation ResNet)")
+                    continue
                 probe = catalog.probe_of(table)
                 if probe not in self.config["probes"]:
                     raise ConfigError(f"figures.{fig}: needs the {probe!r} probe; add probes.{probe} to the config")
                 for run in self.figure_runs(fig):
                     allowed = self.run_probe_epochs(run, probe)
                     if not allowed:
-                        raise ConfigError(f"figures.{fig}: needs probes.{probe}, which reads training images, but run "
-                                          f"{run.id} is on {run.dataset} (no training split); drop it from the series")
+                        raise ConfigError(f"figures.{fig}: needs probes.{probe}, which reads training (or CIFAR-C) "
+                                          f"images, but run {run.id} is on {run.dataset} (no training split); drop it "
+                                          f"from the series")
                     if epoch is not None and epoch not in allowed:
                         why = ("its weights are imported: its one checkpoint is epoch 0" if self.imported(run)
                                else f"probes.{probe}.epochs")

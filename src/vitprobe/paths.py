@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DATA_READY = "{root}/{dataset}.ready.json"
+#: Written when the CIFAR-C folder holds every corruption the probe reads: beside the folder.
+CORRUPTIONS_READY = "{folder}.ready.json"
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,25 @@ class Layout:
     @property
     def tensorboard(self) -> str:
         return self.results + "/tensorboard/{run}"
+
+    @property
+    def search_score(self) -> str:
+        """A build-up search candidate's held-out accuracy at the decision epoch."""
+        return self.run_dir + "/holdout_e{epoch}.json"
+
+    @property
+    def search_step(self) -> str:
+        """The state after the search's step-th decision (a Snakemake checkpoint's output)."""
+        return self.results + "/search/step_{step}.json"
+
+    @property
+    def search_table(self) -> str:
+        return self.results + "/search.parquet"
+
+    @property
+    def search_aggregate(self) -> str:
+        """A per-run table aggregated over the search's candidates (train_log, each probe's)."""
+        return self.results + "/search/{table}.parquet"
 
     @property
     def aggregate(self) -> str:

@@ -121,6 +121,25 @@ TABLES: dict[str, list[Column]] = {
         Column("l2", pa.float64(), "", "release: Σ_p ‖p‖₂ over parameter tensors; li2018: ‖θ'‖² at that point"),
         Column("loss", pa.float64(), "nats", "release: nll + wd · l2; li2018: nll + wd/2 · l2"),
     ],
+    "corruption": [
+        Column("corruption", pa.string(), "", "CIFAR-C corruption, e.g. gaussian_noise (vitprobe.corruptions.CORRUPTIONS)"),
+        Column("severity", pa.int64(), "", "corruption severity, 1 (mild) .. 5 (strong)"),
+        Column("accuracy", pa.float64(), "%", "top-1 accuracy on the corrupted test images"),
+        Column("nll", pa.float64(), "nats", "mean NLL on the corrupted test images"),
+        Column("clean_accuracy", pa.float64(), "%", "top-1 accuracy on the same test images, uncorrupted"),
+        Column("clean_nll", pa.float64(), "nats", "mean NLL on the same test images, uncorrupted"),
+        Column("n_images", pa.int64(), "images", "test images per (corruption, severity)"),
+    ],
+    "search": [
+        Column("step", pa.int64(), "", "0 = the base model, then one per candidate tried, in order"),
+        Column("run_id", pa.string(), "", "the candidate's run id (its model name encodes the MSA layout)"),
+        Column("msa_blocks", pa.string(), "", "MSA blocks per stage c1..cn, e.g. '0,0,1,2'"),
+        Column("stage", pa.int64(), "", "stage (1..n) the step added an MSA block to; 0 for the base"),
+        Column("accuracy", pa.float64(), "%", "accuracy on the held-out split of the training set (never the test set)"),
+        Column("best_before", pa.float64(), "%", "best held-out accuracy before this step (NaN for the base)"),
+        Column("kept", pa.bool_(), "", "the step's layout became the current best (the base always is)"),
+        Column("n_holdout", pa.int64(), "images", "held-out training images the accuracy is measured on"),
+    ],
 }
 
 def schema(table: str) -> pa.Schema:

@@ -87,10 +87,30 @@ def load_model(checkpoint_path, spec: dict) -> tuple[torch.nn.Module, dict]:
     return model.eval(), payload
 
 
+def _holdout_mask(labels: torch.Tensor, holdout: dict) -> torch.Tensor:
+    """bool (N,): the held-out images, a class-stratified seeded share (data.holdout of a
+    build-up search candidate: {"fraction", "seed"})."""
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    mask[data.stratified_indices(labels, holdout["fraction"], seed=holdout["seed"])] = True
+    return mask
+
+
+def holdout_split(spec: dict) -> data.Split:
+    """The held-out part of the train split that scores a search candidate (spec data.holdout)."""
+    d = spec["data"]
+    full = data.load_split(d["dataset"], d["root"], train=True)
+    keep = _holdout_mask(full.labels, d["holdout"])
+    return data.Split(full.images[keep].contiguous(), full.labels[keep].contiguous(), full.num_classes)
+
+
 def training_split(spec: dict) -> data.Split:
-    """The run's training set: the class-stratified, seeded fraction of the train split."""
+    """The run's training set: the class-stratified, seeded fraction of the train split
+    (without the held-out images when the spec has data.holdout: search candidates)."""
     d, run = spec["data"], spec["run"]
     full = data.load_split(d["dataset"], d["root"], train=True)
+    if d.get("holdout"):
+        keep = ~_holdout_mask(full.labels, d["holdout"])
+        full = data.Split(full.images[keep].contiguous(), full.labels[keep].contiguous(), full.num_classes)
     if run["fraction"] >= 1:
         return full
     idx = data.stratified_indices(full.labels, run["fraction"], seed=run["seed"])

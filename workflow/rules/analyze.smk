@@ -6,6 +6,7 @@ for _probe in PLAN.probes:
         name:
             PROBES[_probe].rule_name
         input:
+            **probe_extra_inputs(_probe),
             checkpoint=LAYOUT.checkpoint,
             data=run_data_ready,
         output:

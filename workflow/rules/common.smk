@@ -9,9 +9,9 @@ import sys
 
 from vitprobe.config import assemble, validate
 from vitprobe.grid import RUN_ID_REGEX, ConfigError, train_hash
-from vitprobe.paths import DATA_READY, Layout
+from vitprobe.paths import CORRUPTIONS_READY, DATA_READY, Layout
 from vitprobe.weights import kind as weights_kind
-from vitprobe.catalog import FIGURES, PROBES
+from vitprobe.catalog import FIGURES, PROBES, SEARCH_TABLE
 
 
 def _shown(path):
@@ -87,6 +87,22 @@ def runs_regex(runs):
     return "|".join(re.escape(r.id) for r in runs) or "(?!)"
 
 
+def corruption_folder():
+    """The CIFAR-C folder the corruption probe reads (probes.corruption.folder, else the
+    published folder of data.dataset under data.root)."""
+    from vitprobe.corruptions import default_folder
+
+    probe = config["probes"]["corruption"]
+    return probe["folder"] or str(default_folder(config["data"]["dataset"], config["data"]["root"]))
+
+
+def probe_extra_inputs(probe):
+    """Inputs a probe needs beyond its checkpoint and the dataset."""
+    if probe == "corruption":
+        return {"corruptions": CORRUPTIONS_READY.format(folder=corruption_folder())}
+    return {}
+
+
 def probe_pattern(table):
     return LAYOUT.probe_table.format(run="{run}", epoch="{epoch}", table=table)
 
@@ -141,6 +157,8 @@ def run_tables(table, runs=None, epoch=None):
 
 def figure_inputs(figure, table):
     """The per-run files of `table` that the figure's series need."""
+    if table == SEARCH_TABLE:
+        return [LAYOUT.search_table]
     spec = config["figures"][figure]
     return run_tables(table, PLAN.figure_runs(figure), spec.get("epoch"))
 
@@ -153,16 +171,28 @@ def figure_params(figure):
 
 
 def all_targets():
-    return [LAYOUT.aggregate.format(table=t) for t in TABLES] + [
-        LAYOUT.figure(ext).format(figure=f) for f in config["figures"] for ext in ("pdf", "png")
-    ]
+    return (
+        search_targets()
+        + [LAYOUT.aggregate.format(table=t) for t in TABLES]
+        + [LAYOUT.figure(ext).format(figure=f) for f in config["figures"] for ext in ("pdf", "png")]
+    )
 
 
 # ---- Cluster execution (profiles/slurm) -----------------------------------------------
 # Rules that never go to the cluster: cheap, CPU-only, or needing the network (CIFAR
 # download). Figure rules are named after their figure, so every configured figure's rule
 # is local too. Everything else (train, the probes) is submitted as one Slurm job per job.
-LOCAL_RULES = ["all", "prepare_data", "import_weights", "aggregate", *config["figures"]]
+LOCAL_RULES = [
+    "all",
+    "prepare_data",
+    "prepare_corruptions",
+    "import_weights",
+    "aggregate",
+    "search_step",
+    "search_table",
+    "search_aggregate",
+    *config["figures"],
+]
 workflow.localrules(*LOCAL_RULES)  # the `localrules:` directive, for a computed list
 
 

@@ -16,3 +16,21 @@ rule prepare_data:
     shell:
         "vitprobe prepare-data --dataset {params.dataset} --root {params.root}"
         " {params.download} --synthetic {params.synthetic:q} --out {output} > {log} 2>&1"
+
+
+if "corruption" in config["probes"]:
+
+    rule prepare_corruptions:
+        output:
+            CORRUPTIONS_READY.format(folder=corruption_folder()),
+        log:
+            LAYOUT.log("prepare_corruptions"),
+        params:
+            dataset=config["data"]["dataset"],
+            root=config["data"]["root"],
+            folder=corruption_folder(),
+            extra="--extra" if config["probes"]["corruption"]["extra"] else "",
+            download="--download" if config["probes"]["corruption"]["download"] else "",
+        shell:
+            "vitprobe prepare-corruptions --dataset {params.dataset} --root {params.root} --folder {params.folder}"
+            " {params.extra} {params.download} --out {output} > {log} 2>&1"

@@ -10,8 +10,6 @@ rule train:
         log=LAYOUT.train_log,
     log:
         LAYOUT.log("train/{run}"),
-    wildcard_constraints:
-        run=runs_regex(PLAN.trained_runs),
     threads: job_threads
     resources:
         **train_resources(),

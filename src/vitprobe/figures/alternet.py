@@ -1,5 +1,7 @@
 """Accuracy and robustness of AlterNet (paper Fig. 12), e.g. pre-activation ResNet-50 against
-Alter-ResNet-50, at the figure's epoch (default: the latest epoch of each table).
+Alter-ResNet-50, at the figure's epoch (default: the latest epoch of each table), with
+frequency-band noise as the robustness measure. The paper's Fig. 12b on CIFAR-100-C is
+`fig_corruption`, its build-up rule (Fig. 12a) `fig_buildup`.
 
 (a) One labelled marker per series at (test accuracy, robustness): test accuracy = 100 -
     error from the `eval` table; robustness = the run's mean of `accuracy` over all noise
