@@ -315,7 +315,7 @@ def test_imported_runs_have_one_checkpoint_and_no_training_probes_on_imagenet(tm
     (lambda c: c["figures"]["fig_fourier"].update(figure="fig_fouriers"),
      "figures.fig_fourier.figure: unknown figure 'fig_fouriers'; allowed: fig_hessian"),
     (lambda c: c["figures"].update(fig_hessian={"experiments": ["inet"]}),
-     "figures.fig_hessian: needs probes.hessian, which reads training images, but run imagenet-rn"),
+     "figures.fig_hessian: needs probes.hessian, which reads training .or CIFAR-C. images, but run imagenet-rn"),
 ])
 def test_bad_weights_configs_fail_before_any_job(tmp_path, change, message):
     config = _config(tmp_path)
