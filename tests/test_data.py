@@ -86,10 +86,12 @@ def test_missing_cifar_is_clear(tmp_path, dataset):
 
 
 def test_unknown_dataset(tmp_path):
-    with pytest.raises(ValueError, match="imagenet.*cifar10.*cifar100.*synthetic"):
+    with pytest.raises(ValueError, match="svhn.*cifar10.*cifar100.*synthetic"):
+        data.load_split("svhn", tmp_path, train=True)
+    with pytest.raises(ValueError, match="svhn"):
+        data.prepare("svhn", tmp_path)
+    with pytest.raises(ValueError, match="imagenet is a class-folder directory .* no training split"):
         data.load_split("imagenet", tmp_path, train=True)
-    with pytest.raises(ValueError, match="imagenet"):
-        data.prepare("imagenet", tmp_path)
 
 
 class _Reader(CIFAR100):
@@ -512,5 +514,6 @@ def test_fashion_mnist_mean_std_of_padded_training_set(tmp_path, monkeypatch):
 
 def test_schema_lists_every_dataset():
     schema = yaml.safe_load((REPO / "src" / "vitprobe" / "config.schema.yaml").read_text())
-    enum = schema["properties"]["data"]["properties"]["dataset"]["enum"]
+    assert schema["properties"]["data"]["properties"]["dataset"]["$ref"] == "#/$defs/dataset"
+    enum = schema["$defs"]["dataset"]["enum"]
     assert sorted(enum) == sorted(data.DATASETS) == sorted(data.MEAN_STD)

@@ -293,3 +293,75 @@ def test_slurm_executor_without_slurm_commands_says_so(workdir, tiny, tmp_path):
     last = (out.stdout + out.stderr).strip().splitlines()[-1]
     assert last.startswith("vitprobe: the Slurm executor needs sbatch, squeue, scancel on PATH"), last
     assert "Traceback" not in out.stdout + out.stderr
+
+
+# ---- models vitprobe did not train ------------------------------------------------------------
+
+def uncomment_blocks(text: str) -> str:
+    """config.yaml with its commented-out blocks ("To use, uncomment the lines below") active."""
+    out, active = [], False
+    for line in text.splitlines():
+        if active and not line.strip():
+            active = False
+        elif active:
+            line = re.sub(r"^(\s*)# ?", r"\1", line, count=1)
+        elif "To use, uncomment the lines below" in line:
+            active = True
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def test_config_yaml_imagenet_and_release_blocks_plan_no_training(workdir):
+    text = uncomment_blocks((REPO / "config.yaml").read_text())
+    (workdir / "blocks.yaml").write_text(text)
+    figures = [f"figures/{f}_{suffix}.pdf" for suffix, names in
+               [("imagenet", ["fig_fourier", "fig_robustness", "fig_variance"]),
+                ("release", ["fig_fourier", "fig_variance", "fig_hessian"])] for f in names]
+    out = subprocess.run([sys.executable, "-m", "snakemake", *figures, "-n", "-c1", "--configfile", "blocks.yaml"],
+                         cwd=workdir, capture_output=True, text=True)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    counts = _job_counts(out.stdout + out.stderr)
+    assert "train" not in counts and counts["import_weights"] == 8
+    assert counts["fourier"] == 8 and counts["robustness"] == 2 and counts["variance"] == 8
+    assert counts["hessian"] == 4 and counts["prepare_data"] == 2  # imagenet (checked) and cifar100
+    assert "imagenet-pit_ti_timm-k0-f1-s0" in out.stdout and "cifar100-swin_ti_release-k0-f1-s0" in out.stdout
+
+
+def test_timm_model_on_an_image_folder_draws_figures_without_training(workdir):
+    """weights: init (offline) timm ViT and ResNet on a class-folder set the test writes."""
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for c in ("n01", "n02"):
+        (workdir / "val" / c).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 255, (60, 70 + i, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(workdir / "val" / c / f"{i}.JPEG")
+    config = {
+        "data": {"dataset": "synthetic", "root": "data", "download": False, "imagenet_dir": "val"},
+        "results_dir": "results/timm", "figures_dir": "figures/timm",
+        "models": {"vit_init": {"arch": "vit_tiny_patch16_224", "weights": "init", "kwargs": {"depth": 2}},
+                   "rn_init": {"arch": "resnet18", "weights": "init"}},
+        "experiments": {"imagenet": {"dataset": "imagenet", "models": ["vit_init", "rn_init"]}},
+        "train": {"epochs": 1, "warmup_epochs": 0, "checkpoint_epochs": [1]},
+        "probes": {"fourier": {"n_images": 5}, "robustness": {"n_images": 5, "freqs": [0.5], "batch_size": 4}},
+        "figures": {"fig_fourier_imagenet": {"figure": "fig_fourier", "experiments": ["imagenet"], "epoch": 0,
+                                             "series": [{"label": "ViT", "model": "vit_init"},
+                                                        {"label": "ResNet", "model": "rn_init"}]},
+                    "fig_robustness": {"experiments": ["imagenet"], "epoch": 0,
+                                       "series": [{"label": "ViT", "model": "vit_init"}]}},
+    }
+    (workdir / "timm.yaml").write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "snakemake", "-c1", "--configfile", "timm.yaml"]
+    dry = subprocess.run([*cmd, "-n"], cwd=workdir, capture_output=True, text=True)
+    assert dry.returncode == 0, (dry.stdout + dry.stderr)[-3000:]
+    counts = _job_counts(dry.stdout + dry.stderr)
+    assert "train" not in counts and counts["import_weights"] == 2 and counts["prepare_data"] == 1
+    run = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    for fig in ("fig_fourier_imagenet", "fig_robustness"):
+        assert (workdir / f"figures/timm/{fig}.pdf").stat().st_size > 1000
+    fourier = pd.read_parquet(workdir / "results/timm/fourier.parquet")
+    assert set(fourier["weights"]) == {"init"} and set(fourier["epoch"]) == {0}
+    assert set(fourier["model"]) == {"vit_init", "rn_init"} and set(fourier["n_images"]) == {5}
+    assert set(fourier.query("model == 'vit_init'")["kind"]) == {"embed", "msa", "mlp"}
+    assert not (workdir / "results/timm/runs/imagenet-vit_init-k0-f1-s0/train_log.parquet").exists()

@@ -101,3 +101,14 @@ def test_truncated_and_missing_table_files(tmp_path):
 def test_unknown_table():
     with pytest.raises(ValueError, match="unknown table 'nope'; allowed: train_log, eval, hessian"):
         results.schema("nope")
+
+
+def test_tables_written_before_the_weights_column_read_as_trained(tmp_path):
+    path = tmp_path / "h.parquet"
+    results.write_run_table(_hessian_rows([3.0, -2.0]), "hessian", path, run=RUN, epoch=5, config_hash="abc")
+    assert pd.read_parquet(path)["weights"].tolist() == ["trained", "trained"]
+    pq.write_table(pq.read_table(path).drop(["weights"]), path)  # a file of the previous schema
+    table = results.read_run_table(path, "hessian")
+    assert table.schema.names == results.schema("hessian").names
+    assert table.column("weights").to_pylist() == ["trained", "trained"]
+    assert results.aggregate([path], "hessian")["eigenvalue"].tolist() == [3.0, -2.0]

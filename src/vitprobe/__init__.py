@@ -1,14 +1,19 @@
 """vitprobe: train vision models and probe them (Hessian, Fourier, variance, robustness).
 
-`vitprobe.load_checkpoint(path)` gives a checkpoint's model, ready for analysis; it is
-imported on first use, so `import vitprobe` stays light (no torch)."""
+`vitprobe.load_checkpoint(path)` gives a checkpoint's model, ready for analysis;
+`vitprobe.load_model(arch, weights)` a vitprobe or timm model with weights from anywhere
+(`vitprobe.api`, which runs every probe on any model). Both are imported on first use, so
+`import vitprobe` stays light (no torch)."""
 
 __version__ = "0.1.0"
-__all__ = ["load_checkpoint"]
+__all__ = ["load_checkpoint", "load_model"]
 
 
 def __getattr__(name):
     if name == "load_checkpoint":
         from vitprobe.runtime import load_checkpoint
         return load_checkpoint
+    if name == "load_model":
+        from vitprobe.api import load_model
+        return load_model
     raise AttributeError(f"module 'vitprobe' has no attribute {name!r}")

@@ -19,8 +19,9 @@ from vitprobe import results
 from vitprobe.augment import BatchAugment
 from vitprobe.device import Device
 from vitprobe.grid import Run
+from vitprobe.imagefolder import TensorSample
 from vitprobe.probes import evaluate
-from vitprobe.runtime import load_model, mean_std, test_split, train_hash, training_split
+from vitprobe.runtime import load_model, mean_std, probe_images, test_split, train_hash, training_split, weights_label
 
 
 def progress(iterable, total: int | None = None, desc: str | None = None):
@@ -73,7 +74,8 @@ def augmented_batches(spec: dict, n_batches: int, batch_size: int, seed: int, de
 
 
 def _write(df: pd.DataFrame, table: str, spec: dict, payload: dict, out) -> pd.DataFrame:
-    results.write_run_table(df, table, out, run=spec["run"], epoch=payload["epoch"], config_hash=train_hash(spec))
+    results.write_run_table(df, table, out, run=spec["run"], epoch=payload["epoch"], config_hash=train_hash(spec),
+                            weights=weights_label(spec))
     return df
 
 
@@ -148,34 +150,34 @@ def evaluate_checkpoint(spec: dict, checkpoint_path, outs: dict, device: Device)
     return df
 
 
-def _test_images(spec: dict, n_images: int | None, seed: int):
-    """The first n test images of a seeded permutation (all of them if n is None)."""
-    test = test_split(spec)
-    idx = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(seed))[:n_images]
-    return test.images[idx], test.labels[idx]
+def _what_images(spec: dict) -> str:
+    d = spec["data"]
+    return f"images of {d['imagenet_dir']}" if d["dataset"] == "imagenet" else "test images"
 
 
-def _map_statistics(spec: dict, checkpoint_path, device: Device, statistic, probe: str, what: str,
-                    chunk: int = 64):
+def _map_statistics(spec: dict, checkpoint_path, device: Device, statistic, probe: str, what: str):
     """Per feature map, the image-weighted mean of `statistic(map)` over chunks of the
-    probe's test images. Both statistics used here (the mean log-amplitude curve and the
-    mean spatial variance) are means over images, so chunking changes nothing but memory.
-    Logs `what` it computes as the start line of `probe`; returns the job's log too."""
+    probe's images (`runtime.probe_images`). Both statistics used here (the mean
+    log-amplitude curve and the mean spatial variance) are means over images, so chunking
+    changes nothing but memory; each map is reduced inside the forward pass
+    (`features.map_statistics`), so memory does not grow with n_images. Logs `what` it
+    computes as the start line of `probe`; returns the job's log too."""
     from vitprobe.augment import normalize
-    from vitprobe.features import feature_maps
+    from vitprobe.features import map_statistics
 
     p = spec["probe"]
     model, payload = load_model(checkpoint_path, spec)
     model = model.to(device.torch_device)
     log = _Log(probe, spec, payload)
-    images, _ = _test_images(spec, p["n_images"], p["seed"])
-    log(f"{what} on {len(images)} test images, chunks of {chunk}")
+    images, mean, std = probe_images(spec, model, p["n_images"], p["seed"])
+    chunk = images.chunk_size
+    log(f"{what} on {len(images)} {_what_images(spec)}, chunks of {chunk}")
     meta, sums = None, None
     for i in log.bar(f"chunks of {chunk} images")(range(0, len(images), chunk)):
-        x = normalize(images[i:i + chunk].to(device.torch_device), *mean_std(spec))
-        maps = feature_maps(model, x)
-        stats = [np.asarray(statistic(m.tensor), dtype=np.float64) * len(x) for m in maps]
-        meta = meta or [(m.index, m.name, m.kind, m.depth, m.tensor.shape[-1]) for m in maps]
+        x = normalize(images.chunk(i, i + chunk)[0].to(device.torch_device), mean, std)
+        maps = map_statistics(model, x, {"s": lambda t: np.asarray(statistic(t), dtype=np.float64)})
+        stats = [m[-1]["s"] * len(x) for m in maps]
+        meta = meta or [m[:5] for m in maps]
         sums = stats if sums is None else [a + b for a, b in zip(sums, stats)]
     return [(*m, total / len(images)) for m, total in zip(meta, sums)], len(images), payload, log
 
@@ -220,13 +222,34 @@ def robustness(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.Da
     model, payload = load_model(checkpoint_path, spec)
     model = device.prepare_model(model)
     log = _Log("robustness", spec, payload)
-    images, labels = _test_images(spec, p["n_images"], p["seed"])
+    images, mean, std = probe_images(spec, model, p["n_images"], p["seed"])
     freqs = p["freqs"]
-    log(f"accuracy on {len(images)} test images, clean and under band noise (eps {p['eps']:g}, width "
-        f"{p['width']:g}) at {len(freqs)} frequencies {min(freqs):g}..{max(freqs):g}, batches of {p['batch_size']}")
-    df = noise_robustness(model, images, labels, *mean_std(spec), eps=p["eps"], freqs=freqs,
-                          width=p["width"], batch_size=p["batch_size"], seed=p["seed"], device=device,
-                          progress=log.bar("passes (clean, then each frequency)"))
+    # images in memory: one pass (noise drawn batch by batch); decoded files: a chunk of
+    # batches at a time, accuracies weighted by chunk size
+    chunk = len(images) if isinstance(images, TensorSample) else max(p["batch_size"], images.chunk_size)
+    log(f"accuracy on {len(images)} {_what_images(spec)}, clean and under band noise (eps "
+        f"{p['eps']:g}, width {p['width']:g}) at {len(freqs)} frequencies {min(freqs):g}..{max(freqs):g}, "
+        f"batches of {p['batch_size']}")
+    classes = getattr(images, "classes", None)
+    if classes is not None and len(classes) != getattr(model, "num_classes", len(classes)):
+        log(f"warning: {len(classes)} class folders, but the model has {model.num_classes} classes; label i is the "
+            f"i-th folder in sorted order, so accuracies are only meaningful if the folders are the model's classes")
+    if chunk == len(images):
+        x, y = images.chunk(0, chunk)
+        df = noise_robustness(model, x, y, mean, std, eps=p["eps"], freqs=freqs, width=p["width"],
+                              batch_size=p["batch_size"], seed=p["seed"], device=device,
+                              progress=log.bar("passes (clean, then each frequency)"))
+    else:
+        parts = []
+        for i in log.bar(f"chunks of {chunk} images")(range(0, len(images), chunk)):
+            x, y = images.chunk(i, i + chunk)
+            parts.append(noise_robustness(model, x, y, mean, std, eps=p["eps"], freqs=freqs, width=p["width"],
+                                          batch_size=p["batch_size"], seed=p["seed"] + i, device=device))
+        df = parts[0].copy()
+        for col in ("accuracy", "clean_accuracy"):
+            df[col] = sum(part[col].to_numpy() * min(chunk, len(images) - i)
+                          for i, part in zip(range(0, len(images), chunk), parts)) / len(images)
+        df["delta_accuracy"] = df["accuracy"] - df["clean_accuracy"]
     df["n_images"] = len(images)
     df = _write(df, "robustness", spec, payload, out)
     worst = df.loc[df["delta_accuracy"].idxmin()]

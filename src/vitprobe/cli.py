@@ -118,6 +118,16 @@ def cmd_train(args):
           device=_device(args), progress=not args.no_progress, tensorboard=args.tensorboard)
 
 
+def cmd_import_weights(args):
+    from vitprobe.runtime import import_weights
+    from vitprobe.weights import WeightsError
+    spec = _spec(args.spec, "import-weights", "train")
+    if "weights" not in spec["model"]:
+        raise WeightsError("--spec: its model has no 'weights' source (models.<alias>.weights); train it instead")
+    import_weights(spec, args.out, download=args.download)
+    print(f"{args.out}: weights {spec['model']['weights']} of {spec['model']['arch']}", file=sys.stderr)
+
+
 def cmd_probe(args):
     from vitprobe.catalog import PROBES, resolve
     probe = PROBES[args.verb]
@@ -159,7 +169,8 @@ def _overrides(pairs) -> dict:
 def cmd_check_config(args):
     from vitprobe.config import load
     _, plan = load(args.config, _overrides(args.set))
-    print(f"{args.config}: valid; {len(plan.runs)} runs, checkpoints at epochs {plan.checkpoint_epochs}")
+    imported = f" ({len(plan.imported_runs)} with imported weights: epoch 0 only)" if plan.imported_runs else ""
+    print(f"{args.config}: valid; {len(plan.runs)} runs{imported}, checkpoints at epochs {plan.checkpoint_epochs}")
     for name, runs in plan.experiments.items():
         print(f"  {name}: {len(runs)} runs")
     first = None
@@ -224,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--state-dir", required=True, help="resume state directory (kept across failed attempts)")
     s.add_argument("--no-progress", action="store_true")
     s.add_argument("--tensorboard", metavar="DIR", help="also write the per-epoch curves as TensorBoard events here")
+
+    s = with_spec(verb("import-weights", cmd_import_weights, "write the one checkpoint (epoch 0) of a run whose "
+                       "weights are imported (init, timm, a file or URL), not trained"), device=False)
+    s.add_argument("--out", required=True, help="checkpoint path")
+    s.add_argument("--download", action="store_true", help="allow downloading a weights URL (data.download)")
 
     for probe in PROBES.values():
         s = with_spec(verb(probe.name, cmd_probe, probe.help))

@@ -34,7 +34,7 @@ from vitprobe.errors import VitprobeError
 
 #: Dataset names allowed in the config -> number of classes (synthetic: the default).
 DATASETS: dict[str, int] = {"cifar10": 10, "cifar100": 100, "synthetic": 10,
-                            "fashion_mnist": 10, "fashion_mnist_subset": 10}
+                            "fashion_mnist": 10, "fashion_mnist_subset": 10, "imagenet": 1000}
 
 #: Per-channel (mean, std) in [0, 1] pixel units. CIFAR values are those of the paper's
 #: code release (xxxnell/how-do-vits-work configs); synthetic: measured on the default
@@ -54,6 +54,8 @@ MEAN_STD: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]
     "fashion_mnist": ((0.2190,) * 3, (0.3318,) * 3),
 }
 MEAN_STD["fashion_mnist_subset"] = MEAN_STD["fashion_mnist"]
+# imagenet: timm's IMAGENET_DEFAULT_MEAN/STD; the probes use each model's own (vitprobe.imagefolder).
+MEAN_STD["imagenet"] = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 class DataMissing(VitprobeError, FileNotFoundError):
@@ -136,8 +138,15 @@ def prepare(dataset: str, root: str | Path, *, download: bool = False,
     root; both splits are read and checked; ``path`` is the folder they are read from.
     fashion_mnist_subset: the packaged file (``FASHION_MNIST_SUBSET``), read and checked;
     ``root`` is not used, nothing is written, no network.
+    imagenet: ``root`` is the class-folder directory (``vitprobe.imagefolder``), scanned and
+    checked; nothing is written, no network; n_train is 0 (there is no training split).
     """
     root = Path(root)
+    if dataset == "imagenet":
+        from vitprobe.imagefolder import scan
+        paths, _, classes = scan(root)
+        return {"dataset": dataset, "num_classes": len(classes), "n_train": 0, "n_test": len(paths),
+                "path": str(root)}
     if dataset in FASHION_DATASETS:
         if dataset == "fashion_mnist":
             folder = _fashion_folder(root, download)
@@ -170,6 +179,9 @@ def load_split(dataset: str, root: str | Path, train: bool) -> Split:
     num_classes = number of class names in the meta file. fashion_mnist(_subset): the 28x28
     images zero-padded by 2 pixels on each side, grey replicated to 3 channels, 10 classes
     (the subset ignores ``root``)."""
+    if dataset == "imagenet":
+        raise ValueError("imagenet is a class-folder directory read chunk by chunk (vitprobe.imagefolder), not a "
+                         "split in memory, and has no training split")
     if dataset == "fashion_mnist":
         images, labels = read_fashion_mnist(_fashion_folder(Path(root), False), train)
         return fashion_split(images, labels)

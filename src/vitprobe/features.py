@@ -25,6 +25,14 @@ What is read, per family (the `kind` of each map in quotes):
   of every block, "conv" for a bottleneck, "msa" for an MSA block. The final BN-ReLU
   before pooling is not a residual block, so the last map is the last block's output.
 
+The same classes built by timm for ImageNet (`resnet50`, `vit_tiny_patch16_224`, `pit_ti_224`,
+`swin_tiny_patch4_window7_224`, ...) are read the same way: timm's ResNet "stem" is then the
+7x7 conv-BN-ReLU and the max-pool (56x56 at 224 px); the token grids are 14x14 (ViT), 27x27 ->
+14x14 -> 7x7 (PiT) and 56 -> 28 -> 14 -> 7 (Swin): odd sides are fine for every probe.
+A model of another class: `module_maps(model, images, ["name", ...])` reads the outputs of
+the modules named (kind "module"); `map_statistics` reduces maps inside the forward pass
+(the probes' streaming path: one map in memory at a time).
+
 `depth` = index / (n - 1). Maps keep the model's dtype (half precision is cast to
 float32) and device.
 """
@@ -40,7 +48,7 @@ import torch.nn as nn
 
 from vitprobe.modes import eval_mode
 
-KINDS = ("embed", "stem", "msa", "mlp", "conv", "pool", "mixer_token", "mixer_channel")
+KINDS = ("embed", "stem", "msa", "mlp", "conv", "pool", "mixer_token", "mixer_channel", "module")
 
 
 @dataclass
@@ -78,6 +86,78 @@ def feature_maps(model: nn.Module, images: torch.Tensor) -> list[FeatureMap]:
     n = len(found)
     return [FeatureMap(i, name, kind, i / (n - 1) if n > 1 else 0.0, t)
             for i, (name, kind, t) in enumerate(found)]
+
+
+class _Reduced(list):
+    """The `found` list of `_attach`, reducing every map as it arrives: it keeps (name, kind,
+    side, {statistic: value}) instead of the tensor, so a forward pass holds one map at a time."""
+
+    def __init__(self, statistics: dict):
+        super().__init__()
+        self.statistics = statistics
+
+    def append(self, item) -> None:
+        name, kind, t = item
+        super().append((name, kind, t.shape[-1], {k: f(t) for k, f in self.statistics.items()}))
+
+
+def map_statistics(model: nn.Module, images: torch.Tensor, statistics: dict[str, Callable],
+                   modules: list[str] | None = None) -> list[tuple[int, str, str, float, int, dict]]:
+    """`statistics` ({name: function of a (B, C, H, W) map}) of every feature map of
+    `feature_maps` (or of the outputs of `modules`, see `module_maps`), computed inside the
+    forward pass so that no map outlives its hook: [(index, name, kind, depth, side,
+    {name: value})] in forward order. Peak memory is that of one forward pass."""
+    found = _Reduced(statistics)
+    handles: list = []
+    with eval_mode(model):
+        try:
+            if modules is None:
+                _attach(model, found, handles)
+            else:
+                _attach_modules(model, modules, found, handles)
+            with torch.no_grad():
+                model(images)
+        finally:
+            for h in handles:
+                h.remove()
+    n = len(found)
+    return [(i, name, kind, i / (n - 1) if n > 1 else 0.0, side, values)
+            for i, (name, kind, side, values) in enumerate(found)]
+
+
+def module_maps(model: nn.Module, images: torch.Tensor, modules: list[str],
+                prefix_tokens: int = 0) -> list[FeatureMap]:
+    """Feature maps of any model: the outputs of the named `modules` (`model.named_modules()`
+    paths), in forward order, kind "module". A (B, C, H, W) output is kept as it is; a
+    (B, N, C) token output becomes (B, C, sqrt N, sqrt N) after dropping `prefix_tokens`;
+    a tuple output gives its first element."""
+    found: list = []
+    handles: list = []
+    with eval_mode(model):
+        try:
+            _attach_modules(model, modules, found, handles, prefix_tokens)
+            with torch.no_grad():
+                model(images)
+        finally:
+            for h in handles:
+                h.remove()
+    n = len(found)
+    return [FeatureMap(i, name, kind, i / (n - 1) if n > 1 else 0.0, t) for i, (name, kind, t) in enumerate(found)]
+
+
+def _attach_modules(model, modules, found, handles, prefix_tokens: int = 0) -> None:
+    named = dict(model.named_modules())
+    missing = [m for m in modules if m not in named]
+    if missing:
+        raise ValueError(f"modules {', '.join(map(repr, missing[:3]))} are not in {type(model).__name__}; "
+                         f"some of its modules: {', '.join(list(named)[1:8])}, ...")
+    tokens = _tokens(prefix_tokens)
+
+    def to_map(t):
+        return t if t.dim() == 4 else tokens(t)
+    for name in modules:
+        _on_output(found, handles, named[name], name, "module", to_map,
+                   pick=lambda out: out[0] if isinstance(out, (tuple, list)) else out)
 
 
 # ---- tensor layouts ----------------------------------------------------------------------

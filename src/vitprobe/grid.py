@@ -13,13 +13,18 @@ from functools import cached_property
 
 import torch
 
-from vitprobe import catalog, models, search
+from vitprobe import catalog, models, search, weights
 from vitprobe.errors import ConfigError, first_line
 from vitprobe.series import fraction_token, parse_fraction, series_matches
 
 __all__ = ["ConfigError", "Plan", "Run", "parse_fraction", "series_matches"]  # ConfigError: re-exported
 
 NO_KERNEL = 0  # kernel_size of models without local attention ("k0" in run ids)
+IMPORTED_EPOCH = 0  # the one checkpoint of a run whose weights are imported, not trained
+# Probes that read the training split (augmented batches) or CIFAR-C; datasets without them
+# (imagenet: a folder of validation images) have no tables of theirs.
+TRAINING_DATA_PROBES = ("hessian", "eval", "landscape", "corruption")
+NO_TRAINING_SPLIT = ("imagenet",)
 RUN_ID_REGEX = r"[a-z0-9_]+-[a-z0-9_]+-k\d+-f\d+(?:of\d+)?-s\d+"
 _RUN_ID = re.compile(r"(?P<dataset>[a-z0-9_]+)-(?P<model>[a-z0-9_]+)-k(?P<kernel>\d+)"
                      r"-f(?P<num>\d+)(?:of(?P<den>\d+))?-s(?P<seed>\d+)")
@@ -109,11 +114,22 @@ class Plan:
             return {"arch": spec["arch"], "kwargs": {**spec["kwargs"], "msa_blocks": list(layout)}}
         alias = self.config.get("models", {}).get(model)
         if alias is not None:
-            return {"arch": alias["arch"], "kwargs": dict(alias.get("kwargs", {}))}
+            spec = {"arch": alias["arch"], "kwargs": dict(alias.get("kwargs", {}))}
+            if "weights" in alias:  # only then: the training hashes of trained runs stay as they were
+                spec["weights"] = alias["weights"]
+            return spec
         return {"arch": model, "kwargs": {}}
 
     def model_info(self, model: str):
-        return models.MODELS[self.model_spec(model)["arch"]]
+        """The registry's facts about a model; a timm model vitprobe does not register is
+        a family of its own ("timm") without local attention."""
+        arch = self.model_spec(model)["arch"]
+        return models.MODELS.get(arch) or models.ModelInfo(arch, "timm", False, None)
+
+    def imported(self, run: "Run | str") -> bool:
+        """True if the run's weights come from `models.<alias>.weights`: no training, one
+        checkpoint (epoch 0) written by `vitprobe import-weights`."""
+        return "weights" in self.model_spec(run if isinstance(run, str) else run.model)
 
     def token_grid(self, model: str) -> int | None:
         info = self.model_info(model)
@@ -123,15 +139,28 @@ class Plan:
     def _check_models(self) -> None:
         MODELS = models.MODELS
         known = sorted(MODELS)
+        download = self.config["data"].get("download", True)
         for name, alias in self.config.get("models", {}).items():
-            if alias["arch"] not in MODELS:
-                raise ConfigError(f"models.{name}.arch: unknown model {alias['arch']!r}; allowed: {', '.join(known)}")
+            if "weights" in alias:
+                if not models.is_known(alias["arch"]):
+                    raise ConfigError(f"models.{name}.arch: unknown model {alias['arch']!r}: neither a vitprobe model "
+                                      f"({', '.join(known)}) nor a timm model (timm.list_models())")
+                if alias["weights"] == "timm" and alias["arch"] in MODELS:
+                    raise ConfigError(f"models.{name}.weights: timm has no pretrained weights for the vitprobe model "
+                                      f"{alias['arch']!r}; allowed: init, a path or a URL")
+                try:
+                    weights.check_source(alias["weights"], f"models.{name}.weights", download=download)
+                except weights.WeightsError as exc:
+                    raise ConfigError(str(exc)) from None
+            elif alias["arch"] not in MODELS:
+                raise ConfigError(f"models.{name}.arch: unknown model {alias['arch']!r}; allowed: {', '.join(known)} "
+                                  f"(any timm model name with models.{name}.weights set)")
             if name in MODELS:
                 raise ConfigError(f"models.{name}: an alias may not shadow the registered model {name!r}")
         allowed = known + sorted(self.config.get("models", {}))
         for exp_name, exp in self.config["experiments"].items():
             for model in exp["models"]:
-                if self.model_spec(model)["arch"] not in MODELS:
+                if not self.imported(model) and self.model_spec(model)["arch"] not in MODELS:
                     raise ConfigError(f"experiments.{exp_name}.models: unknown model {model!r}; "
                                       f"allowed: {', '.join(allowed)}")
 
@@ -148,7 +177,7 @@ class Plan:
             where = f"models.{run.model}.kwargs" if run.model in self.config.get("models", {}) else run.model
             try:
                 with torch.device("meta"):
-                    models.create(spec["arch"], num_classes=10, **kwargs)
+                    models.create_any(spec["arch"], num_classes=10, **kwargs)
             except Exception as exc:  # TypeError/ValueError/... from the model's constructor
                 call = ", ".join(f"{k}={v!r}" for k, v in spec["kwargs"].items())
                 raise ConfigError(f"{where}: {spec['arch']}({call})"
@@ -157,7 +186,13 @@ class Plan:
 
     # ---- runs ---------------------------------------------------------------------
     def _expand(self, name: str, exp: dict) -> list[Run]:
-        dataset = self.config["data"]["dataset"]
+        dataset = exp.get("dataset", self.config["data"]["dataset"])
+        if dataset in NO_TRAINING_SPLIT:
+            trained = [m for m in exp["models"] if not self.imported(m)]
+            if trained:
+                key = f"experiments.{name}.dataset" if "dataset" in exp else "data.dataset"
+                raise ConfigError(f"{key}: {dataset} has no training split, so the models of experiment {name} need "
+                                  f"imported weights (models.<alias>.weights); {', '.join(trained)} would be trained")
         fractions = [parse_fraction(f, f"experiments.{name}.fractions") for f in exp.get("fractions", [1])]
         if exp.get("kernel_sizes") and not any(self.model_info(m).local_attention for m in exp["models"]):
             local = sorted(n for n, i in models.MODELS.items() if i.local_attention)
@@ -194,6 +229,33 @@ class Plan:
         return run
 
     # ---- epochs -------------------------------------------------------------------
+    def run_checkpoint_epochs(self, run: Run) -> list[int]:
+        """The checkpoint epochs of one run: `IMPORTED_EPOCH` alone for imported weights."""
+        return [IMPORTED_EPOCH] if self.imported(run) else self.checkpoint_epochs
+
+    def run_probe_epochs(self, run: Run, probe: str) -> list[int]:
+        """The epochs `probe` analyzes of `run`: none where the run's dataset lacks the data
+        the probe reads, epoch 0 for imported weights, else `probe_epochs`."""
+        if probe in TRAINING_DATA_PROBES and run.dataset in NO_TRAINING_SPLIT:
+            return []
+        return [IMPORTED_EPOCH] if self.imported(run) else self.probe_epochs(probe)
+
+    def run_table_epochs(self, run: Run, table: str) -> list[int]:
+        return self.run_probe_epochs(run, catalog.probe_of(table))
+
+    @property
+    def trained_runs(self) -> list[Run]:
+        return [r for r in self.runs if not self.imported(r)]
+
+    @property
+    def imported_runs(self) -> list[Run]:
+        return [r for r in self.runs if self.imported(r)]
+
+    @property
+    def datasets(self) -> list[str]:
+        """Every dataset a run uses (each has its own prepare-data job), and data.dataset."""
+        return sorted({r.dataset for r in self.runs} | {self.config["data"]["dataset"]})
+
     @property
     def checkpoint_epochs(self) -> list[int]:
         """Configured checkpoint epochs; the last epoch is always one."""
@@ -246,6 +308,9 @@ class Plan:
     def train_spec(self, run: Run) -> dict:
         """All that determines a run's training; its hash identifies compatible checkpoints."""
         data = {k: v for k, v in self.config["data"].items() if k != "download"}
+        data["dataset"] = run.dataset
+        if run.dataset != "imagenet":
+            data.pop("imagenet_dir", None)  # its path is no part of other datasets' runs
         if self.is_search_run(run):  # candidates never train on the split that scores them
             data["holdout"] = {"fraction": self.search["holdout"], "seed": self.search["seed"]}
         return {"run": run.columns(), "data": data, "model": self.model_spec(run.model),
@@ -331,8 +396,10 @@ class Plan:
     # ---- figures ------------------------------------------------------------------
     def _check_figures(self) -> None:
         for fig, spec in self.config.get("figures", {}).items():
-            if fig not in catalog.FIGURES:
-                raise ConfigError(f"figures.{fig}: unknown figure; allowed: {', '.join(catalog.FIGURES)}")
+            if self.figure_kind(fig) not in catalog.FIGURES:
+                where = f"figures.{fig}.figure" if "figure" in spec else f"figures.{fig}"
+                raise ConfigError(f"{where}: unknown figure {self.figure_kind(fig)!r}; allowed: "
+                                  f"{', '.join(catalog.FIGURES)} (a figure of another name sets figure: to one)")
             for exp in spec["experiments"]:
                 if exp not in self.experiments:
                     raise ConfigError(f"figures.{fig}.experiments: unknown experiment {exp!r}; "
@@ -347,6 +414,10 @@ class Plan:
             epoch = spec.get("epoch")
             for table in self.figure_tables(fig):
                 if table == catalog.TRAIN_LOG:
+                    imported = [r.id for r in self.figure_runs(fig) if self.imported(r)]
+                    if imported:
+                        raise ConfigError(f"figures.{fig}: needs training logs, but {', '.join(imported)} has imported "
+                                          f"weights (no training)")
                     continue
                 if table == catalog.SEARCH_TABLE:
                     if not self.search:
@@ -356,13 +427,25 @@ class Plan:
                 probe = catalog.probe_of(table)
                 if probe not in self.config["probes"]:
                     raise ConfigError(f"figures.{fig}: needs the {probe!r} probe; add probes.{probe} to the config")
-                if epoch is not None and epoch not in self.probe_epochs(probe):
-                    raise ConfigError(f"figures.{fig}.epoch: {epoch} is not analyzed by probes.{probe}; "
-                                      f"allowed: {self.probe_epochs(probe)} (probes.{probe}.epochs)")
+                for run in self.figure_runs(fig):
+                    allowed = self.run_probe_epochs(run, probe)
+                    if not allowed:
+                        raise ConfigError(f"figures.{fig}: needs probes.{probe}, which reads training (or CIFAR-C) "
+                                          f"images, but run {run.id} is on {run.dataset} (no training split); drop it "
+                                          f"from the series")
+                    if epoch is not None and epoch not in allowed:
+                        why = ("its weights are imported: its one checkpoint is epoch 0" if self.imported(run)
+                               else f"probes.{probe}.epochs")
+                        raise ConfigError(f"figures.{fig}.epoch: {epoch} is not analyzed by probes.{probe} for run "
+                                          f"{run.id}; allowed: {allowed} ({why})")
 
-    @staticmethod
-    def figure_tables(figure: str) -> tuple[str, ...]:
-        return catalog.FIGURES[figure].tables
+    def figure_kind(self, figure: str) -> str:
+        """The catalogued figure (`catalog.FIGURES`) a configured figure draws: its `figure`
+        key, else its own name (so one figure can be drawn twice, e.g. on CIFAR and ImageNet)."""
+        return self.config["figures"][figure].get("figure", figure)
+
+    def figure_tables(self, figure: str) -> tuple[str, ...]:
+        return catalog.FIGURES[self.figure_kind(figure)].tables
 
     def figure_runs(self, figure: str) -> list[Run]:
         """Runs of the figure's experiments that one of its series selects."""

@@ -42,6 +42,7 @@ PROVENANCE_COLUMNS = [
     Column("vitprobe_version", pa.string(), "", "package version that wrote the row"),
     Column("git_commit", pa.string(), "", "git commit of the working tree that wrote the row ('' if unknown)"),
     Column("config_hash", pa.string(), "", "hash of the run's training spec (same value as in its checkpoints)"),
+    Column("weights", pa.string(), "", "where the weights come from: trained (by vitprobe), or imported (models.<alias>.weights): init, timm, or the weights file's name"),
 ]
 
 TABLES: dict[str, list[Column]] = {
@@ -159,7 +160,7 @@ def git_commit() -> str:
 
 
 def write_run_table(rows: pd.DataFrame, table: str, path, *, run: dict, config_hash: str,
-                    epoch: int | None = None) -> None:
+                    epoch: int | None = None, weights: str = "trained") -> None:
     """Write one run's rows atomically, adding grid and provenance columns.
 
     `epoch` is the checkpoint epoch of probe tables; train_log rows carry their own epoch.
@@ -172,6 +173,7 @@ def write_run_table(rows: pd.DataFrame, table: str, path, *, run: dict, config_h
     df["vitprobe_version"] = __version__
     df["git_commit"] = git_commit()
     df["config_hash"] = config_hash
+    df["weights"] = weights
     target = schema(table)
     missing = [n for n in target.names if n not in df.columns]
     if missing:
@@ -199,6 +201,10 @@ def read_run_table(path, table: str) -> pa.Table:
     except Exception as exc:
         raise TableError(f"{path}: not a readable Parquet file of table {table!r} ({first_line(exc)}); {fix}") from exc
     found = got.schema.remove_metadata()
+    if found.names == expected.names[:-1] and expected.names[-1] == "weights":
+        # written before the weights column existed: every such run was trained by vitprobe
+        got = got.append_column(expected.field("weights"), pa.array(["trained"] * got.num_rows, pa.string()))
+        found = got.schema.remove_metadata()
     if not found.equals(expected):
         missing = [n for n in expected.names if n not in found.names]
         extra = [n for n in found.names if n not in expected.names]

@@ -6,9 +6,12 @@ A spec is the JSON handed over by a Snakemake rule (see `Plan.train_spec`/`probe
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from vitprobe import checkpoint, data
+from vitprobe.errors import first_line
 from vitprobe.grid import model_kwargs, train_hash  # train_hash re-exported: runtime is where jobs look for it
 
 
@@ -19,16 +22,57 @@ def num_classes(data_spec: dict) -> int:
 
 
 def model_recipe(spec: dict) -> dict:
-    """What builds the run's model, without the config: {"arch": registered name, "kwargs":
-    the alias's kwargs plus drop_path_rate and kernel_size from the run, "num_classes"}."""
+    """What builds the run's model, without the config: {"arch": registered (or, with imported
+    weights, any timm) name, "kwargs": the alias's kwargs plus drop_path_rate and kernel_size
+    from the run, "num_classes"}, and "weights" (the source) for imported weights."""
     kwargs = model_kwargs(spec["model"], spec["train"], spec["run"]["kernel_size"])
-    return {"arch": spec["model"]["arch"], "kwargs": kwargs, "num_classes": num_classes(spec["data"])}
+    recipe = {"arch": spec["model"]["arch"], "kwargs": kwargs, "num_classes": num_classes(spec["data"])}
+    if "weights" in spec["model"]:
+        recipe["weights"] = spec["model"]["weights"]
+    return recipe
 
 
-def build_from_recipe(recipe: dict) -> torch.nn.Module:
-    """`models.create(arch, num_classes=num_classes, **kwargs)` of a `model_recipe`."""
+def build_from_recipe(recipe: dict, pretrained: bool = False) -> torch.nn.Module:
+    """`models.create_any(arch, num_classes=num_classes, **kwargs)` of a `model_recipe`."""
     from vitprobe import models
-    return models.create(recipe["arch"], num_classes=recipe["num_classes"], **recipe["kwargs"])
+    return models.create_any(recipe["arch"], num_classes=recipe["num_classes"], pretrained=pretrained,
+                             **recipe["kwargs"])
+
+
+def import_weights(spec: dict, out, *, download: bool = False) -> torch.nn.Module:
+    """The one checkpoint of a run whose weights are imported (`spec["model"]["weights"]`,
+    see `vitprobe.weights`): the model built from the run's recipe, the weights loaded,
+    saved as an ordinary checkpoint of epoch 0 (`vitprobe.grid.IMPORTED_EPOCH`)."""
+    from vitprobe import weights
+    from vitprobe.grid import IMPORTED_EPOCH
+
+    recipe = model_recipe(spec)
+    source = recipe["weights"]
+    if source == "timm":
+        if not download:  # timm's weights come from the Hugging Face hub: its cache only
+            import huggingface_hub.constants
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            huggingface_hub.constants.HF_HUB_OFFLINE = True  # read when a request is made
+        try:
+            model = build_from_recipe(recipe, pretrained=True)
+        except Exception as exc:  # network, cache, or a name timm has no weights for
+            raise weights.WeightsError(
+                f"cannot get timm's pretrained weights of {recipe['arch']} ({first_line(exc)})"
+                + ("; downloads are off (data.download: false) and they are not in timm's cache" if not download
+                   else "")) from exc
+    else:
+        model = build_from_recipe(recipe)
+    if weights.kind(source) in ("file", "url"):
+        weights.load_into(model, source, root=spec["data"]["root"], download=download)
+    checkpoint.save(out, model, run=spec["run"], epoch=IMPORTED_EPOCH, config_hash=train_hash(spec), recipe=recipe)
+    return model.eval()
+
+
+def weights_label(spec: dict) -> str:
+    """The `weights` column of the run's result rows: trained, init, timm or a file name."""
+    from vitprobe.weights import label
+    source = spec["model"].get("weights")
+    return "trained" if source is None else label(source)
 
 
 def build_model(spec: dict) -> torch.nn.Module:
@@ -80,6 +124,23 @@ def test_split(spec: dict) -> data.Split:
 
 def mean_std(spec: dict):
     return data.MEAN_STD[spec["data"]["dataset"]]
+
+
+def probe_images(spec: dict, model: torch.nn.Module, n_images: int | None, seed: int):
+    """(images, mean, std) a feature-map or band-noise probe reads: the first `n_images` of a
+    seeded permutation of the test split (CIFAR and the other sets, as `uint8` tensors in
+    memory), or of the class-folder directory `data.imagenet_dir` with the model's own
+    preprocessing and mean/std (decoded chunk by chunk); `images` has `len()` and
+    `chunk(i, j)` (`vitprobe.imagefolder`)."""
+    from vitprobe import imagefolder
+
+    d = spec["data"]
+    if d["dataset"] == "imagenet":
+        transform, mean, std = imagefolder.eval_transform(model)
+        return imagefolder.ImageFolderSample(d["imagenet_dir"], transform, n_images, seed), mean, std
+    test = test_split(spec)
+    idx = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(seed))[:n_images]
+    return imagefolder.TensorSample(test.images[idx], test.labels[idx]), *mean_std(spec)
 
 
 def load_checkpoint(path, spec: dict | None = None) -> torch.nn.Module:

@@ -87,7 +87,8 @@ def table(state_path, out) -> pd.DataFrame:
                      "accuracy": st["accuracy"],
                      "best_before": math.nan if st["best_before"] is None else st["best_before"],
                      "kept": st["kept"], "n_holdout": st["n_images"], "vitprobe_version": results.__version__,
-                     "git_commit": results.git_commit(), "config_hash": st["config_hash"]})
+                     "git_commit": results.git_commit(), "config_hash": st["config_hash"],
+                     "weights": "trained"})
     df = pd.DataFrame(rows)
     target = results.schema(SEARCH_TABLE)
     with atomic_path(out) as tmp:

@@ -8,7 +8,7 @@ for _probe in PLAN.probes:
         input:
             **probe_extra_inputs(_probe),
             checkpoint=LAYOUT.checkpoint,
-            data=data_ready(),
+            data=run_data_ready,
         output:
             **{t: probe_pattern(t) for t in PROBES[_probe].tables},
         log:

@@ -2,6 +2,7 @@
 # only translates its plan into file lists.
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -9,6 +10,7 @@ import sys
 from vitprobe.config import assemble, validate
 from vitprobe.grid import RUN_ID_REGEX, ConfigError, train_hash
 from vitprobe.paths import CORRUPTIONS_READY, DATA_READY, Layout
+from vitprobe.weights import kind as weights_kind
 from vitprobe.catalog import FIGURES, PROBES, SEARCH_TABLE
 
 
@@ -70,8 +72,19 @@ def as_json(spec):
     return json.dumps(spec, sort_keys=True)
 
 
-def data_ready():
-    return DATA_READY.format(root=config["data"]["root"], dataset=config["data"]["dataset"])
+def data_ready(dataset=None):
+    """The ready marker of a dataset (default: data.dataset); the prepare_data rule makes it."""
+    return DATA_READY.format(root=config["data"]["root"], dataset=dataset or config["data"]["dataset"])
+
+
+def run_data_ready(wildcards):
+    """The ready marker of the dataset of the run in the wildcards (experiments.<name>.dataset)."""
+    return data_ready(PLAN.run(wildcards.run).dataset)
+
+
+def runs_regex(runs):
+    """A wildcard constraint matching exactly these run ids (none: matches nothing)."""
+    return "|".join(re.escape(r.id) for r in runs) or "(?!)"
 
 
 def corruption_folder():
@@ -103,6 +116,12 @@ def train_state_dir(wildcards):
     return LAYOUT.train_state_dir.format(run=wildcards.run, train_hash=train_hash(spec))
 
 
+def import_inputs(run_id):
+    """A weights file of an imported run is the input of its import job (none for init, timm, URLs)."""
+    source = PLAN.model_spec(PLAN.run(run_id).model)["weights"]
+    return [source] if weights_kind(source) == "file" else []
+
+
 def named_args(flag, files):
     """`--flag NAME=PATH` for every file of Snakemake's named input or output lists."""
     return " ".join(
@@ -121,13 +140,19 @@ def probe_params(probe):
     }
 
 
-def run_tables(table, runs=None, epochs=None):
-    """Per-run files of one table for the given runs (default: the whole grid)."""
+def run_tables(table, runs=None, epoch=None):
+    """Per-run files of one table for the given runs (default: the whole grid), at each of the
+    run's epochs of that table (only `epoch` if given). Runs with imported weights have no
+    train_log and one checkpoint, epoch 0 (PLAN.run_table_epochs)."""
     runs = PLAN.runs if runs is None else runs
     if table == "train_log":
-        return [LAYOUT.train_log.format(run=r.id) for r in runs]
-    epochs = PLAN.table_epochs(table) if epochs is None else epochs
-    return [LAYOUT.probe_table.format(run=r.id, table=table, epoch=e) for r in runs for e in epochs]
+        return [LAYOUT.train_log.format(run=r.id) for r in runs if not PLAN.imported(r)]
+    return [
+        LAYOUT.probe_table.format(run=r.id, table=table, epoch=e)
+        for r in runs
+        for e in PLAN.run_table_epochs(r, table)
+        if epoch is None or e == epoch
+    ]
 
 
 def figure_inputs(figure, table):
@@ -135,13 +160,12 @@ def figure_inputs(figure, table):
     if table == SEARCH_TABLE:
         return [LAYOUT.search_table]
     spec = config["figures"][figure]
-    epochs = [spec["epoch"]] if "epoch" in spec and table != "train_log" else None
-    return run_tables(table, PLAN.figure_runs(figure), epochs)
+    return run_tables(table, PLAN.figure_runs(figure), spec.get("epoch"))
 
 
 def figure_params(figure):
     return {
-        "figure": figure,
+        "figure": PLAN.figure_kind(figure),
         "spec": lambda wildcards: as_json(config["figures"][figure]),
     }
 
@@ -162,6 +186,7 @@ LOCAL_RULES = [
     "all",
     "prepare_data",
     "prepare_corruptions",
+    "import_weights",
     "aggregate",
     "search_step",
     "search_table",

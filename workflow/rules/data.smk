@@ -1,11 +1,16 @@
+# One job per dataset a run uses; imagenet only checks its class-folder directory.
 rule prepare_data:
     output:
-        data_ready(),
+        DATA_READY.format(root=config["data"]["root"], dataset="{dataset}"),
     log:
-        LAYOUT.log("prepare_data"),
+        LAYOUT.log("prepare_data/{dataset}"),
+    wildcard_constraints:
+        dataset="|".join(PLAN.datasets),
     params:
-        dataset=config["data"]["dataset"],
-        root=lambda wildcards, output: os.path.dirname(output[0]),
+        dataset=lambda wildcards: wildcards.dataset,
+        root=lambda wildcards, output: (
+            config["data"]["imagenet_dir"] if wildcards.dataset == "imagenet" else os.path.dirname(output[0])
+        ),
         download="--download" if config["data"]["download"] else "",
         synthetic=as_json(config["data"]["synthetic"]),
     shell:

@@ -1,4 +1,5 @@
-# One rule per configured figure (vitprobe.catalog.FIGURES), named after it; it reads only the
+# One rule per configured figure, named after it (it draws vitprobe.catalog.FIGURES[its name, or
+# its `figure:` key], so one figure can be configured twice); it reads only the
 # runs its series select, each file passed by table name (`--table NAME=PATH`). The PNG is
 # what the report shows inline, with the figure's caption.
 for _figure in config["figures"]:
@@ -7,12 +8,12 @@ for _figure in config["figures"]:
         name:
             _figure
         input:
-            **{t: (lambda wildcards, fig=_figure, t=t: figure_inputs(fig, t)) for t in FIGURES[_figure].tables},
+            **{t: (lambda wildcards, fig=_figure, t=t: figure_inputs(fig, t)) for t in PLAN.figure_tables(_figure)},
         output:
             pdf=LAYOUT.figure("pdf").format(figure=_figure),
             png=report(
                 LAYOUT.figure("png").format(figure=_figure),
-                caption=FIGURES[_figure].caption,
+                caption=FIGURES[PLAN.figure_kind(_figure)].caption,
                 category="Figures",
             ),
         log:

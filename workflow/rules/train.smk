@@ -1,9 +1,10 @@
 # One job per run; it writes every checkpoint epoch. The resume state in
 # <results>/runs/<run>/.train/ is deliberately not an output: Snakemake deletes the outputs
 # of failed jobs, and a rerun must resume from it. Live progress: `tail -f` the log.
+# Runs with imported weights (models.<alias>.weights) are not trained: see weights.smk.
 rule train:
     input:
-        data_ready(),
+        run_data_ready,
     output:
         **{f"e{e}": LAYOUT.checkpoint.format(run="{run}", epoch=e) for e in PLAN.checkpoint_epochs},
         log=LAYOUT.train_log,

@@ -67,3 +67,27 @@ def create(name: str, num_classes: int, **kwargs):
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
     return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
+
+
+def is_known(name: str) -> bool:
+    """A registered vitprobe model or any model name timm knows (`timm.list_models()`)."""
+    import timm
+
+    return name in MODELS or name in timm.list_models()
+
+
+def create_any(name: str, num_classes: int | None = None, pretrained: bool = False, **kwargs):
+    """A registered model (`create`) or any timm model, timm's pretrained weights with
+    `pretrained` (downloaded and cached by timm); `num_classes` None keeps the model's own."""
+    import timm
+
+    if name in MODELS:
+        if pretrained:
+            raise ValueError(f"{name}: no pretrained weights exist for vitprobe models")
+        return create(name, num_classes=100 if num_classes is None else num_classes, **kwargs)
+    if name not in timm.list_models():
+        raise ValueError(f"unknown model {name!r}: neither a vitprobe model ({', '.join(sorted(MODELS))}) nor a "
+                         f"timm model (timm.list_models())")
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    return timm.create_model(name, pretrained=pretrained, **kwargs)
