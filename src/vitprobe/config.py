@@ -184,6 +184,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"config key {key}: {error.instance!r} is not allowed; allowed: {allowed}"
     if error.validator == "oneOf" and key.endswith("fractions." + str(error.absolute_path[-1])):
         return f"config key {key}: {error.instance!r} is not a fraction in (0, 1] (a number or a string like '1/64')"
+    if error.validator in ("oneOf", "anyOf") and "description" in error.schema:
+        return f"config key {key}: {error.instance!r} is not allowed; allowed: {error.schema['description']}"
     return f"config key {key}: {error.message}"
 
 

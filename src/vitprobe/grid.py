@@ -19,6 +19,10 @@ from vitprobe.series import fraction_token, parse_fraction, series_matches
 
 __all__ = ["ConfigError", "Plan", "Run", "parse_fraction", "series_matches"]  # ConfigError: re-exported
 
+# (classes, training images per class) of the datasets whose size is fixed (synthetic: from
+# its config); the class-stratified fraction f keeps max(1, round(f·per class)) per class.
+TRAIN_PER_CLASS = {"cifar10": (10, 5000), "cifar100": (100, 500), "fashion_mnist": (10, 6000),
+                   "fashion_mnist_subset": (10, 500)}
 NO_KERNEL = 0  # kernel_size of models without local attention ("k0" in run ids)
 RUN_ID_REGEX = r"[a-z0-9_]+-[a-z0-9_]+-k\d+-f\d+(?:of\d+)?-s\d+"
 _RUN_ID = re.compile(r"(?P<dataset>[a-z0-9_]+)-(?P<model>[a-z0-9_]+)-k(?P<kernel>\d+)"
@@ -90,6 +94,7 @@ class Plan:
         self._check_epochs()
         self.experiments = {name: self._expand(name, exp) for name, exp in config["experiments"].items()}
         self._check_model_kwargs()
+        self._check_shards()
         self._check_figures()
         if config.get("tensorboard"):
             if importlib.util.find_spec("tensorboard") is None:
@@ -222,6 +227,42 @@ class Plan:
                 if e not in self.checkpoint_epochs:
                     raise ConfigError(f"probes.{probe}.epochs: {e} is not a checkpoint epoch; "
                                       f"allowed: {self.checkpoint_epochs} (train.checkpoint_epochs)")
+
+    # ---- shards -------------------------------------------------------------------
+    def shards(self, probe: str) -> int:
+        """Jobs one checkpoint's `probe` job is split into (1: not split)."""
+        return int(self.config["probes"][probe].get("shards", 1))
+
+    def train_size(self, run: Run) -> int | None:
+        """Training images of a run (the class-stratified fraction), if known before any data is read."""
+        data = self.config["data"]
+        per_class = dict(TRAIN_PER_CLASS)
+        if data["dataset"] == "synthetic":
+            syn = data.get("synthetic", {})
+            per_class["synthetic"] = (syn.get("num_classes"), syn.get("train_per_class"))
+        classes, n = per_class.get(data["dataset"], (None, None))
+        if classes is None or n is None:
+            return None
+        return classes * (n if run.fraction >= 1 else max(1, round(run.fraction * n)))
+
+    def _check_shards(self) -> None:
+        for probe, cfg in self.config["probes"].items():
+            shards = cfg.get("shards", 1)
+            if shards == 1:
+                continue
+            if not catalog.PROBES[probe].merge:
+                raise ConfigError(f"probes.{probe}.shards: the {probe} probe cannot be split; allowed: 1")
+            if cfg.get("n_batches") != "all":
+                if shards > cfg["n_batches"]:
+                    raise ConfigError(f"probes.{probe}.shards: {shards} exceeds the {cfg['n_batches']} mini-batches of "
+                                      f"probes.{probe}.n_batches; allowed: 1..{cfg['n_batches']}")
+                continue
+            for run in self.runs:
+                size = self.train_size(run)
+                if size is not None and shards > size // cfg["batch_size"]:
+                    raise ConfigError(f"probes.{probe}.shards: {shards} exceeds the {size // cfg['batch_size']} "
+                                      f"mini-batches of {cfg['batch_size']} images of run {run.id} (n_batches: all, "
+                                      f"{size} training images); allowed: 1..{size // cfg['batch_size']}")
 
     # ---- specs handed to the CLI -------------------------------------------------
     def train_spec(self, run: Run) -> dict:

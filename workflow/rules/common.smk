@@ -64,6 +64,7 @@ onstart:
 wildcard_constraints:
     run=RUN_ID_REGEX,
     epoch=r"\d+",
+    shard=r"\d+",
 
 
 def as_json(spec):
@@ -74,8 +75,24 @@ def data_ready():
     return DATA_READY.format(root=config["data"]["root"], dataset=config["data"]["dataset"])
 
 
-def probe_pattern(table):
-    return LAYOUT.probe_table.format(run="{run}", epoch="{epoch}", table=table)
+def probe_pattern(table, shards=1):
+    """A probe job's output: the per-run table, or with shards > 1 one shard's file of it."""
+    if shards == 1:
+        return LAYOUT.probe_table.format(run="{run}", epoch="{epoch}", table=table)
+    return LAYOUT.probe_shard(shards).format(run="{run}", epoch="{epoch}", table=table, shard="{shard}")
+
+
+def shard_files(table, shards):
+    """Input function of a merge rule: every shard's file of the table, for one (run, epoch)."""
+    return lambda wildcards: [
+        LAYOUT.probe_shard(shards).format(run=wildcards.run, epoch=wildcards.epoch, table=table, shard=i)
+        for i in range(shards)
+    ]
+
+
+def shard_arg(shards):
+    """` --shard I/S` of a shard job (nothing for an unsplit job)."""
+    return "" if shards == 1 else (lambda wildcards: f" --shard {wildcards.shard}/{shards}")
 
 
 def train_spec(wildcards):
@@ -138,7 +155,13 @@ def all_targets():
 # Rules that never go to the cluster: cheap, CPU-only, or needing the network (CIFAR
 # download). Figure rules are named after their figure, so every configured figure's rule
 # is local too. Everything else (train, the probes) is submitted as one Slurm job per job.
-LOCAL_RULES = ["all", "prepare_data", "aggregate", *config["figures"]]
+LOCAL_RULES = [
+    "all",
+    "prepare_data",
+    "aggregate",
+    *config["figures"],
+    *(PROBES[p].rule_name for p in PLAN.probes if PLAN.shards(p) > 1),  # the merges of sharded probes
+]
 workflow.localrules(*LOCAL_RULES)  # the `localrules:` directive, for a computed list
 
 
