@@ -15,11 +15,12 @@ the math SDPA backend. For every b, the k eigenvalues of H_b of largest magnitud
   lanes in lockstep with one batched HVP per block column. A pair (θ, y = Qs) of the basis Q
   satisfies H y − θ y = Q_next R s_last exactly (Q_next the next block, R its coupling), so
   its residual norm ‖r‖ is known without an HVP, and some eigenvalue of H lies within ‖r‖ of
-  θ. A lane stops when its top-k pairs have ‖r‖ ≤ tol·|θ| (a certified relative error ≤ tol
-  per value) after at least ``MIN_STEPS`` blocks. Start block: the previous mini-batch's top
-  Ritz vectors of the same lane (warm start; neighbouring mini-batches of one checkpoint have
-  similar top eigenspaces) plus ``EXTRA`` seeded random columns, or all random (cold start).
-  A block of size p finds eigenvalues of multiplicity up to p, unlike single-vector Lanczos.
+  θ. A lane stops when each of its top-k pairs has an estimated error min(‖r‖, ‖r‖²/gap)
+  (``error_bound``) ≤ SAFETY·tol·|θ|, after at least ``MIN_STEPS`` blocks. Start block of
+  p = ``BLOCK`` columns: the previous mini-batch's top-k Ritz vectors of the same lane summed
+  into the p columns plus a little seeded noise (warm start: neighbouring mini-batches of one
+  checkpoint have similar top eigenspaces), or seeded random columns (cold start). A block of
+  size p sees eigenvalues of multiplicity up to p (single-vector Lanczos: 1).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from vitprobe.losses import nll as loss_fn
 from vitprobe.losses import trainable
 
 HVP_MODES = ("double_backward", "forward_over_reverse")
-EXTRA = 2            # random columns added to the k warm vectors: block size p = k + EXTRA
+EXTRA = 2            # Ritz vectors kept beyond k for the next warm start
+BLOCK = 2            # columns per step (measured: 1, 2 and k + 2 with warm starts; benchmarks/bench_hessian.py)
+SAFETY = 0.25        # a lane stops when its estimated error is below SAFETY·tol relative
 MIN_STEPS = 2        # blocks before a lane may stop: [X0, H X0] at least, so a larger eigenvalue outside X0 shows
 BASIS_BLOCKS = 6     # basis of at most BASIS_BLOCKS·p vectors, then a thick restart
 MAX_STEPS = 200      # blocks per lane before giving up
@@ -166,7 +169,8 @@ def _top(theta: np.ndarray, k: int) -> np.ndarray:
 
 
 def block_eigensolve(hvp, B: int, n: int, k: int, tol: float, dtype, device, *, seeds, warm: Tensor | None = None,
-                     extra: int = EXTRA, block: int | None = None, max_steps: int = MAX_STEPS, min_steps: int = MIN_STEPS):
+                     extra: int = EXTRA, block: int | None = None, max_steps: int = MAX_STEPS,
+                     min_steps: int = MIN_STEPS):
     """Top-k eigenvalues by magnitude of each of B symmetric operators given by
     ``hvp(V: (B, n)) -> (B, n)`` (module docstring). ``warm``: (B, ≥k, n) start vectors (their
     first k are used), else a cold start; ``seeds[b]`` seeds lane b's random columns.
@@ -174,7 +178,7 @@ def block_eigensolve(hvp, B: int, n: int, k: int, tol: float, dtype, device, *, 
     Returns ``(values, vectors, n_hvp, converged)``: float64 (B, k) sorted by |λ| descending,
     (B, k + extra, n) top Ritz vectors (the next warm start), int (B,) products used by each
     lane until it stopped, bool (B,)."""
-    p = min(block or k + extra, n)  # columns per step
+    p = min(block or BLOCK, n)  # columns per step
     stored = min(k + extra, n)
     max_basis = min(max(BASIS_BLOCKS * p, 2 * stored + p), n)
     X = _random((p, n), seeds, dtype, device)
@@ -207,7 +211,7 @@ def block_eigensolve(hvp, B: int, n: int, k: int, tol: float, dtype, device, *, 
             res = np.linalg.norm(R[b].T @ S[b][m - pb:][:, top], axis=0)  # ‖H y − θ y‖ of each Ritz pair
             values[b] = theta[b, top]
             finished[b] = step + 1 >= min_steps and bool(np.all(error_bound(theta[b], top, res)
-                                                                 <= tol * np.abs(theta[b, top])))
+                                                                 <= SAFETY * tol * np.abs(theta[b, top])))
         last = step + 1 == max_steps
         if finished.any() or last:
             store = finished | (last & ~done)
