@@ -257,9 +257,9 @@ class Plan:
                     raise ConfigError(f"probes.{probe}.shards: {shards} exceeds the {cfg['n_batches']} mini-batches of "
                                       f"probes.{probe}.n_batches; allowed: 1..{cfg['n_batches']}")
                 continue
-            for run in self.runs:
-                size = self.train_size(run)
-                if size is not None and shards > size // cfg["batch_size"]:
+            sized = [(size, run) for run in self.runs if (size := self.train_size(run)) is not None]
+            for size, run in sorted(sized)[:1]:  # the run with the fewest mini-batches
+                if shards > size // cfg["batch_size"]:
                     raise ConfigError(f"probes.{probe}.shards: {shards} exceeds the {size // cfg['batch_size']} "
                                       f"mini-batches of {cfg['batch_size']} images of run {run.id} (n_batches: all, "
                                       f"{size} training images); allowed: 1..{size // cfg['batch_size']}")

@@ -16,7 +16,7 @@ the math SDPA backend. For every b, the k eigenvalues of H_b of largest magnitud
   satisfies H y − θ y = Q_next R s_last exactly (Q_next the next block, R its coupling), so
   its residual norm ‖r‖ is known without an HVP, and some eigenvalue of H lies within ‖r‖ of
   θ. A lane stops when each of its top-k pairs has an estimated error min(‖r‖, ‖r‖²/gap)
-  (``error_bound``) ≤ SAFETY·tol·|θ|, after at least ``MIN_STEPS`` blocks. Start block of
+  (``error_bound``) ≤ SAFETY·tol·|θ|, once its basis has k + MIN_STEPS·p vectors. Start block of
   p = ``BLOCK`` columns: the previous mini-batch's top-k Ritz vectors of the same lane summed
   into the p columns plus a little seeded noise (warm start: neighbouring mini-batches of one
   checkpoint have similar top eigenspaces), or seeded random columns (cold start). A block of
@@ -36,7 +36,7 @@ HVP_MODES = ("double_backward", "forward_over_reverse")
 EXTRA = 2            # Ritz vectors kept beyond k for the next warm start
 BLOCK = 2            # columns per step (measured: 1, 2 and k + 2 with warm starts; benchmarks/bench_hessian.py)
 SAFETY = 0.25        # a lane stops when its estimated error is below SAFETY·tol relative
-MIN_STEPS = 2        # blocks before a lane may stop: [X0, H X0] at least, so a larger eigenvalue outside X0 shows
+MIN_STEPS = 2        # a lane may stop once its basis holds k + MIN_STEPS·p vectors (so a larger eigenvalue shows)
 BASIS_BLOCKS = 6     # basis of at most BASIS_BLOCKS·p vectors, then a thick restart
 MAX_STEPS = 200      # blocks per lane before giving up
 WARM_NOISE = 0.1     # norm of the random part of a warm start column (warm part: a sum of unit vectors)
@@ -206,12 +206,11 @@ def block_eigensolve(hvp, B: int, n: int, k: int, tol: float, dtype, device, *, 
         block, R = _orthonormal(W, Q, torch.from_numpy(np.abs(T).max((1, 2))), seeds, step)
         R = R.double().cpu().numpy()
         finished = np.zeros(B, dtype=bool)
-        for b in np.flatnonzero(~done) if m > k else []:
+        for b in np.flatnonzero(~done) if m >= k + min_steps * p else []:
             top = _top(theta[b], k)
             res = np.linalg.norm(R[b].T @ S[b][m - pb:][:, top], axis=0)  # ‖H y − θ y‖ of each Ritz pair
             values[b] = theta[b, top]
-            finished[b] = step + 1 >= min_steps and bool(np.all(error_bound(theta[b], top, res)
-                                                                 <= SAFETY * tol * np.abs(theta[b, top])))
+            finished[b] = bool(np.all(error_bound(theta[b], top, res) <= SAFETY * tol * np.abs(theta[b, top])))
         last = step + 1 == max_steps
         if finished.any() or last:
             store = finished | (last & ~done)
