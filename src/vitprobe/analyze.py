@@ -133,8 +133,8 @@ def _solve(model, batches, indices, p, wd, device: Device, log):
         seconds = (time.perf_counter() - t) / len(group)
         warm = info["vectors"]
         if not info["converged"].all():
-            log(f"batches {[g[0] for g in group if not info['converged'][i]] }: block solver did not reach tol "
-                f"{p['tol']:g}; values kept")
+            missed = [g[0] for g, ok in zip(group, info["converged"]) if not ok]
+            log(f"batches {missed}: block solver did not reach tol {p['tol']:g} within its step limit; values kept")
         for i, (bi, batch) in enumerate(group):
             yield bi, batch, values[i], {"n_hvp": int(info["n_hvp"][i]), "seconds": seconds}
         group = []
@@ -203,7 +203,7 @@ def merge_hessian(spec: dict, shards: dict, outs: dict) -> pd.DataFrame:
     must be of one checkpoint and config and cover the batches 0..n-1 once each."""
     from vitprobe.probes.summary import spectrum_summary
 
-    p, wd = spec["probe"], spec["train"]["weight_decay"]
+    wd = spec["train"]["weight_decay"]
     eig = pd.concat([results.read_run_table(f, "hessian").to_pandas() for f in shards["hessian"]], ignore_index=True)
     summ = pd.concat([results.read_run_table(f, "hessian_summary").to_pandas() for f in shards["hessian_summary"]],
                      ignore_index=True)

@@ -101,9 +101,10 @@ def _shard(value: str | None, probe, spec: dict):
     i, s = int(i), int(s)
     if not probe.merge:
         raise VitprobeError(f"--shard: the {probe.name} probe cannot be split into shards")
-    if s != spec["probe"].get("shards", 1) or not 0 <= i < s:
-        raise VitprobeError(f"--shard {value}: the spec's probes.{probe.name}.shards is {spec['probe'].get('shards', 1)}"
-                            f"; allowed: I/{spec['probe'].get('shards', 1)} with I in 0..{spec['probe'].get('shards', 1) - 1}")
+    shards = spec["probe"].get("shards", 1)
+    if s != shards or not 0 <= i < s:
+        raise VitprobeError(f"--shard {value}: the spec's probes.{probe.name}.shards is {shards}; allowed: "
+                            f"I/{shards} with I in 0..{shards - 1}")
     return i, s
 
 

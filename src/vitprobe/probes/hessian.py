@@ -299,7 +299,8 @@ def top_eigenvalues(
     with eval_mode(model), double_backward_attention():
         if method == "block":
             from vitprobe.probes.hessian_batched import top_eigenvalues_batched
-            batch_values, binfo = top_eigenvalues_batched(model, [(inputs, targets)], k, weight_decay, tol, seeds=[_SEED])
+            batch_values, binfo = top_eigenvalues_batched(model, [(inputs, targets)], k, weight_decay, tol,
+                                                          seeds=[_SEED])
             values, count[0], converged = batch_values[0], int(binfo["n_hvp"][0]), bool(binfo["converged"][0])
             if not converged:
                 warnings.warn(f"block solver reached its step limit before tol={tol}", RuntimeWarning, stacklevel=2)

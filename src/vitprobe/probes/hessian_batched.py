@@ -254,5 +254,5 @@ def top_eigenvalues_batched(model: nn.Module, batches: list, k: int = 5, weight_
         op, n = batched_hvp(model, batches, weight_decay, hvp)
         values, vectors, n_hvp, converged = block_eigensolve(
             op, len(batches), n, k, tol, params[0].dtype, params[0].device, seeds=seeds, warm=warm,
-            block=block, max_steps=max_steps)
+            block=block, max_steps=max_steps, min_steps=MIN_STEPS)
     return values, {"n_hvp": n_hvp, "converged": converged, "vectors": vectors.detach()}
