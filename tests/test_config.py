@@ -22,7 +22,9 @@ def test_paper_grid_plans_every_experiment(paper_config):
 def test_defaults_are_filled(demo_config):
     validate(demo_config)
     assert demo_config["train"]["grad_clip"] == 5.0
-    assert demo_config["probes"]["hessian"]["method"] == "lanczos"
+    hessian = demo_config["probes"]["hessian"]
+    assert (hessian["method"], hessian["batches_at_once"], hessian["hvp"], hessian["shards"]) == \
+        ("block", "auto", "double_backward", 1)
     assert demo_config["experiments"]["inductive_bias"]["seeds"] == [0]
 
 
