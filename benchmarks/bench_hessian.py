@@ -7,7 +7,7 @@ paper size, ViT-Ti and ResNet-50 (a few mini-batches), N mini-batches of 16 32x3
 (b) ``block``: the warm-started block Krylov-Schur solver, B mini-batches at once,
 (c) pyhessian's power iteration (demo models, first 2 mini-batches only: it is slow),
 each at the loosest tol tried that reaches 1e-3 per eigenvalue on every mini-batch against
-a tight reference (demo models: lanczos on the float64 model at tol 1e-6; paper size, where
+a tight reference (demo models: lanczos on the float64 model at tol 1e-4, ARPACK at 1e-5; paper size, where
 that is too slow here: (a) itself at its default tol 1e-3, i.e. ARPACK at 1e-4, which on the
 demo models lies ~1e-7 from the float64 reference, and (b) at tol 1e-3 only): mini-batches
 per second (CPU time), HVPs per mini-batch, peak resident memory above the start of the
@@ -266,8 +266,8 @@ def pool_bench(name, n_batches, steps, seed=0, pyhessian=True, at_once=(1,)):
     else:
         t = time.process_time()
         m64 = copy.deepcopy(model).double()
-        ref = np.array([top_eigenvalues(m64, x.double(), y, k=K, tol=1e-6) for x, y in batches])
-        print(f"reference: lanczos float64 tol 1e-6 ({time.process_time() - t:.0f} s CPU)")
+        ref = np.array([top_eigenvalues(m64, x.double(), y, k=K, tol=1e-4) for x, y in batches])
+        print(f"reference: lanczos float64 tol 1e-4 ({time.process_time() - t:.0f} s CPU)")
         rows["(a) lanczos"] = pool_at_target("lanczos", model, batches, ref, [1e-2, 1e-3, 1e-4])
     print(f"top-{K} of batch 0: {np.array2string(ref[0], precision=5)}", flush=True)
     tols_b = [1e-3] if paper else [1e-2, 3e-3, 1e-3, 3e-4]
