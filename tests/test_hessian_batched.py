@@ -145,3 +145,14 @@ def test_block_sees_exactly_repeated_eigenvalue():
     assert np.allclose(want[5:10], want[5], rtol=1e-10)
     got, _ = top_eigenvalues_batched(model, [(x, y)], k=8, seeds=[0], block=10)
     _assert_rel(got[0], want[:8])
+
+
+def test_tiny_model_dense_path():
+    """43 parameters: exact dense Hessians per batch (n products each), every eigenvalue."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    batches = [toy_data(shape=(4,), classes=3, seed=s) for s in (1, 2)]
+    got, info = top_eigenvalues_batched(model, batches, k=10, weight_decay=0.05, seeds=[0, 1])
+    assert list(info["n_hvp"]) == [43, 43]
+    for b, (x, y) in enumerate(batches):
+        np.testing.assert_allclose(got[b], _true_top(model, x, y, k=10, wd=0.05), rtol=1e-8, atol=1e-10)

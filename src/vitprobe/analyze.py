@@ -91,9 +91,12 @@ def _write(df: pd.DataFrame, table: str, spec: dict, payload: dict, out) -> pd.D
 def hessian_batch_count(probe: dict, n_train: int) -> int:
     """Mini-batches of a Hessian job: `n_batches`, or with `n_batches: all` every whole
     mini-batch of the run's training set (n_train // batch_size)."""
-    if probe["n_batches"] == "all":
-        return n_train // probe["batch_size"]
-    return int(probe["n_batches"])
+    if probe["n_batches"] != "all":
+        return int(probe["n_batches"])
+    if n_train < probe["batch_size"]:
+        raise VitprobeError(f"probes.hessian.n_batches: all gives no mini-batch: the run's training set has "
+                            f"{n_train} images, fewer than probes.hessian.batch_size ({probe['batch_size']})")
+    return n_train // probe["batch_size"]
 
 
 def shard_range(n_batches: int, shard: tuple[int, int] | None) -> range:

@@ -32,6 +32,8 @@ from torch import Tensor, nn
 from vitprobe.losses import nll as loss_fn
 from vitprobe.losses import trainable
 
+DENSE_MAX_PARAMS = 64  # at most this many parameters: the dense Hessian (n products), as probes.hessian does
+
 HVP_MODES = ("double_backward", "forward_over_reverse")
 EXTRA = 2            # Ritz vectors kept beyond k for the next warm start
 BLOCK = 2            # columns per step (measured: 1, 2 and k + 2 with warm starts; benchmarks/bench_hessian.py)
@@ -228,6 +230,16 @@ def block_eigensolve(hvp, B: int, n: int, k: int, tol: float, dtype, device, *, 
     return values, vectors, n_hvp, done
 
 
+def _dense(op, B, n, k, dtype, device):
+    eye = torch.eye(n, dtype=dtype, device=device)
+    H = torch.stack([op(eye[i].expand(B, n)) for i in range(n)], 2).double().cpu().numpy()  # (B, n, n)
+    theta, S = np.linalg.eigh((H + H.transpose(0, 2, 1)) / 2)
+    idx = [_top(theta[b], k) for b in range(B)]
+    values = np.stack([theta[b, i] for b, i in enumerate(idx)])
+    vectors = torch.from_numpy(np.stack([S[b][:, i].T for b, i in enumerate(idx)])).to(dtype=dtype, device=device)
+    return values, {"n_hvp": np.full(B, n), "converged": np.ones(B, dtype=bool), "vectors": vectors}
+
+
 def top_eigenvalues_batched(model: nn.Module, batches: list, k: int = 5, weight_decay: float = 0.0,
                             tol: float = 1e-3, *, seeds, warm: Tensor | None = None, hvp: str = "double_backward",
                             block: int | None = None, max_steps: int = MAX_STEPS):
@@ -252,6 +264,8 @@ def top_eigenvalues_batched(model: nn.Module, batches: list, k: int = 5, weight_
         warm = warm[: len(batches)] if len(warm) >= len(batches) else None
     with eval_mode(model), double_backward_attention():
         op, n = batched_hvp(model, batches, weight_decay, hvp)
+        if n <= DENSE_MAX_PARAMS:  # as for lanczos: n products give the exact dense Hessians
+            return _dense(op, len(batches), n, k, params[0].dtype, params[0].device)
         values, vectors, n_hvp, converged = block_eigensolve(
             op, len(batches), n, k, tol, params[0].dtype, params[0].device, seeds=seeds, warm=warm,
             block=block, max_steps=max_steps, min_steps=MIN_STEPS)
