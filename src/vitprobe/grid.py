@@ -246,23 +246,28 @@ class Plan:
         return classes * (n if run.fraction >= 1 else max(1, round(run.fraction * n)))
 
     def _check_shards(self) -> None:
+        """`shards` of a probe: 1 unless it has a merge, at most its mini-batches (`n_batches`, or
+        with `all` those of the run with the smallest training set, where the size is known)."""
         for probe, cfg in self.config["probes"].items():
             shards = cfg.get("shards", 1)
-            if shards == 1:
-                continue
-            if not catalog.PROBES[probe].merge:
+            if shards > 1 and not catalog.PROBES[probe].merge:
                 raise ConfigError(f"probes.{probe}.shards: the {probe} probe cannot be split; allowed: 1")
             if cfg.get("n_batches") != "all":
-                if shards > cfg["n_batches"]:
+                if shards > cfg.get("n_batches", shards):
                     raise ConfigError(f"probes.{probe}.shards: {shards} exceeds the {cfg['n_batches']} mini-batches of "
                                       f"probes.{probe}.n_batches; allowed: 1..{cfg['n_batches']}")
                 continue
             sized = [(size, run) for run in self.runs if (size := self.train_size(run)) is not None]
             for size, run in sorted(sized)[:1]:  # the run with the fewest mini-batches
-                if shards > size // cfg["batch_size"]:
-                    raise ConfigError(f"probes.{probe}.shards: {shards} exceeds the {size // cfg['batch_size']} "
-                                      f"mini-batches of {cfg['batch_size']} images of run {run.id} (n_batches: all, "
-                                      f"{size} training images); allowed: 1..{size // cfg['batch_size']}")
+                batches = size // cfg["batch_size"]
+                if not batches:
+                    raise ConfigError(f"probes.{probe}.n_batches: all gives no mini-batch of {cfg['batch_size']} images "
+                                      f"for run {run.id} ({size} training images); allowed: an integer >= 1, or a "
+                                      f"probes.{probe}.batch_size of at most {size}")
+                if shards > batches:
+                    raise ConfigError(f"probes.{probe}.shards: {shards} exceeds the {batches} mini-batches of "
+                                      f"{cfg['batch_size']} images of run {run.id} (n_batches: all, {size} training "
+                                      f"images); allowed: 1..{batches}")
 
     # ---- specs handed to the CLI -------------------------------------------------
     def train_spec(self, run: Run) -> dict:
