@@ -261,8 +261,8 @@ class Plan:
             for size, run in sorted(sized)[:1]:  # the run with the fewest mini-batches
                 batches = size // cfg["batch_size"]
                 if not batches:
-                    raise ConfigError(f"probes.{probe}.n_batches: all gives no mini-batch of {cfg['batch_size']} images "
-                                      f"for run {run.id} ({size} training images); allowed: an integer >= 1, or a "
+                    raise ConfigError(f"probes.{probe}.n_batches: all gives no mini-batch of {cfg['batch_size']} "
+                                      f"images for run {run.id} ({size} training images); allowed: an integer >= 1, or a "
                                       f"probes.{probe}.batch_size of at most {size}")
                 if shards > batches:
                     raise ConfigError(f"probes.{probe}.shards: {shards} exceeds the {batches} mini-batches of "
