@@ -262,8 +262,8 @@ class Plan:
                 batches = size // cfg["batch_size"]
                 if not batches:
                     raise ConfigError(f"probes.{probe}.n_batches: all gives no mini-batch of {cfg['batch_size']} "
-                                      f"images for run {run.id} ({size} training images); allowed: an integer >= 1, or a "
-                                      f"probes.{probe}.batch_size of at most {size}")
+                                      f"images for run {run.id} ({size} training images); allowed: an integer "
+                                      f">= 1, or a probes.{probe}.batch_size of at most {size}")
                 if shards > batches:
                     raise ConfigError(f"probes.{probe}.shards: {shards} exceeds the {batches} mini-batches of "
                                       f"{cfg['batch_size']} images of run {run.id} (n_batches: all, {size} training "
