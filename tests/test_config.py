@@ -24,7 +24,7 @@ def test_defaults_are_filled(demo_config):
     assert demo_config["train"]["grad_clip"] == 5.0
     hessian = demo_config["probes"]["hessian"]
     assert (hessian["method"], hessian["batches_at_once"], hessian["hvp"], hessian["shards"]) == \
-        ("block", "auto", "double_backward", 1)
+        ("lanczos", "auto", "double_backward", 1)
     assert demo_config["experiments"]["inductive_bias"]["seeds"] == [0]
 
 
