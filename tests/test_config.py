@@ -30,7 +30,9 @@ def test_defaults_are_filled(demo_config):
         demo_config["train"]["augment"]["randaugment"] = ra
         validate(demo_config)
         assert ra == filled
-    assert demo_config["probes"]["hessian"]["method"] == "lanczos"
+    hessian = demo_config["probes"]["hessian"]
+    assert (hessian["method"], hessian["batches_at_once"], hessian["hvp"], hessian["shards"]) == \
+        ("lanczos", "auto", "double_backward", 1)
     assert demo_config["experiments"]["inductive_bias"]["seeds"] == [0]
 
 

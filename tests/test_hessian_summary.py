@@ -63,7 +63,7 @@ def test_probe_runner_summary_matches_dense_hessians(tmp_path, monkeypatch, wd, 
     batches = [toy_data(soft=True, seed=1), toy_data(soft=True, seed=2)]
     seed, samples = 3, 6
     monkeypatch.setattr(analyze, "load_model", lambda path, spec: (model, {"epoch": 4}))
-    monkeypatch.setattr(analyze, "augmented_batches", lambda *args: iter(batches))
+    monkeypatch.setattr(analyze, "augmented_batches", lambda *args, **kwargs: iter(batches))
     run = {"dataset": "synthetic", "model": "mlp", "kernel_size": 0, "fraction": 1.0, "seed": 0}
     spec = {"run": run, "data": {}, "model": {}, "train": {"weight_decay": wd},
             "probe": {"n_batches": 2, "batch_size": 16, "k": n, "method": "lanczos", "tol": 1e-3,

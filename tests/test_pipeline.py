@@ -78,6 +78,21 @@ def test_figure_target_plans_only_the_runs_it_needs(workdir, tiny):
     assert "evaluate" not in counts
 
 
+def test_hessian_shards_plan(workdir, tiny):
+    """shards: 2 -> two shard jobs per (run, epoch) and one local merge, named by the rules;
+    more shards than mini-batches fails before any job, naming the key and the allowed values."""
+    dry = _snakemake(workdir, "-n", "-p", "figures/demo/fig_hessian.pdf", "--config", "probes__hessian__shards=2")
+    assert dry.returncode == 0, dry.stderr
+    out = dry.stdout + dry.stderr
+    counts = _job_counts(out)
+    assert counts["hessian_shard"] == 6 and counts["hessian"] == 3
+    assert "--shard 0/2" in out and "--shard 1/2" in out and "vitprobe merge --probe hessian" in out
+    assert re.search(r"runs/[^/ ]+/shards/hessian_e1\.shard1of2\.parquet", out)
+    bad = _snakemake(workdir, "-n", "--config", "probes__hessian__shards=3")
+    assert bad.returncode != 0
+    assert "probes.hessian.shards: 3 exceeds the 2 mini-batches" in bad.stderr and "allowed: 1..2" in bad.stderr
+
+
 def test_pipeline_runs_end_to_end(workdir, tiny):
     run = _snakemake(workdir)
     R = workdir / "results/demo"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from tqdm import tqdm
 from vitprobe import results
 from vitprobe.augment import BatchAugment
 from vitprobe.device import Device
+from vitprobe.errors import VitprobeError
 from vitprobe.grid import Run
 from vitprobe.imagefolder import TensorSample
 from vitprobe.probes import evaluate
@@ -56,21 +58,29 @@ def _paths(*paths) -> str:
     return ", ".join(map(str, paths))
 
 
-def augmented_batches(spec: dict, n_batches: int, batch_size: int, seed: int, device: Device):
-    """`n_batches` disjoint mini-batches of augmented training images with soft targets
-    (the training augmentation: crop/flip, RandAugment, Mixup/CutMix, label smoothing)."""
-    split = training_split(spec)
+def augmented_batches(spec: dict, batches, batch_size: int, seed: int, device: Device, split=None):
+    """Mini-batches of augmented training images with soft targets (the training augmentation:
+    crop/flip, RandAugment, Mixup/CutMix, label smoothing), batch b for each b of `batches` (a
+    range, or an int n for range(n)). Batch b is images b·batch_size .. (b+1)·batch_size − 1
+    of one seeded permutation of the training set (disjoint batches while they fit; beyond,
+    further permutations follow), augmented with generators seeded by (seed, b): a batch is
+    the same whichever range it is drawn in (the shards of a job draw disjoint ranges)."""
+    batches = range(batches) if isinstance(batches, int) else batches
+    split = split if split is not None else training_split(spec)
     mean, std = mean_std(spec)
     augment = BatchAugment(mean, std, split.num_classes, **spec["train"]["augment"])
     gen = torch.Generator().manual_seed(seed)
-    aug_gen = torch.Generator(device=device.torch_device).manual_seed(seed + 1)
-    perm = torch.randperm(len(split.labels), generator=gen)
-    if n_batches * batch_size > len(perm):  # small subsets: batches may overlap, never repeat within one
-        perm = torch.cat([torch.randperm(len(split.labels), generator=gen)
-                          for _ in range(-(-n_batches * batch_size // len(perm)))])
-    for b in range(n_batches):
+    needed = (max(batches, default=-1) + 1) * batch_size
+    perm = torch.cat([torch.randperm(len(split.labels), generator=gen)
+                      for _ in range(max(1, -(-needed // len(split.labels))))])
+    for b in batches:
         idx = perm[b * batch_size:(b + 1) * batch_size]
+        aug_gen = torch.Generator(device=device.torch_device).manual_seed(_batch_seed(seed, b))
         yield augment(split.images[idx].to(device.torch_device), split.labels[idx].to(device.torch_device), aug_gen)
+
+
+def _batch_seed(seed: int, batch: int) -> int:
+    return (seed + 1) * 1_000_003 + batch
 
 
 def _write(df: pd.DataFrame, table: str, spec: dict, payload: dict, out) -> pd.DataFrame:
@@ -79,31 +89,91 @@ def _write(df: pd.DataFrame, table: str, spec: dict, payload: dict, out) -> pd.D
     return df
 
 
-def hessian(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.DataFrame:
-    """Top-k Hessian eigenvalues (by magnitude, sign kept) of NLL + wd/2·||θ||² on each of
-    N mini-batches of augmented training images; one row per (batch, rank) in table hessian. In
-    hessian_summary, one row: NEP, APE and Hutchinson's trace, of the whole Hessian and of the
-    NLL's alone, on the same batches (`vitprobe.probes.summary`)."""
-    from vitprobe.probes.hessian import parameter_count, top_eigenvalues
+def hessian_batch_count(probe: dict, n_train: int) -> int:
+    """Mini-batches of a Hessian job: `n_batches`, or with `n_batches: all` every whole
+    mini-batch of the run's training set (n_train // batch_size)."""
+    if probe["n_batches"] != "all":
+        return int(probe["n_batches"])
+    if n_train < probe["batch_size"]:
+        raise VitprobeError(f"probes.hessian.n_batches: all gives no mini-batch: the run's training set has "
+                            f"{n_train} images, fewer than probes.hessian.batch_size ({probe['batch_size']})")
+    return n_train // probe["batch_size"]
+
+
+def shard_range(n_batches: int, shard: tuple[int, int] | None) -> range:
+    """Mini-batch indices of shard i of s: [i·n // s, (i+1)·n // s), disjoint, covering 0..n-1."""
+    if shard is None:
+        return range(n_batches)
+    i, s = shard
+    if not 0 <= i < s:
+        raise VitprobeError(f"--shard {i}/{s}: the shard index must be in 0..{s - 1}")
+    if s > n_batches:
+        raise VitprobeError(f"probes.hessian.shards: {s} shards exceed the {n_batches} mini-batches; allowed: "
+                            f"1..{n_batches}")
+    return range(i * n_batches // s, (i + 1) * n_batches // s)
+
+
+def _solve(model, batches, indices, p, wd, device: Device, log):
+    """(batch index, values, info) for every mini-batch, `batches_at_once` at a time with the
+    block solver (warm-started lane by lane from the previous group), else one at a time."""
+    from vitprobe.probes.hessian import top_eigenvalues
+    from vitprobe.probes.hessian_batched import batches_at_once, top_eigenvalues_batched
+
+    if p["method"] != "block":
+        for b, (x, y) in zip(indices, batches):
+            values, info = top_eigenvalues(model, x, y, k=p["k"], weight_decay=wd, method=p["method"], tol=p["tol"],
+                                           return_info=True)
+            yield b, (x, y), values, info
+        return
+    at_once = batches_at_once(p["batches_at_once"], device)
+    warm, group = None, []
+    for b, batch in zip(indices, batches):
+        group.append((b, batch))
+        if len(group) < at_once and b != indices[-1]:
+            continue
+        t = time.perf_counter()
+        values, info = top_eigenvalues_batched(model, [g[1] for g in group], k=p["k"], weight_decay=wd, tol=p["tol"],
+                                               seeds=[p["seed"] + g[0] for g in group], warm=warm, hvp=p["hvp"])
+        seconds = (time.perf_counter() - t) / len(group)
+        warm = info["vectors"]
+        if not info["converged"].all():
+            missed = [g[0] for g, ok in zip(group, info["converged"]) if not ok]
+            log(f"batches {missed}: block solver did not reach tol {p['tol']:g} within its step limit; values kept")
+        for i, (bi, batch) in enumerate(group):
+            yield bi, batch, values[i], {"n_hvp": int(info["n_hvp"][i]), "seconds": seconds}
+        group = []
+
+
+def hessian(spec: dict, checkpoint_path, outs: dict, device: Device, shard: tuple[int, int] | None = None
+            ) -> pd.DataFrame:
+    """Top-k Hessian eigenvalues (by magnitude, sign kept) of NLL + wd/2·||θ||² on each
+    mini-batch of augmented training images (`hessian_batch_count`; with `shard` = (i, s) only
+    those of `shard_range`); one row per (batch, rank) in table hessian. In hessian_summary,
+    one row: NEP, APE and Hutchinson's trace, of the whole Hessian and of the NLL's alone, on
+    the same batches (`vitprobe.probes.summary`); `merge_hessian` joins the shards' tables."""
+    from vitprobe.probes.hessian import parameter_count
     from vitprobe.probes.spectral import hessian_trace
     from vitprobe.probes.summary import spectrum_summary
 
     out, summary_out = outs["hessian"], outs["hessian_summary"]
     p = spec["probe"]
     wd = spec["train"]["weight_decay"]
+    split = training_split(spec) if p["n_batches"] == "all" else None  # else augmented_batches loads it
+    indices = shard_range(hessian_batch_count(p, len(split.labels) if split else 0), shard)
     model, payload = load_model(checkpoint_path, spec)
     model = model.to(device.torch_device)
     n_params = parameter_count(model)
     log = _Log("hessian", spec, payload)
     trace_what = f"and trace ({p['trace_samples']} samples)" if p["trace_samples"] else "(no trace)"
-    log(f"top-{p['k']} eigenvalues ({p['method']}) {trace_what} on {p['n_batches']} mini-batches of "
+    where = f"mini-batches {indices.start}..{indices.stop - 1} (shard {shard[0]} of {shard[1]})" if shard else \
+        f"{len(indices)} mini-batches"
+    log(f"top-{p['k']} eigenvalues ({p['method']}) {trace_what} on {where} of "
         f"{p['batch_size']} augmented training images; Hessian of NLL + wd/2·‖θ‖² over {n_params:,} "
         f"parameters, wd {wd:g}")
     rows, spectra, traces = [], [], []
-    batches = augmented_batches(spec, p["n_batches"], p["batch_size"], p["seed"], device)
-    for b, (x, y) in enumerate(log.bar("mini-batches", total=p["n_batches"])(batches)):
-        values, info = top_eigenvalues(model, x, y, k=p["k"], weight_decay=wd, method=p["method"], tol=p["tol"],
-                                       return_info=True)
+    batches = augmented_batches(spec, indices, p["batch_size"], p["seed"], device, split=split)
+    for b, (x, y), values, info in log.bar("mini-batches", total=len(indices))(
+            _solve(model, batches, indices, p, wd, device, log)):
         shown = ", ".join(f"{v:.4g}" for v in values[:10]) + (", …" if len(values) > 10 else "")
         log(f"batch {b}: {info['n_hvp']} HVPs, {info['seconds']:.1f} s, top eigenvalues {shown}")
         rows += [{"batch": b, "rank": r + 1, "eigenvalue": float(v), "batch_size": len(x), "method": p["method"],
@@ -118,11 +188,64 @@ def hessian(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.DataF
                "batch_size": p["batch_size"], "method": p["method"]}
     _write(pd.DataFrame([summary]), "hessian_summary", spec, payload, summary_out)
     df = _write(pd.DataFrame(rows), "hessian", spec, payload, out)
-    trace = (f"trace {summary['trace']:.4g} ± {summary['trace_std_error']:.2g} (NLL alone {summary['trace_nll']:.4g}, "
-             f"wd·n_params {wd * n_params:.4g})" if p["trace_samples"] else "trace not computed")
-    log(f"NEP {summary['nep']:.3f}, APE {summary['ape']:.4g}, λ_max {summary['lambda_max']:.4g}, {trace}; "
-        f"wrote {_paths(out, summary_out)}")
+    _log_summary(log, summary, wd, n_params, p["trace_samples"], [out, summary_out])
     return df
+
+
+def _log_summary(log, summary, wd, n_params, trace_samples, paths):
+    trace = (f"trace {summary['trace']:.4g} ± {summary['trace_std_error']:.2g} (NLL alone {summary['trace_nll']:.4g}, "
+             f"wd·n_params {wd * n_params:.4g})" if trace_samples else "trace not computed")
+    log(f"NEP {summary['nep']:.3f}, APE {summary['ape']:.4g}, λ_max {summary['lambda_max']:.4g}, {trace}; "
+        f"wrote {_paths(*paths)}")
+
+
+def merge_hessian(spec: dict, shards: dict, outs: dict) -> pd.DataFrame:
+    """Join the tables of a Hessian job's shards (`shards`: table -> its shard files) into
+    the tables one job writes: the hessian rows concatenated in batch order; the summary
+    recomputed from the pooled eigenvalues, its trace statistics pooled from the shards'
+    (mean, standard error, sample count) exactly as if all samples were pooled. The shards
+    must be of one checkpoint and config and cover the batches 0..n-1 once each."""
+    from vitprobe.probes.summary import spectrum_summary
+
+    wd = spec["train"]["weight_decay"]
+    eig = pd.concat([results.read_run_table(f, "hessian").to_pandas() for f in shards["hessian"]], ignore_index=True)
+    summ = pd.concat([results.read_run_table(f, "hessian_summary").to_pandas() for f in shards["hessian_summary"]],
+                     ignore_index=True)
+    for what, df in (("hessian", eig), ("hessian_summary", summ)):
+        for col in ("epoch", "config_hash"):
+            if df[col].nunique() > 1:
+                raise VitprobeError(f"{what} shards differ in {col} ({', '.join(map(str, df[col].unique()))}): they "
+                                    f"are not of one checkpoint and config; rerun the shard jobs")
+    batches = sorted(eig["batch"].unique())
+    if batches != list(range(len(batches))) or eig.duplicated(["batch", "rank"]).any() or \
+            summ["n_batches"].sum() != len(batches):
+        raise VitprobeError(f"the {len(shards['hessian'])} hessian shards do not cover the mini-batches 0..n-1 once "
+                            f"each (got {len(batches)} distinct batches, {int(summ['n_batches'].sum())} in the "
+                            f"summaries); rerun the shard jobs")
+    if summ["trace_samples"].nunique() > 1 or summ["n_params"].nunique() > 1:
+        raise VitprobeError("hessian_summary shards differ in trace_samples or n_params; rerun the shard jobs")
+    eig = eig.sort_values(["batch", "rank"], kind="stable").reset_index(drop=True)
+    n_params, samples = int(summ["n_params"].iloc[0]), int(summ["trace_samples"].iloc[0])
+    spectra = [g["eigenvalue"].to_numpy() for _, g in eig.groupby("batch", sort=True)]
+    summary = {**spectrum_summary(spectra, [], weight_decay=wd, n_params=n_params),
+               "batch_size": int(summ["batch_size"].iloc[0]), "method": summ["method"].iloc[0]}
+    if samples:
+        count = summ["n_batches"].to_numpy() * samples
+        mean = float((summ["trace"].to_numpy() * count).sum() / count.sum())
+        m2 = np.nan_to_num(summ["trace_std_error"].to_numpy() ** 2 * count * (count - 1)) + \
+            count * (summ["trace"].to_numpy() - mean) ** 2  # per shard: Σ (sample − pooled mean)²
+        total = int(count.sum())
+        summary.update(trace=mean, trace_nll=mean - wd * n_params, trace_samples=samples,
+                       trace_std_error=float(np.sqrt(m2.sum() / (total - 1) / total)) if total > 1 else float("nan"))
+    if eig["config_hash"].iloc[0] != train_hash(spec):
+        raise VitprobeError(f"the hessian shards were computed for another training config (hash "
+                            f"{eig['config_hash'].iloc[0]}, this spec's {train_hash(spec)}); rerun the shard jobs")
+    payload = {"epoch": int(eig["epoch"].iloc[0])}
+    _write(pd.DataFrame([summary]), "hessian_summary", spec, payload, outs["hessian_summary"])
+    _write(eig[[c.name for c in results.TABLES["hessian"]]], "hessian", spec, payload, outs["hessian"])
+    log = _Log("hessian", spec, payload)
+    _log_summary(log, summary, wd, n_params, samples, [outs["hessian"], outs["hessian_summary"]])
+    return eig
 
 
 def evaluate_checkpoint(spec: dict, checkpoint_path, outs: dict, device: Device) -> pd.DataFrame:

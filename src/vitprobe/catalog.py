@@ -23,6 +23,7 @@ class Probe:
     tables: tuple[str, ...]   # the per-checkpoint tables its job writes (`--out TABLE=PATH` each)
     help: str                 # one line: what it computes
     rule: str = ""            # Snakemake rule name (default: the probe's name)
+    merge: str = ""           # "module:function" joining shard tables; set: the job may be split (`shards`)
 
     @property
     def rule_name(self) -> str:
@@ -45,7 +46,8 @@ class Figure:
 
 PROBES: dict[str, Probe] = {p.name: p for p in [
     Probe("hessian", "vitprobe.analyze:hessian", ("hessian", "hessian_summary"),
-          "Hessian max-eigenvalue spectrum of a checkpoint, with NEP, APE and trace (hessian_summary)"),
+          "Hessian max-eigenvalue spectrum of a checkpoint, with NEP, APE and trace (hessian_summary)",
+          merge="vitprobe.analyze:merge_hessian"),
     Probe("eval", "vitprobe.analyze:evaluate_checkpoint", ("eval",),
           "test error, NLL, ECE and NLL_train of a checkpoint", rule="evaluate"),
     Probe("fourier", "vitprobe.analyze:fourier", ("fourier",),

@@ -128,12 +128,47 @@ def cmd_import_weights(args):
     print(f"{args.out}: weights {spec['model']['weights']} of {spec['model']['arch']}", file=sys.stderr)
 
 
+def _shard(value: str | None, probe, spec: dict):
+    """`--shard I/S` as (i, s): a shardable probe, s its config's `shards`, 0 <= i < s."""
+    if value is None:
+        return None
+    i, sep, s = value.partition("/")
+    if not (sep and i.isdigit() and s.isdigit()):
+        raise VitprobeError(f"--shard {value!r}: expected I/S, e.g. 0/4 (shard I of S, counted from 0)")
+    i, s = int(i), int(s)
+    if not probe.merge:
+        raise VitprobeError(f"--shard: the {probe.name} probe cannot be split into shards")
+    shards = spec["probe"].get("shards", 1)
+    if s != shards or not 0 <= i < s:
+        raise VitprobeError(f"--shard {value}: the spec's probes.{probe.name}.shards is {shards}; allowed: "
+                            f"I/{shards} with I in 0..{shards - 1}")
+    return i, s
+
+
 def cmd_probe(args):
     from vitprobe.catalog import PROBES, resolve
     probe = PROBES[args.verb]
     outs = _pairs(args.out, "--out", probe.tables, exactly=True)
     spec = _spec(args.spec, args.verb, "probe")
-    resolve(probe.runner)(spec, args.checkpoint, outs, device=_device(args))
+    shard = _shard(args.shard, probe, spec)
+    kwargs = {"shard": shard} if shard else {}
+    resolve(probe.runner)(spec, args.checkpoint, outs, device=_device(args), **kwargs)
+
+
+def cmd_merge(args):
+    from vitprobe.catalog import PROBES, resolve
+    probe = PROBES[args.probe]
+    if not probe.merge:
+        raise VitprobeError(f"--probe {args.probe}: cannot be split into shards; allowed: "
+                            f"{', '.join(p.name for p in PROBES.values() if p.merge)}")
+    spec = _spec(args.spec, "merge", "probe")
+    shards = _pairs(args.shard, "--shard", probe.tables, exactly=True, many=True)
+    outs = _pairs(args.out, "--out", probe.tables, exactly=True)
+    counts = {t: len(f) for t, f in shards.items()}
+    if len(set(counts.values())) > 1 or set(counts.values()) != {spec["probe"].get("shards", 1)}:
+        raise VitprobeError(f"--shard: {counts} files per table; the spec's probes.{args.probe}.shards is "
+                            f"{spec['probe'].get('shards', 1)}: give that many of each table")
+    resolve(probe.merge)(spec, shards, outs)
 
 
 def cmd_aggregate(args):
@@ -246,6 +281,17 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--checkpoint", required=True)
         s.add_argument("--out", required=True, action="append", metavar="TABLE=PATH",
                        help=f"Parquet path of each table it writes: {', '.join(probe.tables)}")
+        s.add_argument("--shard", metavar="I/S", help="only shard I of S (from 0) of the job's work, "
+                       "S = the spec's shards; `vitprobe merge` joins the shards' tables" if probe.merge else
+                       argparse.SUPPRESS)
+
+    merging = [p.name for p in PROBES.values() if p.merge]
+    s = with_spec(verb("merge", cmd_merge, "join the tables of a probe job's shards into the tables of one job"),
+                  device=False)
+    s.add_argument("--probe", required=True, choices=merging)
+    s.add_argument("--shard", action="append", metavar="TABLE=PATH", help="a shard's file of a table (repeat, "
+                   "every shard's file of every table)")
+    s.add_argument("--out", required=True, action="append", metavar="TABLE=PATH", help="merged table path (each table)")
 
     s = verb("prepare-corruptions", cmd_prepare_corruptions, "check (and with --download fetch) CIFAR-10-C or "
              "CIFAR-100-C in the published layout")

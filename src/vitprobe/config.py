@@ -189,6 +189,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         inner = [e for e in error.context if error.validator_value[e.relative_schema_path[0]] != {"type": "null"}]
         if inner:
             return _describe(jsonschema.exceptions.best_match(inner))
+    if error.validator in ("oneOf", "anyOf") and "description" in error.schema:
+        return f"config key {key}: {error.instance!r} is not allowed; allowed: {error.schema['description']}"
     return f"config key {key}: {error.message}"
 
 

@@ -19,6 +19,10 @@ from vitprobe.series import fraction_token, parse_fraction, series_matches
 
 __all__ = ["ConfigError", "Plan", "Run", "parse_fraction", "series_matches"]  # ConfigError: re-exported
 
+# (classes, training images per class) of the datasets whose size is fixed (synthetic: from
+# its config); the class-stratified fraction f keeps max(1, round(f·per class)) per class.
+TRAIN_PER_CLASS = {"cifar10": (10, 5000), "cifar100": (100, 500), "fashion_mnist": (10, 6000),
+                   "fashion_mnist_subset": (10, 500)}
 NO_KERNEL = 0  # kernel_size of models without local attention ("k0" in run ids)
 IMPORTED_EPOCH = 0  # the one checkpoint of a run whose weights are imported, not trained
 # Probes that read the training split (augmented batches) or CIFAR-C; datasets without them
@@ -98,6 +102,7 @@ class Plan:
         self._check_model_kwargs()
         self.search = self._search_setup()
         self._check_corruption()
+        self._check_shards()
         self._check_figures()
         if config.get("tensorboard"):
             if importlib.util.find_spec("tensorboard") is None:
@@ -303,6 +308,47 @@ class Plan:
                 if e not in self.checkpoint_epochs:
                     raise ConfigError(f"probes.{probe}.epochs: {e} is not a checkpoint epoch; "
                                       f"allowed: {self.checkpoint_epochs} (train.checkpoint_epochs)")
+
+    # ---- shards -------------------------------------------------------------------
+    def shards(self, probe: str) -> int:
+        """Jobs one checkpoint's `probe` job is split into (1: not split)."""
+        return int(self.config["probes"][probe].get("shards", 1))
+
+    def train_size(self, run: Run) -> int | None:
+        """Training images of a run (the class-stratified fraction), if known before any data is read."""
+        data = self.config["data"]
+        per_class = dict(TRAIN_PER_CLASS)
+        if data["dataset"] == "synthetic":
+            syn = data.get("synthetic", {})
+            per_class["synthetic"] = (syn.get("num_classes"), syn.get("train_per_class"))
+        classes, n = per_class.get(data["dataset"], (None, None))
+        if classes is None or n is None:
+            return None
+        return classes * (n if run.fraction >= 1 else max(1, round(run.fraction * n)))
+
+    def _check_shards(self) -> None:
+        """`shards` of a probe: 1 unless it has a merge, at most its mini-batches (`n_batches`, or
+        with `all` those of the run with the smallest training set, where the size is known)."""
+        for probe, cfg in self.config["probes"].items():
+            shards = cfg.get("shards", 1)
+            if shards > 1 and not catalog.PROBES[probe].merge:
+                raise ConfigError(f"probes.{probe}.shards: the {probe} probe cannot be split; allowed: 1")
+            if cfg.get("n_batches") != "all":
+                if shards > cfg.get("n_batches", shards):
+                    raise ConfigError(f"probes.{probe}.shards: {shards} exceeds the {cfg['n_batches']} mini-batches of "
+                                      f"probes.{probe}.n_batches; allowed: 1..{cfg['n_batches']}")
+                continue
+            sized = [(size, run) for run in self.runs if (size := self.train_size(run)) is not None]
+            for size, run in sorted(sized)[:1]:  # the run with the fewest mini-batches
+                batches = size // cfg["batch_size"]
+                if not batches:
+                    raise ConfigError(f"probes.{probe}.n_batches: all gives no mini-batch of {cfg['batch_size']} "
+                                      f"images for run {run.id} ({size} training images); allowed: an integer "
+                                      f">= 1, or a probes.{probe}.batch_size of at most {size}")
+                if shards > batches:
+                    raise ConfigError(f"probes.{probe}.shards: {shards} exceeds the {batches} mini-batches of "
+                                      f"{cfg['batch_size']} images of run {run.id} (n_batches: all, {size} training "
+                                      f"images); allowed: 1..{batches}")
 
     # ---- specs handed to the CLI -------------------------------------------------
     def train_spec(self, run: Run) -> dict:

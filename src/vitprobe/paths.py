@@ -36,6 +36,11 @@ class Layout:
     def probe_table(self) -> str:
         return self.run_dir + "/{table}_e{epoch}.parquet"
 
+    def probe_shard(self, shards: int) -> str:
+        """Shard i of a probe job split into `shards` (pattern with {shard}): kept under the run's
+        shards/ folder, named for the split, so no shard file passes for the merged table."""
+        return self.run_dir + "/shards/{table}_e{epoch}.shard{shard}of" + str(shards) + ".parquet"
+
     @property
     def train_state_dir(self) -> str:
         """Not a declared Snakemake output: Snakemake deletes the outputs of failed jobs, and

@@ -68,7 +68,7 @@ TABLES: dict[str, list[Column]] = {
         Column("rank", pa.int64(), "", "1 = largest |eigenvalue| of that batch's Hessian"),
         Column("eigenvalue", pa.float64(), "", "eigenvalue of the Hessian of NLL + wd/2·‖θ‖² (sign kept)"),
         Column("batch_size", pa.int64(), "images", "images in the mini-batch"),
-        Column("method", pa.string(), "", "eigensolver backend (lanczos, power, pyhessian)"),
+        Column("method", pa.string(), "", "eigensolver backend (block, lanczos, power, pyhessian)"),
         Column("n_hvp", pa.int64(), "", "Hessian-vector products the solver used for this batch"),
     ],
     "hessian_summary": [
@@ -83,7 +83,7 @@ TABLES: dict[str, list[Column]] = {
         Column("trace_samples", pa.int64(), "", "Rademacher vectors per batch (0 = trace not computed)"),
         Column("n_params", pa.int64(), "", "parameters the Hessian is taken over (all with requires_grad), its dimension"),
         Column("batch_size", pa.int64(), "images", "images per mini-batch"),
-        Column("method", pa.string(), "", "eigensolver backend (lanczos, power, pyhessian)"),
+        Column("method", pa.string(), "", "eigensolver backend (block, lanczos, power, pyhessian)"),
     ],
     "fourier": [
         Column("map_index", pa.int64(), "", "feature map position in forward order (0 = embedding/stem)"),

@@ -66,6 +66,7 @@ onstart:
 wildcard_constraints:
     run=RUN_ID_REGEX,
     epoch=r"\d+",
+    shard=r"\d+",
 
 
 def as_json(spec):
@@ -103,8 +104,24 @@ def probe_extra_inputs(probe):
     return {}
 
 
-def probe_pattern(table):
-    return LAYOUT.probe_table.format(run="{run}", epoch="{epoch}", table=table)
+def probe_pattern(table, shards=1):
+    """A probe job's output: the per-run table, or with shards > 1 one shard's file of it."""
+    if shards == 1:
+        return LAYOUT.probe_table.format(run="{run}", epoch="{epoch}", table=table)
+    return LAYOUT.probe_shard(shards).format(run="{run}", epoch="{epoch}", table=table, shard="{shard}")
+
+
+def shard_files(table, shards):
+    """Input function of a merge rule: every shard's file of the table, for one (run, epoch)."""
+    return lambda wildcards: [
+        LAYOUT.probe_shard(shards).format(run=wildcards.run, epoch=wildcards.epoch, table=table, shard=i)
+        for i in range(shards)
+    ]
+
+
+def shard_arg(shards):
+    """` --shard I/S` of a shard job (nothing for an unsplit job)."""
+    return "" if shards == 1 else (lambda wildcards: f" --shard {wildcards.shard}/{shards}")
 
 
 def train_spec(wildcards):
@@ -192,6 +209,7 @@ LOCAL_RULES = [
     "search_table",
     "search_aggregate",
     *config["figures"],
+    *(PROBES[p].rule_name for p in PLAN.probes if PLAN.shards(p) > 1),  # the merges of sharded probes
 ]
 workflow.localrules(*LOCAL_RULES)  # the `localrules:` directive, for a computed list
 

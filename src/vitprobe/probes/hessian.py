@@ -11,6 +11,8 @@ largest magnitude, sign kept, sorted by |λ| descending. Three backends:
   ``LinearOperator`` of Hessian-vector products; tiny models get an exact dense eigensolve.
 - ``power``: power iteration with deflation (pyhessian's algorithm, our code).
 - ``pyhessian``: the pyhessian 0.1 library itself, as the reference.
+- ``block``: the warm-startable block Krylov–Schur solver of ``probes.hessian_batched``
+  (here cold-started, one mini-batch; the probe runs it on B mini-batches at once).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from vitprobe.losses import nll as loss_fn  # noqa: F401  (loss_fn: the name the
 from vitprobe.losses import trainable
 from vitprobe.modes import eval_mode
 
-METHODS = ("lanczos", "power", "pyhessian")
+METHODS = ("block", "lanczos", "power", "pyhessian")
 
 # Below this many parameters the dense Hessian (n HVPs) is as cheap as Lanczos and exact.
 DENSE_MAX_PARAMS = 64
@@ -295,7 +297,14 @@ def top_eigenvalues(
     dense, converged = False, True
     start = time.perf_counter()
     with eval_mode(model), double_backward_attention():
-        if method == "pyhessian":
+        if method == "block":
+            from vitprobe.probes.hessian_batched import top_eigenvalues_batched
+            batch_values, binfo = top_eigenvalues_batched(model, [(inputs, targets)], k, weight_decay, tol,
+                                                          seeds=[_SEED])
+            values, count[0], converged = batch_values[0], int(binfo["n_hvp"][0]), bool(binfo["converged"][0])
+            if not converged:
+                warnings.warn(f"block solver reached its step limit before tol={tol}", RuntimeWarning, stacklevel=2)
+        elif method == "pyhessian":
             converged = None  # pyhessian does not say
             values = _pyhessian(model, inputs, targets, k, tol, max_iter, weight_decay, count)
         else:
