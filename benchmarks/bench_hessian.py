@@ -45,7 +45,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from vitprobe.probes.hessian import double_backward_attention, loss_fn, make_hvp, top_eigenvalues
+from vitprobe.losses import nll as loss_fn
+from vitprobe.probes.hessian import double_backward_attention, make_hvp, top_eigenvalues
 from vitprobe.probes.hessian_batched import batched_hvp, top_eigenvalues_batched
 
 K = 5

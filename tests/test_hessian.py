@@ -13,12 +13,8 @@ from dense_truth import dense_hessian, nll, toy_data
 from torch import nn
 from torch.func import functional_call, grad, jvp
 
-from vitprobe.probes.hessian import (
-    double_backward_attention,
-    loss_fn,
-    make_hvp,
-    top_eigenvalues,
-)
+from vitprobe.losses import nll as loss_fn
+from vitprobe.probes.hessian import double_backward_attention, make_hvp, top_eigenvalues
 
 # torch.func's forward-mode decompositions still go through torch.jit.script
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from vitprobe.probes.hessian import loss_fn
+from vitprobe.losses import nll as loss_fn
 from vitprobe.probes.landscape import (
     filter_normalized_direction,
     grid_1d,

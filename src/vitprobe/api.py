@@ -19,20 +19,20 @@ feature maps, tagged embed/stem/msa/mlp/conv/pool; any other model needs `module
 names (`model.named_modules()`) whose outputs are the maps, kind "module".
 
 Loss. The Hessian, trace and landscape use vitprobe's NLL (`vitprobe.losses.nll`) unless
-`loss` (a callable `loss(outputs, targets) -> scalar`) is given; it stands in for the NLL in
-the probes for the duration of the call (the probes read the loss from their module's
-`loss_fn`), the weight decay term is added as in the pipeline.
+`loss` (a callable `loss(outputs, targets) -> scalar`) is given; it is passed to the probes'
+functions as their `loss_fn`, and the weight decay term is added as in the pipeline.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
+
+from vitprobe.losses import nll
 
 __all__ = ["load_model", "fourier", "variance", "hessian", "robustness", "landscape"]
 
@@ -113,27 +113,6 @@ def variance(model: nn.Module, images, *, modules: list[str] | None = None, batc
 
 # ---- loss-based probes ----------------------------------------------------------------
 
-@contextlib.contextmanager
-def _loss(loss: Callable | None):
-    """`loss` in place of the NLL in the probe modules that read `loss_fn`, for the call."""
-    if loss is None:
-        yield
-        return
-    from vitprobe.probes import hessian as h
-    from vitprobe.probes import landscape as ls
-    missing = [m.__name__ for m in (h, ls) if not hasattr(m, "loss_fn")]
-    if missing:
-        raise NotImplementedError(f"a custom loss needs {', '.join(missing)} to read its loss from `loss_fn`")
-    saved = [(m, m.loss_fn) for m in (h, ls)]
-    try:
-        for m, _ in saved:
-            m.loss_fn = loss
-        yield
-    finally:
-        for m, f in saved:
-            m.loss_fn = f
-
-
 def hessian(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, k: int = 5, weight_decay: float = 0.0,
             loss: Callable | None = None, method: str = "lanczos", tol: float = 1e-3, trace_samples: int = 0,
             seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -146,18 +125,18 @@ def hessian(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, k: in
     from vitprobe.probes.summary import spectrum_summary
 
     dev = _device(model)
+    loss = nll if loss is None else loss
     rows, spectra, traces = [], [], []
-    with _loss(loss):
-        for b, (x, y) in enumerate(batches):
-            x, y = x.to(dev), y.to(dev)
-            values, info = top_eigenvalues(model, x, y, k=k, weight_decay=weight_decay, method=method, tol=tol,
-                                           return_info=True)
-            rows += [{"batch": b, "rank": r + 1, "eigenvalue": float(v), "batch_size": len(x), "method": method,
-                      "n_hvp": info["n_hvp"]} for r, v in enumerate(values)]
-            spectra.append(values)
-            if trace_samples:
-                traces.append(hessian_trace(model, x, y, weight_decay=weight_decay, n_samples=trace_samples,
-                                            seed=seed + b, return_info=True)[1]["samples"])
+    for b, (x, y) in enumerate(batches):
+        x, y = x.to(dev), y.to(dev)
+        values, info = top_eigenvalues(model, x, y, k=k, weight_decay=weight_decay, method=method, tol=tol,
+                                       return_info=True, loss_fn=loss)
+        rows += [{"batch": b, "rank": r + 1, "eigenvalue": float(v), "batch_size": len(x), "method": method,
+                  "n_hvp": info["n_hvp"]} for r, v in enumerate(values)]
+        spectra.append(values)
+        if trace_samples:
+            traces.append(hessian_trace(model, x, y, weight_decay=weight_decay, n_samples=trace_samples,
+                                        seed=seed + b, return_info=True, loss_fn=loss)[1]["samples"])
     if not rows:
         raise ValueError("no batches given")
     summary = {**spectrum_summary(spectra, traces, weight_decay=weight_decay, n_params=parameter_count(model)),
@@ -190,14 +169,14 @@ def landscape(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, wei
     batches = [(x.to(dev), y.to(dev)) for x, y in batches]
     gen = torch.Generator(device=dev).manual_seed(seed)
     d1, d2 = definition.direction(model, gen), definition.direction(model, gen)
+    loss = nll if loss is None else loss
     parts = []
-    with _loss(loss):
-        if points_1d:
-            parts.append(loss_landscape(model, batches, [d1], grid_1d(radius, points_1d), weight_decay,
-                                        style=style).assign(grid="1d", y=0.0))
-        if points_2d:
-            parts.append(loss_landscape(model, batches, [d1, d2], grid_2d(radius, points_2d), weight_decay,
-                                        style=style).assign(grid="2d"))
+    if points_1d:
+        parts.append(loss_landscape(model, batches, [d1], grid_1d(radius, points_1d), weight_decay,
+                                    style=style, loss_fn=loss).assign(grid="1d", y=0.0))
+    if points_2d:
+        parts.append(loss_landscape(model, batches, [d1, d2], grid_2d(radius, points_2d), weight_decay,
+                                    style=style, loss_fn=loss).assign(grid="2d"))
     if not parts:
         raise ValueError("points_1d and points_2d are both 0: no points")
     return pd.concat(parts, ignore_index=True).assign(style=style)

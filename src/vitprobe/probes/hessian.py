@@ -28,8 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vitprobe.losses import nll as loss_fn  # noqa: F401  (loss_fn: the name the probes use)
-from vitprobe.losses import trainable
+from vitprobe.losses import nll, trainable
 from vitprobe.modes import eval_mode
 
 METHODS = ("block", "lanczos", "power", "pyhessian")
@@ -69,9 +68,10 @@ def _as_input(inputs: Tensor, params: list[Tensor]) -> Tensor:
 
 
 def make_hvp(
-    model: nn.Module, inputs: Tensor, targets: Tensor, weight_decay: float = 0.0
+    model: nn.Module, inputs: Tensor, targets: Tensor, weight_decay: float = 0.0, loss_fn: Callable = nll
 ) -> tuple[Callable[[Tensor], Tensor], list[Tensor]]:
-    """Hessian-vector product of L(θ) = loss_fn(model(inputs), targets) + wd/2·||θ||².
+    """Hessian-vector product of L(θ) = loss_fn(model(inputs), targets) + wd/2·||θ||²
+    (``loss_fn``: the mean NLL by default, any (outputs, targets) -> scalar).
 
     The loss and its gradient are built once with ``create_graph=True``; each call
     ``hvp(v)`` (v flat, same dtype/device as the parameters) costs one backward through that
@@ -210,7 +210,7 @@ def _power(hvp, n, k, tol, max_iter, dtype, device, count) -> tuple[np.ndarray, 
     return np.array(values), all_converged
 
 
-def _pyhessian(model, inputs, targets, k, tol, max_iter, weight_decay, count) -> np.ndarray:
+def _pyhessian(model, inputs, targets, k, tol, max_iter, weight_decay, count, loss_fn) -> np.ndarray:
     ph = importlib.import_module("pyhessian.hessian")  # the package rebinds .hessian to the class
 
     params = trainable(model)
@@ -261,10 +261,12 @@ def top_eigenvalues(
     tol: float = 1e-3,
     max_iter: int | None = None,
     return_info: bool = False,
+    loss_fn: Callable = nll,
 ):
     """The k eigenvalues of largest magnitude (sign kept), sorted by |λ| descending, of the
     Hessian of L(θ) = loss_fn(model(inputs), targets) + weight_decay/2·||θ||² with respect to
-    all parameters with ``requires_grad`` (H = H_NLL + weight_decay·I), in eval mode.
+    all parameters with ``requires_grad`` (H = H_NLL + weight_decay·I for the default
+    ``loss_fn``, the mean NLL), in eval mode.
 
     The model's train/eval mode is restored afterwards; attention runs on the math SDPA
     backend (``double_backward_attention``). ``tol`` is the relative accuracy asked for: for
@@ -300,15 +302,15 @@ def top_eigenvalues(
         if method == "block":
             from vitprobe.probes.hessian_batched import top_eigenvalues_batched
             batch_values, binfo = top_eigenvalues_batched(model, [(inputs, targets)], k, weight_decay, tol,
-                                                          seeds=[_SEED])
+                                                          seeds=[_SEED], loss_fn=loss_fn)
             values, count[0], converged = batch_values[0], int(binfo["n_hvp"][0]), bool(binfo["converged"][0])
             if not converged:
                 warnings.warn(f"block solver reached its step limit before tol={tol}", RuntimeWarning, stacklevel=2)
         elif method == "pyhessian":
             converged = None  # pyhessian does not say
-            values = _pyhessian(model, inputs, targets, k, tol, max_iter, weight_decay, count)
+            values = _pyhessian(model, inputs, targets, k, tol, max_iter, weight_decay, count, loss_fn)
         else:
-            hvp, _ = make_hvp(model, inputs, targets, weight_decay)
+            hvp, _ = make_hvp(model, inputs, targets, weight_decay, loss_fn)
             dtype, device = params[0].dtype, params[0].device
             if method == "power":
                 values, converged = _power(hvp, n, k, tol, max_iter, dtype, device, count)

@@ -25,12 +25,13 @@ the math SDPA backend. For every b, the k eigenvalues of H_b of largest magnitud
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vitprobe.losses import nll as loss_fn
-from vitprobe.losses import trainable
+from vitprobe.losses import nll, trainable
 
 DENSE_MAX_PARAMS = 64  # at most this many parameters: the dense Hessian (n products), as probes.hessian does
 
@@ -49,7 +50,8 @@ AT_ONCE = {"cpu": 1, "cuda": 8, "mps": 1}
 _BREAKDOWN = 1e3     # a new direction with norm below this many eps·‖T‖ is replaced by a random one
 
 
-def batched_hvp(model: nn.Module, batches: list, weight_decay: float = 0.0, mode: str = "double_backward"):
+def batched_hvp(model: nn.Module, batches: list, weight_decay: float = 0.0, mode: str = "double_backward",
+                loss_fn: Callable = nll):
     """``(hvp, n)``: hvp(V) for V of shape (B, n) (dtype/device of the parameters) returns
     (B, n) with row b = H_b V[b], B = len(batches) of (inputs, targets) of equal shapes."""
     from vitprobe.probes.hessian import _as_input, make_hvp
@@ -242,7 +244,7 @@ def _dense(op, B, n, k, dtype, device):
 
 def top_eigenvalues_batched(model: nn.Module, batches: list, k: int = 5, weight_decay: float = 0.0,
                             tol: float = 1e-3, *, seeds, warm: Tensor | None = None, hvp: str = "double_backward",
-                            block: int | None = None, max_steps: int = MAX_STEPS):
+                            block: int | None = None, max_steps: int = MAX_STEPS, loss_fn: Callable = nll):
     """For each mini-batch (inputs, targets) of ``batches``, the k eigenvalues of largest
     magnitude (sign kept, sorted by |λ| descending) of its Hessian H_b (module docstring), in
     eval mode (modes restored) with attention on the math SDPA backend; one batched HVP
@@ -263,7 +265,7 @@ def top_eigenvalues_batched(model: nn.Module, batches: list, k: int = 5, weight_
     if warm is not None:
         warm = warm[: len(batches)] if len(warm) >= len(batches) else None
     with eval_mode(model), double_backward_attention():
-        op, n = batched_hvp(model, batches, weight_decay, hvp)
+        op, n = batched_hvp(model, batches, weight_decay, hvp, loss_fn)
         if n <= DENSE_MAX_PARAMS:  # as for lanczos: n products give the exact dense Hessians
             return _dense(op, len(batches), n, k, params[0].dtype, params[0].device)
         values, vectors, n_hvp, converged = block_eigensolve(

@@ -27,8 +27,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from vitprobe.losses import nll as loss_fn
-from vitprobe.losses import trainable
+from vitprobe.losses import nll, trainable
 from vitprobe.modes import eval_mode
 from vitprobe.probes import no_progress
 
@@ -127,7 +126,8 @@ def _to(t: Tensor, like: Tensor) -> Tensor:
 def loss_landscape(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
                    directions: Sequence[Sequence[Tensor]],
                    coords: np.ndarray | Sequence[Sequence[float]] | Sequence[float],
-                   weight_decay: float = 0.0, progress=no_progress, style: str = "release") -> pd.DataFrame:
+                   weight_decay: float = 0.0, progress=no_progress, style: str = "release",
+                   loss_fn: Callable = nll) -> pd.DataFrame:
     """Loss at θ + Σ a_i d_i for every coordinate a in ``coords`` (see the module docstring),
     with the l2 term and loss of ``style`` (the directions are given; draw them with the
     style's ``direction``).

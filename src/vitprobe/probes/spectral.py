@@ -23,13 +23,13 @@ backend (``double_backward_attention``).
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vitprobe.losses import trainable
+from vitprobe.losses import nll, trainable
 from vitprobe.modes import eval_mode
 from vitprobe.probes.hessian import double_backward_attention, make_hvp
 
@@ -74,6 +74,7 @@ def hessian_trace(
     n_samples: int = 100,
     seed: int = 0,
     return_info: bool = False,
+    loss_fn: Callable = nll,
 ):
     """Hutchinson's estimate of tr(H), H the Hessian of loss_fn + weight_decay/2·||θ||², in
     eval mode: the mean of vᵀHv over ``n_samples`` Rademacher vectors v (those of
@@ -90,7 +91,7 @@ def hessian_trace(
     start = time.perf_counter()
     samples = np.empty(n_samples, dtype=np.float64)
     with eval_mode(model), double_backward_attention():
-        hvp, _ = make_hvp(model, inputs, targets, weight_decay)
+        hvp, _ = make_hvp(model, inputs, targets, weight_decay, loss_fn)
         vectors = random_vectors(n, seed, "rademacher")
         for i in range(n_samples):
             v = next(vectors).to(device=device, dtype=dtype)
