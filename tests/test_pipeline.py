@@ -215,10 +215,12 @@ def test_readme_python_snippets_run_on_the_demo_results(workdir, tiny, monkeypat
     assert len(blocks) >= 2
     assert (workdir / "results/demo/eval.parquet").exists(), "run test_pipeline_runs_end_to_end first"
     monkeypatch.chdir(workdir)
+    names = {}
     for code in blocks:
         namespace = {}
         exec(compile(code, "README.md", "exec"), namespace)
-    assert namespace["logits"].shape == (2, 10)  # the load_checkpoint snippet ran to its end
+        names.update(namespace)
+    assert names["logits"].shape == (2, 10)  # the load_checkpoint snippet ran to its end
 
 
 def test_report_shows_a_figure_in_a_browser(workdir, tiny, tmp_path):
