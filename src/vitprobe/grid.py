@@ -318,10 +318,10 @@ class Plan:
         """Training images of a run (the class-stratified fraction), if known before any data is read."""
         data = self.config["data"]
         per_class = dict(TRAIN_PER_CLASS)
-        if data["dataset"] == "synthetic":
+        if run.dataset == "synthetic":
             syn = data.get("synthetic", {})
             per_class["synthetic"] = (syn.get("num_classes"), syn.get("train_per_class"))
-        classes, n = per_class.get(data["dataset"], (None, None))
+        classes, n = per_class.get(run.dataset, (None, None))
         if classes is None or n is None:
             return None
         return classes * (n if run.fraction >= 1 else max(1, round(run.fraction * n)))
