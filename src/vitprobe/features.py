@@ -73,19 +73,29 @@ def feature_maps(model: nn.Module, images: torch.Tensor) -> list[FeatureMap]:
     The model runs in eval mode without gradients; every module's train/eval flag is
     restored and every hook removed afterwards, also when the forward pass fails.
     """
-    found: list[tuple[str, str, torch.Tensor]] = []
+    found = _forward_hooked(model, images, [], lambda found, handles: _attach(model, found, handles))
+    return _numbered(found, FeatureMap)
+
+
+def _forward_hooked(model: nn.Module, images: torch.Tensor, found: list, attach: Callable) -> list:
+    """`attach(found, handles)` hooks, one forward pass in eval mode without gradients, then
+    every hook removed and every train/eval flag restored (also when the pass fails): `found`."""
     handles: list = []
     with eval_mode(model):
         try:
-            _attach(model, found, handles)
+            attach(found, handles)
             with torch.no_grad():
                 model(images)
         finally:
             for h in handles:
                 h.remove()
+    return found
+
+
+def _numbered(found: list, make: Callable) -> list:
+    """make(index, *entry[:2], depth, *entry[2:]) per entry, depth = index / (n - 1) (0 for one map)."""
     n = len(found)
-    return [FeatureMap(i, name, kind, i / (n - 1) if n > 1 else 0.0, t)
-            for i, (name, kind, t) in enumerate(found)]
+    return [make(i, name, kind, i / (n - 1) if n > 1 else 0.0, *rest) for i, (name, kind, *rest) in enumerate(found)]
 
 
 class _Reduced(list):
@@ -107,22 +117,12 @@ def map_statistics(model: nn.Module, images: torch.Tensor, statistics: dict[str,
     `feature_maps` (or of the outputs of `modules`, see `module_maps`), computed inside the
     forward pass so that no map outlives its hook: [(index, name, kind, depth, side,
     {name: value})] in forward order. Peak memory is that of one forward pass."""
-    found = _Reduced(statistics)
-    handles: list = []
-    with eval_mode(model):
-        try:
-            if modules is None:
-                _attach(model, found, handles)
-            else:
-                _attach_modules(model, modules, found, handles)
-            with torch.no_grad():
-                model(images)
-        finally:
-            for h in handles:
-                h.remove()
-    n = len(found)
-    return [(i, name, kind, i / (n - 1) if n > 1 else 0.0, side, values)
-            for i, (name, kind, side, values) in enumerate(found)]
+    def attach(found, handles):
+        if modules is None:
+            _attach(model, found, handles)
+        else:
+            _attach_modules(model, modules, found, handles)
+    return _numbered(_forward_hooked(model, images, _Reduced(statistics), attach), lambda *row: row)
 
 
 def module_maps(model: nn.Module, images: torch.Tensor, modules: list[str],
@@ -131,18 +131,9 @@ def module_maps(model: nn.Module, images: torch.Tensor, modules: list[str],
     paths), in forward order, kind "module". A (B, C, H, W) output is kept as it is; a
     (B, N, C) token output becomes (B, C, sqrt N, sqrt N) after dropping `prefix_tokens`;
     a tuple output gives its first element."""
-    found: list = []
-    handles: list = []
-    with eval_mode(model):
-        try:
-            _attach_modules(model, modules, found, handles, prefix_tokens)
-            with torch.no_grad():
-                model(images)
-        finally:
-            for h in handles:
-                h.remove()
-    n = len(found)
-    return [FeatureMap(i, name, kind, i / (n - 1) if n > 1 else 0.0, t) for i, (name, kind, t) in enumerate(found)]
+    found = _forward_hooked(model, images, [],
+                            lambda found, handles: _attach_modules(model, modules, found, handles, prefix_tokens))
+    return _numbered(found, FeatureMap)
 
 
 def _attach_modules(model, modules, found, handles, prefix_tokens: int = 0) -> None:
