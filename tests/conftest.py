@@ -36,3 +36,37 @@ def demo_config() -> dict:
 @pytest.fixture
 def paper_config() -> dict:
     return copy.deepcopy(yaml.safe_load((REPO / "config.yaml").read_text()))
+
+
+def tiny_vit_config(tmp: Path, probes: dict, *, epochs: int = 1, train_per_class: int = 24,
+                    test_per_class: int = 6, depth: int = 2) -> dict:
+    """The demo preset cut to one run: a tiny ViT (dim 16, 2 heads) trained `epochs` epochs
+    on 10-class synthetic data under `tmp`, checkpointed at its last epoch, with `probes`."""
+    c = copy.deepcopy(yaml.safe_load((REPO / "profiles/demo/demo.yaml").read_text()))
+    c["data"].update(dataset="synthetic", root=str(tmp / "data"), synthetic={
+        "num_classes": 10, "train_per_class": train_per_class, "test_per_class": test_per_class, "seed": 0})
+    c["models"]["vit_demo"]["kwargs"].update(embed_dim=16, depth=depth, num_heads=2)
+    c["experiments"] = {"x": {"models": ["vit_demo"]}}
+    c["figures"] = {}
+    c["train"].update(epochs=epochs, warmup_epochs=1, checkpoint_epochs=[epochs], batch_size=32, lr_batch_size=32)
+    c["probes"] = probes
+    return c
+
+
+def train_tiny_run(config: dict, tmp: Path):
+    """Validate `config` (of `tiny_vit_config`), write its synthetic data and train its one
+    run by the CLI: (plan, run, checkpoint path tmp/e<last epoch>.pt)."""
+    import json
+
+    from vitprobe import data
+    from vitprobe.cli import main
+    from vitprobe.config import validate
+
+    plan = validate(config)
+    data.prepare("synthetic", tmp / "data", synthetic=config["data"]["synthetic"])
+    run, epoch = plan.runs[0], config["train"]["epochs"]
+    ckpt = tmp / f"e{epoch}.pt"
+    assert main(["train", "--spec", json.dumps(plan.train_spec(run)), "--device", "cpu", "--no-progress",
+                 "--state-dir", str(tmp / "state"), "--checkpoint", f"{epoch}={ckpt}",
+                 "--log", str(tmp / "train_log.parquet")]) == 0
+    return plan, run, ckpt

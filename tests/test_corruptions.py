@@ -144,31 +144,15 @@ def test_corruption_metrics_match_hand_computed_values(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny run trained for one epoch by the CLI, and its test set in CIFAR-C files."""
-    import copy
-
-    import yaml
-    from conftest import REPO
+    from conftest import tiny_vit_config, train_tiny_run
 
     from vitprobe import data
-    from vitprobe.cli import main
-    from vitprobe.config import validate
     tmp = tmp_path_factory.mktemp("corruption")
-    c = copy.deepcopy(yaml.safe_load((REPO / "profiles/demo/demo.yaml").read_text()))
-    c["data"].update(dataset="synthetic", root=str(tmp / "data"), synthetic={"num_classes": 10, "train_per_class": 8,
-                                                                             "test_per_class": 3, "seed": 0})
-    c["models"]["vit_demo"]["kwargs"].update(embed_dim=16, depth=1, num_heads=2)
-    c["experiments"] = {"x": {"models": ["vit_demo"]}}
-    c["figures"] = {}
-    c["train"].update(epochs=1, warmup_epochs=1, checkpoint_epochs=[1], batch_size=32, lr_batch_size=32)
-    c["probes"] = {"corruption": {"folder": str(tmp / "C"), "severities": [1, 4], "n_images": 20, "batch_size": 7}}
-    plan = validate(c)
-    data.prepare("synthetic", tmp / "data", synthetic=c["data"]["synthetic"])
+    probes = {"corruption": {"folder": str(tmp / "C"), "severities": [1, 4], "n_images": 20, "batch_size": 7}}
+    config = tiny_vit_config(tmp, probes, train_per_class=8, test_per_class=3, depth=1)
+    plan, run, _ = train_tiny_run(config, tmp)  # checkpoint tmp/e1.pt
     test = data.load_split("synthetic", tmp / "data", train=False)
     write_cifar_c(tmp / "C", clean=test.images.numpy(), labels=test.labels.numpy())
-    run = plan.runs[0]
-    assert main(["train", "--spec", json.dumps(plan.train_spec(run)), "--device", "cpu", "--no-progress",
-                 "--state-dir", str(tmp / "state"), "--checkpoint", f"1={tmp / 'e1.pt'}",
-                 "--log", str(tmp / "log.parquet")]) == 0
     return plan, run, tmp
 
 

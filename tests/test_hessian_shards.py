@@ -9,16 +9,13 @@ agrees to rounding); the eigenvalues agree to the solver's tolerance (a shard's 
 starts cold where the unsplit job continues warm), every other column exactly.
 """
 
-import copy
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from conftest import REPO
+from conftest import tiny_vit_config, train_tiny_run
 
-from vitprobe import data
 from vitprobe.cli import main
 from vitprobe.config import validate
 from vitprobe.errors import ConfigError
@@ -32,29 +29,13 @@ TABLES = ("hessian", "hessian_summary")
 
 
 def _config(tmp, **hessian):
-    c = copy.deepcopy(yaml.safe_load((REPO / "profiles/demo/demo.yaml").read_text()))
-    c["data"].update(dataset="synthetic", root=str(tmp / "data"), synthetic={"num_classes": 10, "train_per_class": 24,
-                                                                              "test_per_class": 6, "seed": 0})
-    c["models"]["vit_demo"]["kwargs"].update(embed_dim=16, depth=2, num_heads=2)
-    c["experiments"] = {"x": {"models": ["vit_demo"]}}
-    c["figures"] = {}
-    c["train"].update(epochs=EPOCH, warmup_epochs=1, checkpoint_epochs=[EPOCH], batch_size=32, lr_batch_size=32)
-    c["probes"] = {"hessian": {**HESSIAN, **hessian}}
-    return c
+    return tiny_vit_config(tmp, {"hessian": {**HESSIAN, **hessian}}, epochs=EPOCH)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hessian_shards")
-    c = _config(tmp, shards=3)
-    plan = validate(c)
-    data.prepare("synthetic", tmp / "data", synthetic=c["data"]["synthetic"])
-    run = plan.runs[0]
-    ckpt = tmp / f"e{EPOCH}.pt"
-    assert main(["train", "--spec", json.dumps(plan.train_spec(run)), "--device", "cpu", "--no-progress",
-                 "--state-dir", str(tmp / "state"), "--checkpoint", f"{EPOCH}={ckpt}",
-                 "--log", str(tmp / "train_log.parquet")]) == 0
-    return plan, run, ckpt
+    return train_tiny_run(_config(tmp, shards=3), tmp)
 
 
 def _outs(prefix):

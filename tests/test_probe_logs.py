@@ -14,10 +14,8 @@ import sys
 import pandas as pd
 import pytest
 
-from vitprobe import data
 from vitprobe.catalog import tables_of
 from vitprobe.cli import main
-from vitprobe.config import validate
 from vitprobe.grid import Run
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
@@ -54,27 +52,10 @@ HEADLINES = {
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(plan, run, checkpoint path) of a tiny run trained for one epoch by the CLI."""
-    import copy
-
-    import yaml
-    from conftest import REPO
+    from conftest import tiny_vit_config, train_tiny_run
     tmp = tmp_path_factory.mktemp("probe_logs")
-    c = copy.deepcopy(yaml.safe_load((REPO / "profiles/demo/demo.yaml").read_text()))
-    c["data"].update(dataset="synthetic", root=str(tmp / "data"), synthetic={"num_classes": 10, "train_per_class": 24,
-                                                        "test_per_class": 6, "seed": 0})
-    c["models"]["vit_demo"]["kwargs"].update(embed_dim=16, depth=2, num_heads=2)
-    c["experiments"] = {"x": {"models": ["vit_demo"]}}
-    c["figures"] = {}
-    c["train"].update(epochs=EPOCH, warmup_epochs=1, checkpoint_epochs=[EPOCH], batch_size=32, lr_batch_size=32)
-    c["probes"] = {name: {**settings, "epochs": [EPOCH]} for name, settings in PROBES.items()}
-    plan = validate(c)
-    data.prepare("synthetic", tmp / "data", synthetic=c["data"]["synthetic"])
-    run = plan.runs[0]
-    ckpt = tmp / f"e{EPOCH}.pt"
-    assert main(["train", "--spec", json.dumps(plan.train_spec(run)), "--device", "cpu", "--no-progress",
-                 "--state-dir", str(tmp / "state"), "--checkpoint", f"{EPOCH}={ckpt}",
-                 "--log", str(tmp / "train_log.parquet")]) == 0
-    return plan, run, ckpt
+    probes = {name: {**settings, "epochs": [EPOCH]} for name, settings in PROBES.items()}
+    return train_tiny_run(tiny_vit_config(tmp, probes, epochs=EPOCH), tmp)
 
 
 def _lines(stderr: str) -> list[str]:
