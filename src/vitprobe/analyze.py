@@ -216,6 +216,9 @@ def merge_hessian(spec: dict, shards: dict, outs: dict) -> pd.DataFrame:
             if df[col].nunique() > 1:
                 raise VitprobeError(f"{what} shards differ in {col} ({', '.join(map(str, df[col].unique()))}): they "
                                     f"are not of one checkpoint and config; rerun the shard jobs")
+    if eig["config_hash"].iloc[0] != train_hash(spec):
+        raise VitprobeError(f"the hessian shards were computed for another training config (hash "
+                            f"{eig['config_hash'].iloc[0]}, this spec's {train_hash(spec)}); rerun the shard jobs")
     batches = sorted(eig["batch"].unique())
     if batches != list(range(len(batches))) or eig.duplicated(["batch", "rank"]).any() or \
             summ["n_batches"].sum() != len(batches):
@@ -237,9 +240,6 @@ def merge_hessian(spec: dict, shards: dict, outs: dict) -> pd.DataFrame:
         total = int(count.sum())
         summary.update(trace=mean, trace_nll=mean - wd * n_params, trace_samples=samples,
                        trace_std_error=float(np.sqrt(m2.sum() / (total - 1) / total)) if total > 1 else float("nan"))
-    if eig["config_hash"].iloc[0] != train_hash(spec):
-        raise VitprobeError(f"the hessian shards were computed for another training config (hash "
-                            f"{eig['config_hash'].iloc[0]}, this spec's {train_hash(spec)}); rerun the shard jobs")
     payload = {"epoch": int(eig["epoch"].iloc[0])}
     _write(pd.DataFrame([summary]), "hessian_summary", spec, payload, outs["hessian_summary"])
     _write(eig[[c.name for c in results.TABLES["hessian"]]], "hessian", spec, payload, outs["hessian"])
