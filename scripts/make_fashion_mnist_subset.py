@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Regenerate src/vitprobe/datasets/fashion_mnist_subset.npz, bit for bit, from the full
+"""Regenerate src/vitprobe/data/bundled/fashion_mnist_subset.npz, bit for bit, from the full
 Fashion-MNIST.
 
     python scripts/make_fashion_mnist_subset.py [--source FOLDER] [--out FILE]
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vitprobe import data
+from vitprobe.data import fashion_mnist as data
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "vitprobe" / "datasets" / "fashion_mnist_subset.npz"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "vitprobe" / "data" / "bundled" / "fashion_mnist_subset.npz"
 
 
 def select(labels: np.ndarray, per_class: int, seed: int, split: int) -> np.ndarray:
@@ -50,7 +50,7 @@ def select(labels: np.ndarray, per_class: int, seed: int, split: int) -> np.ndar
 
 def make_subset(source: str | Path, per_class: dict[str, int] | None = None,
                 seed: int = data.SUBSET_SEED) -> dict[str, np.ndarray]:
-    """The subset's arrays (keys ``vitprobe.data.SUBSET_KEYS``) from the full data set in
+    """The subset's arrays (keys ``vitprobe.data.fashion_mnist.SUBSET_KEYS``) from the full data set in
     ``source``."""
     per_class = per_class or data.SUBSET_PER_CLASS
     arrays = {}

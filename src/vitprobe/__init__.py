@@ -10,8 +10,9 @@ __all__ = ["load_checkpoint", "load_model"]
 
 
 def __getattr__(name):
+    # Imported on first use: both need torch and timm, which `import vitprobe` must not load.
     if name == "load_checkpoint":
-        from vitprobe.runtime import load_checkpoint
+        from vitprobe.models.recipe import load_checkpoint
         return load_checkpoint
     if name == "load_model":
         from vitprobe.api import load_model

@@ -1,33 +1,44 @@
-"""The one catalogue of probes and figures. The CLI (one verb per probe), the run plan,
-the result tables' writers and the Snakemake rules (one rule per configured probe and
-figure) all read it; nothing else lists them.
+"""The one catalogue of probes and figures. The CLI (one verb per probe), the run plan, the
+result tables and the Snakemake rules (one rule per configured probe and figure) all read it;
+nothing else lists them.
 
-Adding a probe: its runner (`vitprobe.analyze`), its math (`vitprobe.probes.<name>`), one
-`Probe` entry here, its table's columns (`vitprobe.results.TABLES`), its config block in
-`config.schema.yaml`, its tests. Adding a figure: its module (`vitprobe.figures.<name>`),
-one `Figure` entry here, its caption `workflow/report/<name>.rst`.
-
-This module sits at the bottom: it imports nothing of vitprobe.
+Probes are found, not listed: every module of `vitprobe.probes` that defines ``PROBE`` (see
+that package's docstring). Figures are one line each below, beside their module
+`vitprobe.figures.<name>` and caption `workflow/report/<name>.rst`.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import pkgutil
 from dataclasses import dataclass
+from types import ModuleType
+
+from vitprobe import probes as _probes
+from vitprobe.columns import SEARCH_TABLE, TRAIN_LOG  # noqa: F401 (the two tables no probe writes, named here too)
+from vitprobe.probes import Probe
+
+# The order of the CLI's verbs and of the reference pages (new probes come after these).
+_ORDER = {name: i for i, name in enumerate(["hessian", "eval", "fourier", "variance", "robustness", "landscape",
+                                            "corruption"])}
 
 
-@dataclass(frozen=True)
-class Probe:
-    name: str                 # CLI verb and config key under `probes:`
-    runner: str               # "module:function", called as runner(spec, checkpoint, outs, device)
-    tables: tuple[str, ...]   # the per-checkpoint tables its job writes (`--out TABLE=PATH` each)
-    help: str                 # one line: what it computes
-    rule: str = ""            # Snakemake rule name (default: the probe's name)
-    merge: str = ""           # "module:function" joining shard tables; set: the job may be split (`shards`)
+@functools.cache
+def probe_modules() -> dict[str, ModuleType]:
+    """Every probe module, by probe name, in a fixed order (the modules' names, sorted)."""
+    found = {}
+    for info in sorted(pkgutil.iter_modules(_probes.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{_probes.__name__}.{info.name}")
+        probe = getattr(module, "PROBE", None)
+        if isinstance(probe, Probe):
+            if probe.name in found:
+                raise RuntimeError(f"two probe modules declare probe {probe.name!r}")
+            found[probe.name] = module
+    return dict(sorted(found.items(), key=lambda kv: _ORDER.get(kv[0], len(_ORDER))))
 
-    @property
-    def rule_name(self) -> str:
-        return self.rule or self.name
+
+PROBES: dict[str, Probe] = {name: m.PROBE for name, m in probe_modules().items()}
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,7 @@ class Figure:
     tables: tuple[str, ...]   # the tables it reads (`--table NAME=PATH` each file)
     paper: str                # the paper's figure it reproduces
     shows: str                # one line for the README
+    needs: tuple[str, ...] = ("series",)  # keys its config block must have (the plan checks them)
 
     @property
     def caption(self) -> str:
@@ -44,25 +56,9 @@ class Figure:
         return f"../report/{self.name}.rst"
 
 
-PROBES: dict[str, Probe] = {p.name: p for p in [
-    Probe("hessian", "vitprobe.analyze:hessian", ("hessian", "hessian_summary"),
-          "Hessian max-eigenvalue spectrum of a checkpoint, with NEP, APE and trace (hessian_summary)",
-          merge="vitprobe.analyze:merge_hessian"),
-    Probe("eval", "vitprobe.analyze:evaluate_checkpoint", ("eval",),
-          "test error, NLL, ECE and NLL_train of a checkpoint", rule="evaluate"),
-    Probe("fourier", "vitprobe.analyze:fourier", ("fourier",),
-          "relative log amplitude of the Fourier spectrum of every feature map"),
-    Probe("variance", "vitprobe.analyze:variance", ("variance",), "variance of every feature map"),
-    Probe("robustness", "vitprobe.analyze:robustness", ("robustness",), "accuracy under frequency-band noise"),
-    Probe("landscape", "vitprobe.analyze:landscape", ("landscape",),
-          "loss landscape along two random directions (the release's definition or Li et al.'s)"),
-    Probe("corruption", "vitprobe.analyze:corruption", ("corruption",),
-          "accuracy and NLL on CIFAR-10-C/100-C per corruption and severity"),
-]}
-
 FIGURES: dict[str, Figure] = {f.name: f for f in [
     Figure("fig_hessian", "vitprobe.figures.hessian", ("hessian",), "Fig. 1c, 4",
-           "Hessian max-eigenvalue spectra, NEP/APE"),
+           "Hessian max-eigenvalue spectra, NEP/APE", needs=("series", "epoch")),
     Figure("fig_fourier", "vitprobe.figures.fourier", ("fourier",), "Fig. 2a, 8",
            "relative log amplitude of feature maps; Δ at high frequency vs depth"),
     Figure("fig_variance", "vitprobe.figures.variance", ("variance",), "Fig. 9",
@@ -82,13 +78,9 @@ FIGURES: dict[str, Figure] = {f.name: f for f in [
     Figure("fig_corruption", "vitprobe.figures.corruption", ("corruption",), "Fig. 12b",
            "clean accuracy vs mean accuracy over 15 CIFAR-C corruptions x 5 severities"),
     Figure("fig_buildup", "vitprobe.figures.buildup", ("search",), "Fig. 12a",
-           "the AlterNet build-up search: held-out accuracy per step, the kept path"),
+           "the AlterNet build-up search: held-out accuracy per step, the kept path", needs=()),
 ]}
 
-# The per-run table training writes (not a probe's).
-TRAIN_LOG = "train_log"
-# The table of the build-up search (one per workflow, written by `vitprobe search-table`).
-SEARCH_TABLE = "search"
 
 
 def probe_of(table: str) -> str:
@@ -101,10 +93,8 @@ def probe_of(table: str) -> str:
 
 
 def tables_of(probe: str) -> tuple[str, ...]:
-    return PROBES[probe].tables
+    return PROBES[probe].table_names
 
 
-def resolve(target: str):
-    """The object named by "module:attribute"."""
-    module, attr = target.split(":")
-    return getattr(importlib.import_module(module), attr)
+def module_of(probe: str) -> ModuleType:
+    return probe_modules()[probe]

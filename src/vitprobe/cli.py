@@ -1,7 +1,7 @@
 """`vitprobe <verb> ...`: one verb per Snakemake rule, usable on its own too.
 
 Rules hand each verb a JSON *spec* (the slice of the config that matters for that job,
-see `vitprobe.grid.Plan`), so that a change to an unrelated config key reruns nothing.
+see `vitprobe.config.plan.Plan`), so that a change to an unrelated config key reruns nothing.
 """
 
 from __future__ import annotations
@@ -11,14 +11,28 @@ import json
 import sys
 from pathlib import Path
 
+from vitprobe import __version__
+from vitprobe.atomic import atomic_path
+from vitprobe.catalog import FIGURES, PROBES
+from vitprobe.config.load import load
+from vitprobe.data import cifar_c as corruptions
+from vitprobe.data import splits as data
+from vitprobe.device import DEVICE_CHOICES, resolve
+from vitprobe.digest import copy_images, digest, update_readme
 from vitprobe.errors import VitprobeError
+from vitprobe.jobs.probe import merge_probe, run_probe
+from vitprobe.models.recipe import import_weights
+from vitprobe.models.weights import WeightsError
+from vitprobe.results import markdown_docs, write_aggregate
+from vitprobe.search import jobs as search_jobs
+from vitprobe.training.loop import train
 
 
 class SpecError(VitprobeError):
     """A --spec that is not JSON or lacks keys its verb needs."""
 
 
-# The keys every spec of a verb must have (see vitprobe.grid.Plan.train_spec/probe_spec).
+# The keys every spec of a verb must have (see vitprobe.config.plan.Plan.train_spec/probe_spec).
 SPEC_KEYS = {"train": ("run", "data", "model", "train"), "probe": ("run", "data", "model", "train", "probe"),
              "plot": ("experiments",),
              "search": ("base", "dataset", "layers", "start", "stages", "budget", "seed")}
@@ -41,18 +55,15 @@ def _spec(value: str, verb: str, kind: str) -> dict:
     missing = [k for k in SPEC_KEYS[kind] if not isinstance(spec, dict) or k not in spec]
     if missing:
         raise SpecError(f"--spec of `vitprobe {verb}` lacks {', '.join(map(repr, missing))}: it needs the keys "
-                        f"{', '.join(SPEC_KEYS[kind])} (the rules build it with vitprobe.grid.Plan)")
+                        f"{', '.join(SPEC_KEYS[kind])} (the rules build it with vitprobe.config.plan.Plan)")
     return spec
 
 
 def _device(args):
-    from vitprobe.device import resolve
     return resolve(args.device)
 
 
 def cmd_prepare_data(args):
-    from vitprobe import data
-    from vitprobe.atomic import atomic_path
     synthetic = json.loads(args.synthetic) if args.synthetic else None
     summary = data.prepare(args.dataset, args.root, download=args.download, synthetic=synthetic)
     with atomic_path(args.out) as tmp:
@@ -61,8 +72,6 @@ def cmd_prepare_data(args):
 
 
 def cmd_prepare_corruptions(args):
-    from vitprobe import corruptions
-    from vitprobe.atomic import atomic_path
     summary = corruptions.prepare(args.dataset, args.root, args.folder, extra=args.extra, download=args.download)
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
@@ -70,19 +79,16 @@ def cmd_prepare_corruptions(args):
 
 
 def cmd_search_score(args):
-    from vitprobe.search_jobs import score
-    score(_spec(args.spec, "search-score", "train"), args.checkpoint, args.out, device=_device(args))
+    search_jobs.score(_spec(args.spec, "search-score", "train"), args.checkpoint, args.out, device=_device(args))
 
 
 def cmd_search_step(args):
-    from vitprobe.search_jobs import step
     spec = _spec(args.spec, "search-step", "search")
-    step(spec, args.score or [], args.out)
+    search_jobs.step(spec, args.score or [], args.out)
 
 
 def cmd_search_table(args):
-    from vitprobe.search_jobs import table
-    df = table(args.state, args.out)
+    df = search_jobs.table(args.state, args.out)
     print(f"{args.out}: {len(df)} steps, kept {', '.join(df.loc[df['kept'], 'msa_blocks'])}")
 
 
@@ -108,7 +114,6 @@ def _pairs(values, flag: str, allowed, key_type=str, *, exactly=False, many=Fals
 
 
 def cmd_train(args):
-    from vitprobe.train import train
     spec = _spec(args.spec, "train", "train")
     epochs = sorted(set(spec["train"]["checkpoint_epochs"]) | {spec["train"]["epochs"]})
     checkpoints = _pairs(args.checkpoint, "--checkpoint", epochs, int)
@@ -119,8 +124,6 @@ def cmd_train(args):
 
 
 def cmd_import_weights(args):
-    from vitprobe.runtime import import_weights
-    from vitprobe.weights import WeightsError
     spec = _spec(args.spec, "import-weights", "train")
     if "weights" not in spec["model"]:
         raise WeightsError("--spec: its model has no 'weights' source (models.<alias>.weights); train it instead")
@@ -136,7 +139,7 @@ def _shard(value: str | None, probe, spec: dict):
     if not (sep and i.isdigit() and s.isdigit()):
         raise VitprobeError(f"--shard {value!r}: expected I/S, e.g. 0/4 (shard I of S, counted from 0)")
     i, s = int(i), int(s)
-    if not probe.merge:
+    if not probe.shardable:
         raise VitprobeError(f"--shard: the {probe.name} probe cannot be split into shards")
     shards = spec["probe"].get("shards", 1)
     if s != shards or not 0 <= i < s:
@@ -146,40 +149,35 @@ def _shard(value: str | None, probe, spec: dict):
 
 
 def cmd_probe(args):
-    from vitprobe.catalog import PROBES, resolve
     probe = PROBES[args.verb]
-    outs = _pairs(args.out, "--out", probe.tables, exactly=True)
+    outs = _pairs(args.out, "--out", probe.table_names, exactly=True)
     spec = _spec(args.spec, args.verb, "probe")
     shard = _shard(args.shard, probe, spec)
-    kwargs = {"shard": shard} if shard else {}
-    resolve(probe.runner)(spec, args.checkpoint, outs, device=_device(args), **kwargs)
+    run_probe(probe.name, spec, args.checkpoint, outs, device=_device(args), shard=shard)
 
 
 def cmd_merge(args):
-    from vitprobe.catalog import PROBES, resolve
     probe = PROBES[args.probe]
-    if not probe.merge:
+    if not probe.shardable:
         raise VitprobeError(f"--probe {args.probe}: cannot be split into shards; allowed: "
-                            f"{', '.join(p.name for p in PROBES.values() if p.merge)}")
+                            f"{', '.join(p.name for p in PROBES.values() if p.shardable)}")
     spec = _spec(args.spec, "merge", "probe")
-    shards = _pairs(args.shard, "--shard", probe.tables, exactly=True, many=True)
-    outs = _pairs(args.out, "--out", probe.tables, exactly=True)
+    shards = _pairs(args.shard, "--shard", probe.table_names, exactly=True, many=True)
+    outs = _pairs(args.out, "--out", probe.table_names, exactly=True)
     counts = {t: len(f) for t, f in shards.items()}
     if len(set(counts.values())) > 1 or set(counts.values()) != {spec["probe"].get("shards", 1)}:
         raise VitprobeError(f"--shard: {counts} files per table; the spec's probes.{args.probe}.shards is "
                             f"{spec['probe'].get('shards', 1)}: give that many of each table")
-    resolve(probe.merge)(spec, shards, outs)
+    merge_probe(probe.name, spec, shards, outs)
 
 
 def cmd_aggregate(args):
-    from vitprobe.results import write_aggregate
     n = write_aggregate(args.inputs, args.table, args.out)
     print(f"{args.out}: {n} rows from {len(args.inputs)} files")
 
 
 def cmd_plot(args):
-    from vitprobe.catalog import FIGURES
-    from vitprobe.figures import plot
+    from vitprobe.figures import plot  # matplotlib: imported by plot jobs only
     figure = FIGURES[args.figure]
     tables = _pairs(args.table, "--table", figure.tables, many=True)
     spec = _spec(args.spec, "plot", "plot")
@@ -202,7 +200,6 @@ def _overrides(pairs) -> dict:
 
 
 def cmd_check_config(args):
-    from vitprobe.config import load
     _, plan = load(args.config, _overrides(args.set))
     imported = f" ({len(plan.imported_runs)} with imported weights: epoch 0 only)" if plan.imported_runs else ""
     print(f"{args.config}: valid; {len(plan.runs)} runs{imported}, checkpoints at epochs {plan.checkpoint_epochs}")
@@ -220,7 +217,6 @@ def cmd_check_config(args):
 
 
 def cmd_digest(args):
-    from vitprobe.digest import copy_images, digest, update_readme
     block = digest(args.results)
     print(block)
     if args.readme:
@@ -231,14 +227,10 @@ def cmd_digest(args):
 
 
 def cmd_tables(args):
-    from vitprobe.results import markdown_docs
     print(markdown_docs())
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vitprobe import __version__
-    from vitprobe.catalog import FIGURES, PROBES
-    from vitprobe.device import DEVICE_CHOICES
     p = argparse.ArgumentParser(prog="vitprobe", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"vitprobe {__version__}")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -280,12 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
         s = with_spec(verb(probe.name, cmd_probe, probe.help))
         s.add_argument("--checkpoint", required=True)
         s.add_argument("--out", required=True, action="append", metavar="TABLE=PATH",
-                       help=f"Parquet path of each table it writes: {', '.join(probe.tables)}")
+                       help=f"Parquet path of each table it writes: {', '.join(probe.table_names)}")
         s.add_argument("--shard", metavar="I/S", help="only shard I of S (from 0) of the job's work, "
-                       "S = the spec's shards; `vitprobe merge` joins the shards' tables" if probe.merge else
+                       "S = the spec's shards; `vitprobe merge` joins the shards' tables" if probe.shardable else
                        argparse.SUPPRESS)
 
-    merging = [p.name for p in PROBES.values() if p.merge]
+    merging = [p.name for p in PROBES.values() if p.shardable]
     s = with_spec(verb("merge", cmd_merge, "join the tables of a probe job's shards into the tables of one job"),
                   device=False)
     s.add_argument("--probe", required=True, choices=merging)
@@ -344,7 +336,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from vitprobe.errors import VitprobeError
     try:
         args.func(args)
     except VitprobeError as exc:

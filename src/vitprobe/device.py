@@ -67,3 +67,14 @@ def resolve(name: str = "auto") -> Device:
     if use_cuda:
         return Device(torch.device("cuda"), torch.bfloat16, channels_last=True, pin_memory=True)
     return Device(torch.device("cpu"), None, channels_last=False, pin_memory=False)
+
+
+def of(device=None, model: torch.nn.Module | None = None) -> Device:
+    """A `Device` for library calls: `device` itself if it is one, else full precision on the
+    torch device `device` (None: the model's, else the CPU), no accelerator tricks."""
+    if isinstance(device, Device):
+        return device
+    if device is None:
+        p = next(model.parameters(), None) if model is not None else None
+        device = p.device if p is not None else "cpu"
+    return Device(torch.device(device), None, channels_last=False, pin_memory=False)

@@ -1,6 +1,6 @@
 # One job per (run, checkpoint epoch) and configured probe (vitprobe.catalog.PROBES); each
 # writes its per-run Parquet tables, named: `--out TABLE=PATH`. A probe with `shards: S > 1`
-# (one that has a merge, vitprobe.catalog) runs as S jobs `<rule>_shard` over disjoint parts
+# (a shardable one, `Probe.shardable` in its vitprobe.probes module) runs as S jobs `<rule>_shard` over disjoint parts
 # of its work, writing under the run's shards/ folder, and `<rule>` merges their tables.
 for _probe in PLAN.probes:
     _shards = PLAN.shards(_probe)
@@ -14,7 +14,7 @@ for _probe in PLAN.probes:
             checkpoint=LAYOUT.checkpoint,
             data=run_data_ready,
         output:
-            **{t: probe_pattern(t, _shards) for t in PROBES[_probe].tables},
+            **{t: probe_pattern(t, _shards) for t in PROBES[_probe].table_names},
         log:
             LAYOUT.log(f"{_rule}/{{run}}_e{{epoch}}" + ("" if _shards == 1 else f".shard{{shard}}of{_shards}")),
         threads: job_threads
@@ -34,9 +34,9 @@ for _probe in PLAN.probes:
             name:
                 _rule
             input:
-                **{t: shard_files(t, _shards) for t in PROBES[_probe].tables},
+                **{t: shard_files(t, _shards) for t in PROBES[_probe].table_names},
             output:
-                **{t: probe_pattern(t) for t in PROBES[_probe].tables},
+                **{t: probe_pattern(t) for t in PROBES[_probe].table_names},
             log:
                 LAYOUT.log(f"{_rule}/{{run}}_e{{epoch}}.merge"),
             params:

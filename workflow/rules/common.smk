@@ -7,11 +7,15 @@ import shlex
 import shutil
 import sys
 
-from vitprobe.config import assemble, validate
-from vitprobe.grid import RUN_ID_REGEX, ConfigError, train_hash
-from vitprobe.paths import CORRUPTIONS_READY, DATA_READY, Layout
-from vitprobe.weights import kind as weights_kind
+from pathlib import Path
+
 from vitprobe.catalog import FIGURES, PROBES, SEARCH_TABLE
+from vitprobe.config.identity import RUN_ID_REGEX, train_hash
+from vitprobe.config.load import assemble, validate
+from vitprobe.config.paths import CORRUPTIONS_READY, DATA_READY, Layout
+from vitprobe.data.cifar_c import default_folder
+from vitprobe.errors import ConfigError
+from vitprobe.models.weights import kind as weights_kind
 
 
 def _shown(path):
@@ -91,17 +95,18 @@ def runs_regex(runs):
 def corruption_folder():
     """The CIFAR-C folder the corruption probe reads (probes.corruption.folder, else the
     published folder of data.dataset under data.root)."""
-    from vitprobe.corruptions import default_folder
-
     probe = config["probes"]["corruption"]
     return probe["folder"] or str(default_folder(config["data"]["dataset"], config["data"]["root"]))
 
 
+# What a probe may read beyond its checkpoint and its run's dataset (`reads` of its
+# vitprobe.probes module) -> the file that says it is ready (data.smk makes it).
+READ_INPUTS = {"corruptions": lambda: CORRUPTIONS_READY.format(folder=corruption_folder())}
+
+
 def probe_extra_inputs(probe):
     """Inputs a probe needs beyond its checkpoint and the dataset."""
-    if probe == "corruption":
-        return {"corruptions": CORRUPTIONS_READY.format(folder=corruption_folder())}
-    return {}
+    return {what: READ_INPUTS[what]() for what in PROBES[probe].reads if what in READ_INPUTS}
 
 
 def probe_pattern(table, shards=1):
@@ -202,12 +207,10 @@ def all_targets():
 LOCAL_RULES = [
     "all",
     "prepare_data",
-    "prepare_corruptions",
+    *(["prepare_corruptions"] if "corruption" in config["probes"] else []),
     "import_weights",
     "aggregate",
-    "search_step",
-    "search_table",
-    "search_aggregate",
+    *(["search_step", "search_table", "search_aggregate"] if PLAN.search else []),
     *config["figures"],
     *(PROBES[p].rule_name for p in PLAN.probes if PLAN.shards(p) > 1),  # the merges of sharded probes
 ]
@@ -249,3 +252,44 @@ def train_resources():
 def probe_resources(probe):
     r = config["resources"]["probes"]
     return _cluster_resources(r["mem_mb"], r["runtime_per_probe"].get(probe, r["runtime"]))
+
+
+# ---- The build-up search (workflow/rules/search.smk) ------------------------------------
+def search_history(step):
+    """Run ids of the candidates scored by step `step`, in order (step 0: the base)."""
+    if step == 0:
+        return [PLAN.search_run(PLAN.search["start"]).id]
+    state = json.loads(Path(checkpoints.search_step.get(step=step - 1).output[0]).read_text())
+    if state["next"] is None:
+        raise ValueError(f"the search stopped at step {step - 1} ({state['stopped']}); there is no step {step}")
+    return [s["run"] for s in state["steps"]] + [state["next"]["run"]]
+
+
+def search_step_inputs(wildcards):
+    step = int(wildcards.step)
+    epoch = PLAN.search["epoch"]
+    scores = [LAYOUT.search_score.format(run=r, epoch=epoch) for r in search_history(step)]
+    previous = [LAYOUT.search_step.format(step=step - 1)] if step else []
+    return {"scores": scores, "previous": previous}
+
+
+def search_last_step(wildcards):
+    """The state file of the step that stops the search (found one checkpoint at a time)."""
+    step = 0
+    while True:
+        path = checkpoints.search_step.get(step=step).output[0]
+        if json.loads(Path(path).read_text())["next"] is None:
+            return path
+        step += 1
+
+
+def search_runs():
+    """The candidates the search tried, once it is over (found one checkpoint at a time)."""
+    state = json.loads(Path(search_last_step(None)).read_text())
+    return [PLAN.run(s["run"]) for s in state["steps"]]
+
+
+def search_targets():
+    """The path taken, and every per-run table over the candidates."""
+    tables = [LAYOUT.search_aggregate.format(table=t) for t in TABLES]
+    return [LAYOUT.search_table, *tables] if PLAN.search else []

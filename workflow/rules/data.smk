@@ -27,8 +27,8 @@ if "corruption" in config["probes"]:
             LAYOUT.log("prepare_corruptions"),
         params:
             dataset=config["data"]["dataset"],
-            root=config["data"]["root"],
-            folder=corruption_folder(),
+            root=lambda wildcards: config["data"]["root"],
+            folder=lambda wildcards, output: output[0].removesuffix(CORRUPTIONS_READY.format(folder="")),
             extra="--extra" if config["probes"]["corruption"]["extra"] else "",
             download="--download" if config["probes"]["corruption"]["download"] else "",
         shell:

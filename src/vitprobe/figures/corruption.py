@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from vitprobe.corruptions import CORRUPTIONS
+from vitprobe.data.cifar_c import CORRUPTIONS
 from vitprobe.figures.panels import draw_labelled_points, figure_epoch, full_data, series_rows, stat
 from vitprobe.figures.style import COLUMN_WIDTH, note_missing, paper_style, plt, save
 

@@ -14,9 +14,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import Bbox
 
+from vitprobe.config.identity import series_matches
 from vitprobe.figures.style import FULL_WIDTH, color, note_missing, plt, save
-from vitprobe.probes.summary import nep_ape
-from vitprobe.series import series_matches
+from vitprobe.probes.hessian.summary import nep_ape
 
 # The columns that name one run in every table; a run's other rows differ only in what was measured.
 RUN_KEYS = ["dataset", "model", "kernel_size", "fraction", "seed"]

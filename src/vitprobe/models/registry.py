@@ -11,10 +11,10 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from vitprobe.data import MEAN_STD
+from vitprobe.data.registry import mean_std
 
-# The normalisation the pipeline applies to CIFAR-100 inputs (one definition: vitprobe.data).
-CIFAR100_MEAN, CIFAR100_STD = MEAN_STD["cifar100"]
+# The normalisation the pipeline applies to CIFAR-100 inputs (one definition: vitprobe.data.splits).
+CIFAR100_MEAN, CIFAR100_STD = mean_std("cifar100")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,66 @@
-"""Analyses run on a trained checkpoint (Hessian spectrum, Fourier, variance, robustness, ...)."""
+"""The probes, one module (or subpackage) each: `vitprobe.probes.<name>` is the whole probe.
+
+A probe module defines
+- ``PROBE = Probe(...)``: its name (CLI verb and config key under ``probes:``), its tables
+  and their columns, what it reads (``reads``), whether it may be split into shards;
+- ``compute(model, <its data>, **settings)``: the math, on any ``nn.Module`` and tensors,
+  returning its tables as DataFrames (in ``PROBE.tables`` order); `vitprobe.api` exposes
+  exactly these functions;
+- ``run(model, inputs, settings, log)``: what it reads from a pipeline run
+  (`vitprobe.analysis.inputs.RunInputs`), handed to ``compute``, with the job's start line;
+- ``headline(tables)``: the job's result line;
+- with ``shardable``, ``merge(spec, parts)``: one job's tables from its shards' tables.
+
+`vitprobe.catalog` finds every module here that defines ``PROBE``; the generic runner
+(`vitprobe.jobs.probe`) loads a checkpoint, calls ``run`` and writes the tables. Adding a
+probe touches its module, its block in `vitprobe/config/schema.yaml` and its test.
+This file imports nothing heavy: the catalogue imports the probe modules themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: What a probe may read besides its checkpoint: the run's training split (augmented
+#: batches), the test split (or, for imagenet, the class-folder images), CIFAR-C.
+READS = ("train", "test", "corruptions")
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str                      # CLI verb and config key under `probes:`
+    help: str                      # one line: what it computes
+    tables: dict = field(default_factory=dict)  # table name -> [vitprobe.columns.Column], per checkpoint
+    reads: tuple[str, ...] = ()    # of READS
+    rule: str = ""                 # Snakemake rule name (default: the probe's name)
+    shardable: bool = False        # its job may be split (`shards`); the module then has `merge`
+    exact: bool = False            # runs in float32 without autocast or channels_last (curvature, losses)
+
+    def __post_init__(self):
+        unknown = [r for r in self.reads if r not in READS]
+        if unknown:
+            raise ValueError(f"probe {self.name}: reads {unknown}; allowed: {', '.join(READS)}")
+
+    @property
+    def rule_name(self) -> str:
+        return self.rule or self.name
+
+    @property
+    def table_names(self) -> tuple[str, ...]:
+        return tuple(self.tables)
+
+    @property
+    def needs_training_split(self) -> bool:
+        """Datasets without a training split (imagenet) get no tables of this probe."""
+        return "train" in self.reads or "corruptions" in self.reads
 
 
 def no_progress(iterable):
     """The default ``progress`` of the probes' loops: the iterable itself, no bar. Runners
-    pass a wrapper instead (``vitprobe.analyze.progress``); any callable that takes an
+    pass a wrapper instead (`vitprobe.analysis.progress`); any callable that takes an
     iterable and yields its items will do."""
     return iterable
+
+
+def no_log(message: str) -> None:
+    """The default ``log`` of the probes: say nothing."""

@@ -1,4 +1,4 @@
-"""Accuracy and NLL under common corruptions (CIFAR-10-C / CIFAR-100-C, `vitprobe.corruptions`).
+"""Accuracy and NLL under common corruptions (CIFAR-10-C / CIFAR-100-C, `vitprobe.data.cifar_c`).
 
 For each corruption c and severity s: accuracy (%) = share of the images of that block whose
 argmax logit is the label; NLL = mean cross-entropy of the softmax, in nats. Images are
@@ -11,12 +11,30 @@ severities).
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 import torch
 
-from vitprobe import corruptions
+from vitprobe.columns import Column
+from vitprobe.data import cifar_c as corruptions
+from vitprobe.data.registry import ARCHIVES
 from vitprobe.device import Device
-from vitprobe.probes import no_progress
+from vitprobe.device import of as device_of
+from vitprobe.errors import ConfigError
+from vitprobe.probes import Probe, no_progress
 from vitprobe.probes.evaluate import clean_metrics
+
+PROBE = Probe(
+    "corruption", "accuracy and NLL on CIFAR-10-C/100-C per corruption and severity",
+    tables={"corruption": [
+    Column("corruption", pa.string(), "", "CIFAR-C corruption, e.g. gaussian_noise (vitprobe.data.cifar_c.CORRUPTIONS)"),
+    Column("severity", pa.int64(), "", "corruption severity, 1 (mild) .. 5 (strong)"),
+    Column("accuracy", pa.float64(), "%", "top-1 accuracy on the corrupted test images"),
+    Column("nll", pa.float64(), "nats", "mean NLL on the corrupted test images"),
+    Column("clean_accuracy", pa.float64(), "%", "top-1 accuracy on the same test images, uncorrupted"),
+    Column("clean_nll", pa.float64(), "nats", "mean NLL on the same test images, uncorrupted"),
+    Column("n_images", pa.int64(), "images", "test images per (corruption, severity)"),
+    ]},
+    reads=("test", "corruptions"))
 
 
 def corruption_metrics(model, folder, names, severities, mean, std, device: Device, clean_images, clean_labels,
@@ -34,3 +52,53 @@ def corruption_metrics(model, folder, names, severities, mean, std, device: Devi
                      "clean_accuracy": 100.0 - clean["error"], "clean_nll": clean["nll_test"],
                      "n_images": len(labels)})
     return pd.DataFrame(rows)
+
+
+def compute(model, folder, test_images, test_labels, mean, std, *, extra: bool = False,
+            severities=corruptions.SEVERITIES, n_images: int | None = None, seed: int = 0, batch_size: int = 500,
+            dataset: str | None = None, device=None, progress=no_progress) -> pd.DataFrame:
+    """Table corruption: accuracy and NLL on the CIFAR-C copies in `folder` of the clean test
+    set (`test_images` uint8, `test_labels`), per corruption (the 15, with `extra` the 19)
+    and severity, beside the clean values of the same images: all of them, or `n_images`
+    drawn by a permutation seeded `seed` (the same rows of every severity block)."""
+    names = corruptions.corruption_names(extra)
+    n = corruptions.check(folder, names, dataset)
+    if len(test_labels) != n:
+        raise corruptions.DataDamaged(f"{folder}: {n} images per severity, but the clean {dataset or 'test'} test set "
+                                      f"has {len(test_labels)}; probes.corruption.folder must hold the corrupted "
+                                      f"copies of this test set")
+    index = None
+    if n_images is not None and n_images < n:
+        index = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:n_images].sort().values
+    clean_idx = index if index is not None else torch.arange(n)
+    return corruption_metrics(model, folder, names, list(severities), mean, std, device_of(device, model),
+                              test_images[clean_idx], test_labels[clean_idx], index=index, batch_size=batch_size,
+                              dataset=dataset, progress=progress)
+
+
+def run(model, inputs, settings: dict, log):
+    p = settings
+    folder = inputs.corruption_folder(p.get("folder"))
+    names = corruptions.corruption_names(p["extra"])
+    n = corruptions.check(folder, names, inputs.dataset)
+    test = inputs.test_split
+    shown = n if p["n_images"] is None else min(n, p["n_images"])
+    log(f"accuracy and NLL on {shown} test images under {len(names)} corruptions x {len(p['severities'])} "
+        f"severities from {folder}, batches of {p['batch_size']}")
+    return compute(model, folder, test.images, test.labels, *inputs.mean_std, extra=p["extra"],
+                   severities=p["severities"], n_images=p["n_images"], seed=p["seed"], batch_size=p["batch_size"],
+                   dataset=inputs.dataset, device=inputs.device, progress=log.bar("(corruption, severity) blocks"))
+
+
+def headline(df: pd.DataFrame) -> str:
+    return (f"clean accuracy {df['clean_accuracy'].iloc[0]:.2f} %, mean corrupted accuracy "
+            f"{df['accuracy'].mean():.2f} %")
+
+
+def check(settings: dict, config: dict) -> None:
+    """Before any job: without `folder`, data.dataset must have a published CIFAR-C set."""
+    dataset = config["data"]["dataset"]
+    if not settings.get("folder") and dataset not in ARCHIVES:
+        raise ConfigError(f"probes.corruption.folder: required for data.dataset {dataset!r}, which has no "
+                          f"published corrupted test set (only {', '.join(ARCHIVES)}: CIFAR-10-C, CIFAR-100-C); "
+                          f"give a folder in the CIFAR-C layout or remove probes.corruption")

@@ -16,8 +16,29 @@ the odd-sided diagonal has no Nyquist entry, its last entry is the positive freq
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from vitprobe.analysis.featuremaps import map_means
+from vitprobe.analysis.inputs import chunks, normalized_chunks
+from vitprobe.columns import Column
+from vitprobe.probes import Probe, no_progress
+
+PROBE = Probe(
+    "fourier", "relative log amplitude of the Fourier spectrum of every feature map",
+    tables={"fourier": [
+    Column("map_index", pa.int64(), "", "feature map position in forward order (0 = embedding/stem)"),
+    Column("map_name", pa.string(), "", "module path of the map, e.g. blocks.3.msa, layer2.1"),
+    Column("kind", pa.string(), "", "embed, stem, msa, mlp, conv, pool, mixer_token, mixer_channel"),
+    Column("depth", pa.float64(), "", "normalized depth of the map, in [0, 1]"),
+    Column("freq", pa.float64(), "π rad", "frequency along the spectrum's diagonal, 0 .. 1 - 2/H"),
+    Column("log_amplitude", pa.float64(), "", "relative log amplitude: log amplitude minus its value at frequency 0"),
+    Column("high_freq_delta", pa.float64(), "", "the map's log_amplitude at its highest frequency (Δ log amplitude)"),
+    Column("n_images", pa.int64(), "images", "test images the maps were computed on"),
+    ]},
+    reads=("test",), exact=True)
 
 EPS = 1e-6
 _CHUNK_ELEMENTS = 1 << 22  # FFT this many map elements at a time (in float64) to bound memory
@@ -58,3 +79,31 @@ def frequencies(h: int) -> np.ndarray:
 def high_frequency_delta(fmap: Tensor) -> float:
     """Last value of ``relative_log_amplitude(fmap)``."""
     return float(relative_log_amplitude(fmap)[-1])
+
+
+def compute(model: nn.Module, images, *, modules: list[str] | None = None, batch_size: int = 64,
+            progress=no_progress) -> pd.DataFrame:
+    """Table fourier: the relative log amplitude of every feature map's spectrum, mean over
+    images and channels, along the diagonal; one row per (map, frequency). `images`: what the
+    model's forward takes (normalised), a tensor (cut into chunks of `batch_size`) or an
+    iterable of tensors or of (images, labels) batches; `modules`: the names whose outputs are
+    the maps, for a model whose maps vitprobe does not know (`vitprobe.analysis.featuremaps`)."""
+    maps, n = map_means(model, chunks(images, batch_size), lambda t: relative_log_amplitude(t).cpu(), modules,
+                        progress)
+    return pd.DataFrame([{"map_index": i, "map_name": name, "kind": kind, "depth": depth, "freq": float(f),
+                          "log_amplitude": float(a), "high_freq_delta": float(curve[-1]), "n_images": n}
+                         for i, name, kind, depth, side, curve in maps for f, a in zip(frequencies(side), curve)])
+
+
+def run(model, inputs, settings: dict, log):
+    images, mean, std = inputs.image_sample(model, settings["n_images"], settings["seed"])
+    log(f"relative log amplitude of every feature map's Fourier spectrum on {len(images)} "
+        f"{inputs.images_described}, chunks of {images.chunk_size}")
+    return compute(model, normalized_chunks(images, mean, std, inputs.device),
+                   progress=log.bar(f"chunks of {images.chunk_size} images", total=-(-len(images) // images.chunk_size)))
+
+
+def headline(df: pd.DataFrame) -> str:
+    deltas = df.groupby("map_index")["high_freq_delta"].first()
+    return (f"{len(deltas)} maps, mean high-frequency Δ log amplitude {np.mean(deltas):.3f} "
+            f"(from {min(deltas):.3f} to {max(deltas):.3f})")

@@ -24,12 +24,29 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 from torch import Tensor, nn
 
-from vitprobe.losses import nll, trainable
-from vitprobe.modes import eval_mode
-from vitprobe.probes import no_progress
+from vitprobe.analysis.inputs import as_batches
+from vitprobe.columns import Column
+from vitprobe.errors import ConfigError
+from vitprobe.models.losses import nll, trainable
+from vitprobe.models.modes import eval_mode
+from vitprobe.probes import Probe, no_progress
+
+PROBE = Probe(
+    "landscape", "loss landscape along two random directions (the release's definition or Li et al.'s)",
+    tables={"landscape": [
+    Column("style", pa.string(), "", "the definition: release (the paper's code) or li2018"),
+    Column("grid", pa.string(), "", "1d (a line along one direction) or 2d (a plane along two)"),
+    Column("x", pa.float64(), "", "coordinate along the first random direction"),
+    Column("y", pa.float64(), "", "coordinate along the second direction (0 on the 1d line)"),
+    Column("nll", pa.float64(), "nats", "mean NLL on the augmented training batches"),
+    Column("l2", pa.float64(), "", "release: Σ_p ‖p‖₂ over parameter tensors; li2018: ‖θ'‖² at that point"),
+    Column("loss", pa.float64(), "nats", "release: nll + wd · l2; li2018: nll + wd/2 · l2"),
+    ]},
+    reads=("train",), exact=True)
 
 
 @torch.no_grad()
@@ -175,3 +192,59 @@ def loss_landscape(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
             for p, p0 in zip(params, origin):
                 p.copy_(p0)
     return pd.DataFrame(rows, columns=[*"xy"[:k], "nll", "l2", "loss"])
+
+
+def compute(model: nn.Module, batches, *, weight_decay: float = 0.0, loss: Callable | None = None,
+            style: str = "release", radius: float = 1.0, points_1d: int = 21, points_2d: int = 0, seed: int = 0,
+            progress=None) -> pd.DataFrame:
+    """Table landscape: the loss along one (a line of `points_1d`) and two (a `points_2d`²
+    plane) random directions of `style`, drawn from a generator seeded `seed` on the
+    model's device; `batches`: (inputs, targets) pairs, or one pair. `progress(what)` gives
+    the progress wrapper of each grid ("1d grid points", "2d grid points")."""
+    if not points_1d and not points_2d:
+        raise ValueError("points_1d and points_2d are both 0: no points; allowed: at least one of them >= 1")
+    definition = landscape_style(style)
+    params = trainable(model)
+    dev = params[0].device if params else torch.device("cpu")
+    batches = [(x.to(dev), y.to(dev)) for x, y in as_batches(batches)]
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    d1, d2 = definition.direction(model, gen), definition.direction(model, gen)
+    loss = nll if loss is None else loss
+    bar = progress or (lambda what: no_progress)
+    parts = []
+    if points_1d:
+        parts.append(loss_landscape(model, batches, [d1], grid_1d(radius, points_1d), weight_decay,
+                                    progress=bar("1d grid points"), style=style, loss_fn=loss).assign(grid="1d", y=0.0))
+    if points_2d:
+        parts.append(loss_landscape(model, batches, [d1, d2], grid_2d(radius, points_2d), weight_decay,
+                                    progress=bar("2d grid points"), style=style, loss_fn=loss).assign(grid="2d"))
+    return pd.concat([part.assign(style=style) for part in parts], ignore_index=True)
+
+
+def run(model, inputs, settings: dict, log):
+    p = settings
+    style = landscape_style(p["style"])
+    wd = inputs.weight_decay
+    grids = [f"{n} points on a line" for n in [p["points_1d"]] if n]
+    grids += [f"{n}×{n} points on a plane" for n in [p["points_2d"]] if n]
+    log(f"{style.formula} (wd {wd:g}, style {p['style']}) on {p['n_batches']} mini-batches of {p['batch_size']} "
+        f"augmented training images at {' and '.join(grids) or 'no points'} along random directions, "
+        f"radius {p['radius']:g}")
+    batches = list(inputs.augmented_batches(p["n_batches"], p["batch_size"], p["seed"]))
+    return compute(model, batches, weight_decay=wd, style=p["style"], radius=p["radius"], points_1d=p["points_1d"],
+                   points_2d=p["points_2d"], seed=p["seed"], progress=log.bar)
+
+
+def headline(df: pd.DataFrame) -> str:
+    best = df.loc[df["loss"].idxmin()]
+    near = df.loc[(df["x"] ** 2 + df["y"] ** 2).idxmin()]  # the origin itself on odd grids
+    at = "origin" if near["x"] == 0 and near["y"] == 0 else f"point nearest the origin ({near['x']:g}, {near['y']:g})"
+    return (f"min loss {best['loss']:.4g} at ({best['x']:g}, {best['y']:g}) on the {best['grid']} grid, loss at {at} "
+            f"{near['loss']:.4g}")
+
+
+def check(settings: dict, config: dict) -> None:
+    """Before any job: a landscape of no points is no landscape."""
+    if not settings["points_1d"] and not settings["points_2d"]:
+        raise ConfigError("probes.landscape.points_1d and points_2d: both 0, so there is no point to evaluate; "
+                          "allowed: at least one of them >= 1 (or remove probes.landscape)")

@@ -14,12 +14,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pandas as pd
+import pyarrow as pa
 import torch
 from torch import Tensor
 
-from vitprobe.augment import normalize
+from vitprobe.columns import Column
+from vitprobe.data.augment import normalize
+from vitprobe.data.imagefolder import TensorSample
 from vitprobe.device import Device
-from vitprobe.probes import no_progress
+from vitprobe.device import of as device_of
+from vitprobe.models.modes import eval_mode
+from vitprobe.probes import Probe, no_progress
+
+PROBE = Probe(
+    "robustness", "accuracy under frequency-band noise",
+    tables={"robustness": [
+    Column("freq", pa.float64(), "π rad", "centre f of the noise's frequency band (Chebyshev radius in [f-w, f+w])"),
+    Column("accuracy", pa.float64(), "%", "test accuracy with the band-limited noise added"),
+    Column("clean_accuracy", pa.float64(), "%", "test accuracy without noise"),
+    Column("delta_accuracy", pa.float64(), "pp", "accuracy - clean_accuracy"),
+    Column("eps", pa.float64(), "", "noise amplitude before band filtering, in [0, 1] pixel units"),
+    Column("width", pa.float64(), "π rad", "half width w of the frequency band"),
+    Column("n_images", pa.int64(), "images", "test images evaluated"),
+    ]},
+    reads=("test",))
 
 FREQS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 _TOL = 1e-9  # ring edges are inclusive; absorbs rounding of f ± width (e.g. 0.3 - 0.1)
@@ -48,15 +66,6 @@ def band_noise(shape: Sequence[int], eps: float, f: float, width: float = 0.1,
     return torch.fft.ifft2(spec).real.mul_(eps)
 
 
-def _as_device(device, model) -> Device:
-    if isinstance(device, Device):
-        return device
-    if device is None:
-        p = next(model.parameters(), None)
-        device = p.device if p is not None else "cpu"
-    return Device(torch.device(device), None, channels_last=False, pin_memory=False)
-
-
 @torch.no_grad()
 def noise_robustness(model, images_u8: Tensor, labels: Tensor, mean, std, eps: float,
                      freqs: Sequence[float] = FREQS, width: float = 0.1, batch_size: int = 500,
@@ -74,8 +83,7 @@ def noise_robustness(model, images_u8: Tensor, labels: Tensor, mean, std, eps: f
     """
     if len(images_u8) == 0 or len(images_u8) != len(labels):
         raise ValueError(f"need as many labels as images (> 0); got {len(images_u8)} images, {len(labels)} labels")
-    dev = _as_device(device, model)
-    model.eval()
+    dev = device_of(device, model)
 
     def accuracy(f: float | None) -> float:
         gen = torch.Generator(device=dev.torch_device).manual_seed(seed)
@@ -92,9 +100,56 @@ def noise_robustness(model, images_u8: Tensor, labels: Tensor, mean, std, eps: f
         return 100.0 * correct / len(images_u8)
 
     freqs = [float(f) for f in freqs]
-    clean, *noisy = [accuracy(f) for f in progress([None, *freqs])]
+    with eval_mode(model):
+        clean, *noisy = [accuracy(f) for f in progress([None, *freqs])]
     rows = []
     for f, acc in zip(freqs, noisy):
         rows.append({"freq": float(f), "accuracy": acc, "clean_accuracy": clean,
                      "delta_accuracy": acc - clean, "eps": float(eps), "width": float(width)})
     return pd.DataFrame(rows, columns=["freq", "accuracy", "clean_accuracy", "delta_accuracy", "eps", "width"])
+
+
+def compute(model, images_u8: Tensor, labels: Tensor, mean, std, *, eps: float = 0.1, freqs=FREQS,
+            width: float = 0.1, batch_size: int = 500, seed: int = 0, device=None,
+            progress=no_progress) -> pd.DataFrame:
+    """Table robustness: top-1 accuracy (%) under frequency-band noise against clean accuracy
+    (`noise_robustness`); `images_u8` uint8 (N, 3, H, W), normalised inside with `mean`/`std`
+    after the noise is added in [0, 1] pixel units."""
+    df = noise_robustness(model, images_u8, labels, mean, std, eps=eps, freqs=list(freqs), width=width,
+                          batch_size=batch_size, seed=seed, device=device, progress=progress)
+    return df.assign(n_images=len(images_u8))
+
+
+def run(model, inputs, settings: dict, log):
+    p = settings
+    images, mean, std = inputs.image_sample(model, p["n_images"], p["seed"])
+    freqs = p["freqs"]
+    # images in memory: one pass (noise drawn batch by batch); decoded files: a chunk of
+    # batches at a time, accuracies weighted by chunk size
+    chunk = len(images) if isinstance(images, TensorSample) else max(p["batch_size"], images.chunk_size)
+    log(f"accuracy on {len(images)} {inputs.images_described}, clean and under band noise (eps "
+        f"{p['eps']:g}, width {p['width']:g}) at {len(freqs)} frequencies {min(freqs):g}..{max(freqs):g}, "
+        f"batches of {p['batch_size']}")
+    classes = getattr(images, "classes", None)
+    if classes is not None and len(classes) != getattr(model, "num_classes", len(classes)):
+        log(f"warning: {len(classes)} class folders, but the model has {model.num_classes} classes; label i is the "
+            f"i-th folder in sorted order, so accuracies are only meaningful if the folders are the model's classes")
+    settings = dict(eps=p["eps"], freqs=freqs, width=p["width"], batch_size=p["batch_size"], device=inputs.device)
+    if chunk == len(images):
+        return compute(model, *images.chunk(0, chunk), mean, std, seed=p["seed"],
+                       progress=log.bar("passes (clean, then each frequency)"), **settings)
+    parts = [compute(model, *images.chunk(i, i + chunk), mean, std, seed=p["seed"] + i, **settings)
+             for i in log.bar(f"chunks of {chunk} images")(range(0, len(images), chunk))]
+    df = parts[0].copy()
+    for col in ("accuracy", "clean_accuracy"):
+        df[col] = sum(part[col].to_numpy() * min(chunk, len(images) - i)
+                      for i, part in zip(range(0, len(images), chunk), parts)) / len(images)
+    df["delta_accuracy"] = df["accuracy"] - df["clean_accuracy"]
+    df["n_images"] = len(images)
+    return df
+
+
+def headline(df: pd.DataFrame) -> str:
+    worst = df.loc[df["delta_accuracy"].idxmin()]
+    return (f"clean accuracy {worst['clean_accuracy']:.2f} %, worst delta {worst['delta_accuracy']:+.2f} pp "
+            f"at frequency {worst['freq']:g}")

@@ -13,13 +13,12 @@ when asked to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vitprobe.data import DataDamaged, DataMissing
+from vitprobe.data.registry import ARCHIVES, DataDamaged, DataMissing
 
 #: The 15 corruptions of the benchmark, by group: noise, blur, weather, digital.
 CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise",
@@ -30,22 +29,6 @@ CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise",
 EXTRA_CORRUPTIONS = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 SEVERITIES = (1, 2, 3, 4, 5)
 LABELS_FILE = "labels.npy"
-
-
-@dataclass(frozen=True)
-class Archive:
-    folder: str   # the folder the archive extracts to, under the data root
-    url: str
-    md5: str
-
-
-#: The published archives, by the clean dataset whose test set they corrupt.
-ARCHIVES: dict[str, Archive] = {
-    "cifar10": Archive("CIFAR-10-C", "https://zenodo.org/records/2535967/files/CIFAR-10-C.tar",
-                       "56bf5dcef84df0e2308c6dcbcbbd8499"),
-    "cifar100": Archive("CIFAR-100-C", "https://zenodo.org/records/3555552/files/CIFAR-100-C.tar",
-                        "11f0ed0f1191edbf9fa23466ae6021d3"),
-}
 
 
 def corruption_names(extra: bool = False) -> tuple[str, ...]:
@@ -66,7 +49,7 @@ def _how(dataset: str | None) -> str:
         a = ARCHIVES[dataset]
         return (f"set probes.corruption.download: true, or download {a.url} (md5 {a.md5}) and extract it "
                 f"so that the folder {a.folder} holds the .npy files")
-    return "write the .npy files in the published CIFAR-C layout there (see vitprobe.corruptions)"
+    return "write the .npy files in the published CIFAR-C layout there (see vitprobe.data.cifar_c)"
 
 
 def missing_files(folder: str | Path, names) -> list[Path]:

@@ -1,9 +1,9 @@
-"""The jobs of the build-up search (`vitprobe.search`): score a candidate on the held-out
+"""The jobs of the build-up search (`vitprobe.search.walk`): score a candidate on the held-out
 split, take one decision step, write the path taken as the `search` table.
 
 Files: a candidate's score is `<run dir>/holdout_e<epoch>.json` ({run, epoch, accuracy, nll,
 n_images, config_hash}); step i's state is `<results>/search/step_<i>.json` (every step so
-far with its decision, and the next candidate or null: `vitprobe.search.state`).
+far with its decision, and the next candidate or null: `vitprobe.search.walk.state`).
 """
 
 from __future__ import annotations
@@ -17,12 +17,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vitprobe import results, search
+from vitprobe import results
 from vitprobe.atomic import atomic_path
-from vitprobe.catalog import SEARCH_TABLE
+from vitprobe.columns import SEARCH_TABLE
+from vitprobe.config.identity import NO_KERNEL, Run, train_hash
+from vitprobe.data.registry import mean_std
+from vitprobe.data.splits import holdout_split
 from vitprobe.device import Device
 from vitprobe.errors import VitprobeError
-from vitprobe.grid import NO_KERNEL, Run, train_hash
+from vitprobe.models.recipe import load_run_model
+from vitprobe.probes.evaluate import clean_metrics
+from vitprobe.search import walk as search
 
 
 def _write_json(obj, out) -> None:
@@ -32,15 +37,12 @@ def _write_json(obj, out) -> None:
 
 def score(spec: dict, checkpoint_path, out, device: Device) -> dict:
     """Accuracy (%) and NLL of a candidate's checkpoint on its held-out split (never the test set)."""
-    from vitprobe.probes.evaluate import clean_metrics
-    from vitprobe.runtime import holdout_split, load_model, mean_std
-
     if not spec["data"].get("holdout"):
         raise VitprobeError("search-score: the spec has no data.holdout; only build-up search candidates are scored")
-    model, payload = load_model(checkpoint_path, spec)
+    model, payload = load_run_model(checkpoint_path, spec)
     model = device.prepare_model(model)
     split = holdout_split(spec)
-    m = clean_metrics(model, split.images, split.labels, *mean_std(spec), device, 500)
+    m = clean_metrics(model, split.images, split.labels, *mean_std(spec["data"]["dataset"]), device, 500)
     row = {"run": Run(**spec["run"]).id, "epoch": payload["epoch"], "accuracy": 100.0 - m["error"],
            "nll": m["nll_test"], "n_images": len(split.labels), "config_hash": train_hash(spec)}
     _write_json(row, out)

@@ -1,28 +1,38 @@
 """Load, assemble and validate a config: strict YAML (duplicate keys rejected), the files
 passed *replace* the default config (never merge into it), command-line overrides by
 dotted key, then the JSON schema (defaults filled in) and the semantic checks of
-`vitprobe.grid.Plan`. Every error is a one-line `ConfigError` naming file, key and what is
+`vitprobe.config.plan.Plan`. Every error is a one-line `ConfigError` naming file, key and what is
 allowed."""
 
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-from vitprobe.errors import first_line
-from vitprobe.grid import ConfigError, Plan
+from vitprobe.config.plan import Plan
+from vitprobe.data.registry import DATASETS
+from vitprobe.errors import ConfigError, first_line
 
-SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
 # `--config train__epochs=10` (Snakemake allows no dots in --config keys) or, for
 # `vitprobe check-config --set`, `train.epochs=10` as well.
 OVERRIDE_SEPARATORS = ("__", ".")
 
 
-def _schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+@functools.cache
+def _schema_text() -> str:
+    return SCHEMA_PATH.read_text()
+
+
+def schema() -> dict:
+    """The config's JSON schema, its dataset list from the dataset registry."""
+    s = yaml.safe_load(_schema_text())
+    s["$defs"]["dataset"]["enum"] = list(DATASETS)
+    return s
 
 
 # ---- strict YAML -------------------------------------------------------------------
@@ -98,7 +108,7 @@ def apply_overrides(config: dict, overrides: dict) -> None:
             if not isinstance(node, dict):
                 raise ConfigError(f"override {key}: {p!r} is set both as a value and as a section")
         node[parts[-1]] = value
-    _merge(config, _typed(nested, _schema()))
+    _merge(config, _typed(nested, schema()))
 
 
 def _resolve(schema: dict, root: dict) -> dict:
@@ -198,7 +208,7 @@ def validate(config: dict, source: str = "config") -> Plan:
     """Validate in place (filling defaults) and return the run plan; raise ConfigError.
     `source` (the file names) prefixes the message."""
     cls = _with_defaults(jsonschema.Draft202012Validator)
-    errors = sorted(cls(_schema()).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    errors = sorted(cls(schema()).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise ConfigError(f"{source}: " + "; ".join(_describe(e) for e in errors))
     try:
@@ -211,7 +221,7 @@ def defaults(*keys: str):
     """The schema's defaults of a config block, e.g. defaults("train", "augment") (the one source
     of default values; library functions take explicit arguments)."""
     config = {"data": {"dataset": "synthetic"}, "experiments": {"x": {"models": ["x"]}}}
-    list(_with_defaults(jsonschema.Draft202012Validator)(_schema()).iter_errors(config))
+    list(_with_defaults(jsonschema.Draft202012Validator)(schema()).iter_errors(config))
     for key in keys:
         config = config[key]
     return copy.deepcopy(config)

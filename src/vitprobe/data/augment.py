@@ -4,7 +4,7 @@ Randomness: every function takes an optional ``torch.Generator`` that must live 
 images' device, except ``rand_augment`` (torchvision's RandAugment, the ``impl: torchvision``
 alternative, draws from the global CPU RNG). ``BatchAugment`` with a generator is
 deterministic given that generator alone. The default RandAugment (``impl: timm``, the
-paper's) is ``vitprobe.randaugment``.
+paper's) is ``vitprobe.data.randaugment``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms import v2
 
-from vitprobe.randaugment import fill_colour
-from vitprobe.randaugment import rand_augment as timm_rand_augment
+from vitprobe.data.randaugment import fill_colour
+from vitprobe.data.randaugment import rand_augment as timm_rand_augment
 
 
 def _crop_flip_params(batch: int, pad: int, generator: torch.Generator | None = None,
@@ -133,10 +133,10 @@ class BatchAugment:
     ``transforms_imagenet_train`` with a CIFAR crop): random crop + flip, RandAugment (uint8),
     normalize, soft targets with label smoothing, then Mixup/CutMix. The keyword arguments
     are the keys of ``train.augment`` in the config (defaults: the schema,
-    ``vitprobe.config.defaults("train", "augment")``); ``randaugment=None`` disables
+    ``vitprobe.config.load.defaults("train", "augment")``); ``randaugment=None`` disables
     RandAugment, else a dict with ``impl``:
 
-    - ``timm``: ``vitprobe.randaugment.rand_augment`` with the remaining keys, fill colour
+    - ``timm``: ``vitprobe.data.randaugment.rand_augment`` with the remaining keys, fill colour
       ``fill_colour(mean)`` (timm's ``img_mean``), after crop and flip;
     - ``torchvision``: ``rand_augment`` above (groups of ``group_size`` images share one
       draw), before crop and flip, as vitprobe did before following the release.

@@ -31,15 +31,18 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from vitprobe import checkpoint, results
+from vitprobe import results
 from vitprobe.atomic import atomic_path
-from vitprobe.augment import BatchAugment
+from vitprobe.config.identity import Run, train_hash
+from vitprobe.data.augment import BatchAugment
+from vitprobe.data.registry import mean_std
+from vitprobe.data.splits import test_split, training_split
 from vitprobe.device import Device
 from vitprobe.errors import VitprobeError
-from vitprobe.grid import Run
-from vitprobe.losses import nll, trainable
+from vitprobe.models import checkpoint
+from vitprobe.models.losses import nll, trainable
+from vitprobe.models.recipe import build_from_recipe, model_recipe
 from vitprobe.probes.evaluate import clean_metrics
-from vitprobe.runtime import build_from_recipe, mean_std, model_recipe, test_split, train_hash, training_split
 
 RESUME_FILE = "resume.pt"
 
@@ -190,7 +193,7 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
     recipe = model_recipe(spec)
     model = device.prepare_model(build_from_recipe(recipe))
     optimizer = make_optimizer(model, cfg)
-    mean, std = mean_std(spec)
+    mean, std = mean_std(spec["data"]["dataset"])
     train_set, test_set = training_split(spec), test_split(spec)
     augment = BatchAugment(mean, std, train_set.num_classes, **cfg["augment"])
     images, labels = train_set.images.to(dev), train_set.labels.to(dev)  # uint8 on the device: 150 MB for CIFAR

@@ -9,7 +9,7 @@ the math SDPA backend. For every b, the k eigenvalues of H_b of largest magnitud
   the parameters expanded to B lanes, so ∂(Σ_b L_b)/∂θ_b = ∇L_b(θ) per lane; that gradient's
   graph is kept and each product is one backward through it. ``forward_over_reverse``:
   ``vmap`` of ``jvp(grad(L_b))``, which recomputes forward and backward on every call. With
-  B = 1 the double backward is ``probes.hessian.make_hvp`` itself.
+  B = 1 the double backward is ``probes.hessian.products.make_hvp`` itself.
 - ``block_eigensolve``: block Krylov–Schur (block Lanczos with full reorthogonalization,
   Rayleigh–Ritz on the whole basis, thick restart keeping the top Ritz vectors), run for the B
   lanes in lockstep with one batched HVP per block column. A pair (θ, y = Qs) of the basis Q
@@ -31,11 +31,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vitprobe.losses import nll, trainable
+from vitprobe.models.losses import nll, trainable
+from vitprobe.models.modes import eval_mode
+from vitprobe.probes.hessian.products import batched_hvp, double_backward_attention
 
 DENSE_MAX_PARAMS = 64  # at most this many parameters: the dense Hessian (n products), as probes.hessian does
 
-HVP_MODES = ("double_backward", "forward_over_reverse")
 EXTRA = 2            # Ritz vectors kept beyond k for the next warm start
 BLOCK = 2            # columns per step (measured: 1, 2 and k + 2 with warm starts; benchmarks/bench_hessian.py)
 SAFETY = 0.25        # a lane stops when its estimated error is below SAFETY·tol relative
@@ -48,71 +49,6 @@ WARM_NOISE = 0.1     # norm of the random part of a warm start column (warm part
 # batch of 16 CIFAR images far below capacity, so 8 (not measured here: no GPU).
 AT_ONCE = {"cpu": 1, "cuda": 8, "mps": 1}
 _BREAKDOWN = 1e3     # a new direction with norm below this many eps·‖T‖ is replaced by a random one
-
-
-def batched_hvp(model: nn.Module, batches: list, weight_decay: float = 0.0, mode: str = "double_backward",
-                loss_fn: Callable = nll):
-    """``(hvp, n)``: hvp(V) for V of shape (B, n) (dtype/device of the parameters) returns
-    (B, n) with row b = H_b V[b], B = len(batches) of (inputs, targets) of equal shapes."""
-    from vitprobe.probes.hessian import _as_input, make_hvp
-
-    if mode not in HVP_MODES:
-        raise ValueError(f"unknown hvp mode {mode!r}; allowed: {', '.join(HVP_MODES)}")
-    params = trainable(model)
-    if not params:
-        raise ValueError("model has no parameters with requires_grad=True")
-    n = sum(p.numel() for p in params)
-    if len(batches) == 1 and mode == "double_backward":
-        single, _ = make_hvp(model, *batches[0], weight_decay)
-        return (lambda V: single(V[0])[None]), n
-    from torch.func import functional_call, grad, jvp, vmap
-
-    if len({tuple(x.shape) for x, _ in batches}) > 1 or len({tuple(y.shape) for _, y in batches}) > 1:
-        raise ValueError("batched_hvp needs mini-batches of equal shapes")
-    X = torch.stack([_as_input(x, params) for x, _ in batches])
-    Y = torch.stack([y for _, y in batches]).to(params[0].device)
-    names = [name for name, p in model.named_parameters() if p.requires_grad]
-    fixed = {**{name: p for name, p in model.named_parameters() if not p.requires_grad},
-             **dict(model.named_buffers())}
-    sizes = [p.numel() for p in params]
-    B = len(batches)
-
-    def loss(theta, x, y):
-        return loss_fn(functional_call(model, {**fixed, **theta}, (x,)), y)
-
-    def split(V):
-        return [c.reshape(B, *p.shape) for c, p in zip(torch.split(V, sizes, dim=1), params)]
-
-    def flat(pieces):
-        return torch.cat([q.reshape(B, -1) for q in pieces], dim=1)
-
-    if mode == "forward_over_reverse":
-        theta = {name: p.detach() for name, p in zip(names, params)}
-
-        def one(x, y, *v):
-            return jvp(lambda th: grad(loss)(th, x, y), (theta,), (dict(zip(names, v)),))[1]
-
-        def hvp(V):
-            out = vmap(one)(X, Y, *split(V))
-            return flat([out[name] for name in names]) + weight_decay * V
-        return hvp, n
-
-    lanes = {name: p.detach().unsqueeze(0).expand(B, *p.shape).requires_grad_() for name, p in zip(names, params)}
-    total = vmap(loss)(lanes, X, Y).sum()
-    leaves = list(lanes.values())
-    grads = torch.autograd.grad(total, leaves, create_graph=True, allow_unused=True, materialize_grads=True)
-    live = [i for i, g in enumerate(grads) if g.requires_grad]
-
-    def hvp(V):
-        pieces = split(V)
-        out = [torch.zeros_like(q) for q in pieces]
-        if live:
-            hv = torch.autograd.grad([grads[i] for i in live], [leaves[i] for i in live], [pieces[i] for i in live],
-                                     retain_graph=True, allow_unused=True, materialize_grads=True)
-            for i, h in zip(live, hv):
-                out[i] = h
-        return flat(out) + weight_decay * V
-    return hvp, n
 
 
 def batches_at_once(value, device) -> int:
@@ -253,9 +189,6 @@ def top_eigenvalues_batched(model: nn.Module, batches: list, k: int = 5, weight_
 
     Returns ``(values, info)``: float64 (B, k) and {"n_hvp": int (B,), "converged": bool (B,),
     "vectors": (B, k + EXTRA, n) top Ritz vectors}."""
-    from vitprobe.modes import eval_mode
-    from vitprobe.probes.hessian import double_backward_attention
-
     params = trainable(model)
     n = sum(p.numel() for p in params)
     if not 1 <= k < n:

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from vitprobe.atomic import atomic_path
+from vitprobe.config.identity import Run
 from vitprobe.errors import VitprobeError, first_line
-from vitprobe.grid import Run
 
 FORMAT_VERSION = 2  # 1: no "model_recipe"
 _FIX = "delete it and rerun the job that writes it"

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vitprobe.losses import nll, trainable
-from vitprobe.modes import eval_mode
-from vitprobe.probes.hessian import double_backward_attention, make_hvp
+from vitprobe.models.losses import nll, trainable
+from vitprobe.models.modes import eval_mode
+from vitprobe.probes.hessian.products import double_backward_attention, make_hvp
 
 START_VECTORS = ("rademacher", "gaussian")
 

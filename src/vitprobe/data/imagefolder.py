@@ -7,7 +7,7 @@ images: the first n of a seeded permutation of all of them. Each image goes thro
 model's evaluation transform as timm builds it (`timm.data.resolve_data_config` and
 `create_transform`: resize to size / crop_pct, centre crop, both on the PIL image) and is
 kept as uint8 (3, H, W), like the CIFAR sets; the model's mean/std normalisation comes
-after, on the batch (`vitprobe.augment.normalize`), where the band-noise probe adds its
+after, on the batch (`vitprobe.data.augment.normalize`), where the band-noise probe adds its
 noise in [0, 1] pixel units first.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from vitprobe.data import DataMissing
+from vitprobe.data.registry import DataMissing
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 LAYOUT = "<dir>/<class>/<image>.JPEG, one sub-directory per class (ImageNet's validation set sorted by synset)"

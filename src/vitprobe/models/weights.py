@@ -29,12 +29,14 @@ Key layouts converted before loading (``convert``):
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import torch
 
 from vitprobe.errors import VitprobeError, first_line
+from vitprobe.models.checkpoint import CheckpointError, load_state
 
 SUFFIXES = (".pth", ".pth.tar", ".pt", ".bin", ".safetensors")
 KEYWORDS = ("init", "timm")
@@ -46,21 +48,24 @@ class WeightsError(VitprobeError, ValueError):
     fitting the model."""
 
 
-def kind(source: str) -> str:
+def kind(source: str | os.PathLike) -> str:
     """'init', 'timm', 'url' or 'file'."""
+    source = os.fspath(source)
     if source in KEYWORDS:
         return source
     return "url" if re.match(r"https?://", source) else "file"
 
 
-def label(source: str) -> str:
+def label(source: str | os.PathLike) -> str:
     """What the `weights` column of result rows says: init, timm, or the file's name."""
+    source = os.fspath(source)
     return source if source in KEYWORDS else Path(source.split("?")[0]).name
 
 
-def check_source(source: str, where: str, *, download: bool) -> None:
+def check_source(source: str | os.PathLike, where: str, *, download: bool) -> None:
     """Checks that need no torch and no network, run before any job: a known keyword, a file
     that exists with a known suffix, or a URL allowed to be downloaded."""
+    source = os.fspath(source)
     k = kind(source)
     if k in KEYWORDS:
         return
@@ -166,11 +171,11 @@ def convert(state: dict, model: torch.nn.Module) -> dict:
     return state
 
 
-def load_into(model: torch.nn.Module, source: str, *, root="data", download: bool = False) -> torch.nn.Module:
+def load_into(model: torch.nn.Module, source: str | os.PathLike, *, root="data",
+              download: bool = False) -> torch.nn.Module:
     """Load the weights of a file or URL `source` into `model` (converted, all keys and
     shapes checked: a mismatch names the first missing, unexpected and misshapen keys)."""
-    from vitprobe.checkpoint import CheckpointError, load_state
-
+    source = os.fspath(source)
     path = fetch(source, root, download=download) if kind(source) == "url" else Path(source)
     state = convert(read_state_dict(path), model)
     try:

@@ -43,10 +43,11 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 
-from vitprobe.modes import eval_mode
+from vitprobe.models.modes import eval_mode
 
 KINDS = ("embed", "stem", "msa", "mlp", "conv", "pool", "mixer_token", "mixer_channel", "module")
 
@@ -268,3 +269,23 @@ def _attach(model: nn.Module, found: list, handles: list) -> None:
         raise TypeError(f"feature_maps: unsupported model {type(model).__name__}; supported: "
                         "timm VisionTransformer (incl. LocalViT), PoolingVisionTransformer, "
                         "SwinTransformer, MlpMixer, ResNet, and vitprobe's PreActResNet/AlterNet")
+
+
+def map_means(model: nn.Module, chunks, statistic: Callable, modules: list[str] | None = None,
+              progress=lambda it: it) -> tuple[list[tuple[int, str, str, float, int, "np.ndarray"]], int]:
+    """Per feature map, the image-weighted mean of `statistic(map)` (an array or a float,
+    itself a mean over the chunk's images) over `chunks` of images: [(index, name, kind,
+    depth, side, mean)], and the number of images. Both statistics of the probes (the mean
+    log-amplitude curve, the mean spatial variance) are means over images, so chunking
+    changes nothing but memory; each map is reduced inside the forward pass
+    (`map_statistics`), so memory does not grow with the number of images."""
+    meta, sums, n = None, None, 0
+    for x in progress(chunks):
+        maps = map_statistics(model, x, {"s": lambda t: np.asarray(statistic(t), dtype=np.float64)}, modules)
+        stats = [m[-1]["s"] * len(x) for m in maps]
+        meta = meta or [m[:5] for m in maps]
+        sums = stats if sums is None else [a + b for a, b in zip(sums, stats)]
+        n += len(x)
+    if not n:
+        raise ValueError("no images given")
+    return [(*m, total / n) for m, total in zip(meta, sums)], n

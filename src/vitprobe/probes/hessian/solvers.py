@@ -5,13 +5,13 @@ For a batch (x, y) and parameters θ (all parameters with ``requires_grad``), th
     L(θ) = NLL(model(x), y) + wd/2 · ||θ||²,   so   H = ∇²L = H_NLL + wd·I,
 
 evaluated with the model in eval mode. ``top_eigenvalues`` returns the k eigenvalues of H of
-largest magnitude, sign kept, sorted by |λ| descending. Three backends:
+largest magnitude, sign kept, sorted by |λ| descending. Four backends:
 
 - ``lanczos`` (default): scipy's ``eigsh`` (implicitly restarted Lanczos, ARPACK) on a
   ``LinearOperator`` of Hessian-vector products; tiny models get an exact dense eigensolve.
 - ``power``: power iteration with deflation (pyhessian's algorithm, our code).
 - ``pyhessian``: the pyhessian 0.1 library itself, as the reference.
-- ``block``: the warm-startable block Krylov–Schur solver of ``probes.hessian_batched``
+- ``block``: the warm-startable block Krylov–Schur solver of ``probes.hessian.block``
   (here cold-started, one mini-batch; the probe runs it on B mini-batches at once).
 """
 
@@ -28,8 +28,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vitprobe.losses import nll, trainable
-from vitprobe.modes import eval_mode
+from vitprobe.models.losses import nll, trainable
+from vitprobe.models.modes import eval_mode
+from vitprobe.probes.hessian.block import top_eigenvalues_batched
+from vitprobe.probes.hessian.products import as_input, double_backward_attention, make_hvp, parameter_count  # noqa: F401 (parameter_count: re-exported for callers of the solver)
 
 METHODS = ("block", "lanczos", "power", "pyhessian")
 
@@ -40,72 +42,6 @@ DENSE_MAX_PARAMS = 64
 POWER_MAX_ITER = 1000
 LANCZOS_MAX_RESTARTS = 300
 _SEED = 0  # start vectors are seeded so that a batch always gives the same result
-
-
-@contextlib.contextmanager
-def double_backward_attention():
-    """Make ``F.scaled_dot_product_attention`` twice differentiable (and forward-mode AD capable).
-
-    timm's fused attention calls SDPA, whose fused CPU kernels have no double backward; the
-    math backend is plain differentiable ops.
-    """
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    with sdpa_kernel(SDPBackend.MATH):
-        yield
-
-
-def parameter_count(model: nn.Module) -> int:
-    """P, the dimension of the Hessian: the number of parameters with ``requires_grad``
-    (weight decay adds wd·I over all of them, so tr(wd·I) = wd·P)."""
-    return sum(p.numel() for p in trainable(model))
-
-
-def _as_input(inputs: Tensor, params: list[Tensor]) -> Tensor:
-    if inputs.is_floating_point():
-        return inputs.to(device=params[0].device, dtype=params[0].dtype)
-    return inputs.to(params[0].device)
-
-
-def make_hvp(
-    model: nn.Module, inputs: Tensor, targets: Tensor, weight_decay: float = 0.0, loss_fn: Callable = nll
-) -> tuple[Callable[[Tensor], Tensor], list[Tensor]]:
-    """Hessian-vector product of L(θ) = loss_fn(model(inputs), targets) + wd/2·||θ||²
-    (``loss_fn``: the mean NLL by default, any (outputs, targets) -> scalar).
-
-    The loss and its gradient are built once with ``create_graph=True``; each call
-    ``hvp(v)`` (v flat, same dtype/device as the parameters) costs one backward through that
-    graph and returns H v flat. Uses the model in whatever mode it is in.
-    Returns ``(hvp, params)``; params are the model's parameters with ``requires_grad``.
-    """
-    params = trainable(model)
-    if not params:
-        raise ValueError("model has no parameters with requires_grad=True")
-    loss = loss_fn(model(_as_input(inputs, params)), targets.to(params[0].device))
-    grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True, materialize_grads=True)
-    # A gradient that does not depend on θ (e.g. of an unused parameter) has no Hessian block.
-    live = [i for i, g in enumerate(grads) if g.requires_grad]
-    live_grads = [grads[i] for i in live]
-    live_params = [params[i] for i in live]
-    sizes = [p.numel() for p in params]
-    n = sum(sizes)
-
-    def hvp(v: Tensor) -> Tensor:
-        if v.shape != (n,):
-            raise ValueError(f"hvp expects a flat vector of {n} elements, got shape {tuple(v.shape)}")
-        pieces = [c.view_as(p) for c, p in zip(torch.split(v, sizes), params)]
-        out = [torch.zeros_like(p) for p in params]
-        if live:
-            hv = torch.autograd.grad(
-                live_grads, live_params, [pieces[i] for i in live],
-                retain_graph=True, allow_unused=True, materialize_grads=True,
-            )
-            for i, h in zip(live, hv):
-                out[i] = h
-        flat = torch.cat([o.reshape(-1) for o in out])
-        return flat + weight_decay * v if weight_decay else flat
-
-    return hvp, params
 
 
 def _order(values) -> np.ndarray:
@@ -240,7 +176,7 @@ def _pyhessian(model, inputs, targets, k, tol, max_iter, weight_decay, count, lo
             warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True")
             torch.manual_seed(_SEED)
             h = ph.hessian(
-                model, criterion, data=(_as_input(inputs, params), targets.to(params[0].device)),
+                model, criterion, data=(as_input(inputs, params), targets.to(params[0].device)),
                 cuda=params[0].device.type == "cuda",
             )
             values, _ = h.eigenvalues(maxIter=max_iter, tol=tol, top_n=k)
@@ -300,7 +236,6 @@ def top_eigenvalues(
     start = time.perf_counter()
     with eval_mode(model), double_backward_attention():
         if method == "block":
-            from vitprobe.probes.hessian_batched import top_eigenvalues_batched
             batch_values, binfo = top_eigenvalues_batched(model, [(inputs, targets)], k, weight_decay, tol,
                                                           seeds=[_SEED], loss_fn=loss_fn)
             values, count[0], converged = batch_values[0], int(binfo["n_hvp"][0]), bool(binfo["converged"][0])

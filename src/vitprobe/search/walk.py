@@ -15,7 +15,7 @@ The rule, from the base layout and the stages to search (default: last to first)
   4. it stops when no stage is left or after `budget` candidates (the base not counted).
 
 Scores are accuracies on a held-out, class-stratified split of the training set, which
-the candidates do not train on (`vitprobe.runtime.holdout_split`); never the test set.
+the candidates do not train on (`vitprobe.models.recipe.holdout_split`); never the test set.
 
 `walk` is the rule as a pure function of the accuracies recorded so far; the Snakemake
 checkpoint `search_step` calls it through `vitprobe search-step` after every candidate.

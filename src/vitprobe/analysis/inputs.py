@@ -1,0 +1,124 @@
+"""What a probe reads, from a pipeline run (`RunInputs`, built from the job's spec) or from
+the caller's tensors (`chunks`, `as_batches`, for `vitprobe.api`).
+
+A run's inputs are loaded lazily, once: its training split (the class-stratified, seeded
+fraction), its test split, its dataset's mean/std, the image sample of the feature-map and
+band-noise probes, and the CIFAR-C folder of the corruption probe."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from vitprobe.config.identity import Run
+from vitprobe.data import imagefolder, splits
+from vitprobe.data.augment import BatchAugment, normalize
+from vitprobe.data.cifar_c import default_folder
+from vitprobe.data.registry import Split, mean_std
+from vitprobe.device import Device
+
+
+def chunks(images, batch_size: int) -> Iterator[Tensor]:
+    """Image tensors from a tensor (cut into chunks of `batch_size`) or from an iterable of
+    tensors or of (images, labels) batches such as a DataLoader."""
+    if isinstance(images, Tensor):
+        for i in range(0, len(images), batch_size):
+            yield images[i:i + batch_size]
+        return
+    for batch in images:
+        yield batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+def as_batches(batches) -> list[tuple[Tensor, Tensor]]:
+    """(inputs, targets) pairs from an iterable of them, or from a single pair (x, y) as
+    PyHessian takes it."""
+    if isinstance(batches, (tuple, list)) and len(batches) == 2 and all(isinstance(b, Tensor) for b in batches):
+        return [tuple(batches)]
+    return [tuple(b) for b in batches]
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    """The augmentation seed of training mini-batch `batch` of a probe seeded `seed`."""
+    return (seed + 1) * 1_000_003 + batch
+
+
+class RunInputs:
+    """The inputs of one probe job: `spec` is the job's spec (run, data, model, train,
+    probe; `vitprobe.config.plan.Plan.probe_spec`), `device` where tensors go."""
+
+    def __init__(self, spec: dict, device: Device):
+        self.spec, self.device = spec, device
+        self.run = Run(**spec["run"])
+        self.dataset = spec["data"]["dataset"]
+        self.weight_decay = spec["train"]["weight_decay"]
+
+    @cached_property
+    def training_split(self) -> Split:
+        return splits.training_split(self.spec)
+
+    @cached_property
+    def test_split(self) -> Split:
+        return splits.test_split(self.spec)
+
+    @property
+    def mean_std(self):
+        return mean_std(self.dataset)
+
+    def augment(self, num_classes: int) -> BatchAugment:
+        """The run's training augmentation (crop/flip, RandAugment, Mixup/CutMix, smoothing)."""
+        return BatchAugment(*self.mean_std, num_classes, **self.spec["train"]["augment"])
+
+    def augmented_batches(self, batches, batch_size: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """Mini-batches of augmented training images with soft targets, batch b for each b of
+        `batches` (a range, or an int n for range(n)). Batch b is images b·batch_size ..
+        (b+1)·batch_size − 1 of one seeded permutation of the training set (disjoint batches
+        while they fit; beyond, further permutations follow), augmented with generators
+        seeded by (seed, b): a batch is the same whichever range it is drawn in (the shards
+        of a job draw disjoint ranges)."""
+        batches = range(batches) if isinstance(batches, int) else batches
+        split = self.training_split
+        augment = self.augment(split.num_classes)
+        gen = torch.Generator().manual_seed(seed)
+        needed = (max(batches, default=-1) + 1) * batch_size
+        perm = torch.cat([torch.randperm(len(split.labels), generator=gen)
+                          for _ in range(max(1, -(-needed // len(split.labels))))])
+        dev = self.device.torch_device
+        for b in batches:
+            idx = perm[b * batch_size:(b + 1) * batch_size]
+            aug_gen = torch.Generator(device=dev).manual_seed(batch_seed(seed, b))
+            yield augment(split.images[idx].to(dev), split.labels[idx].to(dev), aug_gen)
+
+    def image_sample(self, model, n_images: int | None, seed: int):
+        """(images, mean, std) a feature-map or band-noise probe reads: the first `n_images`
+        of a seeded permutation of the test split (uint8 tensors in memory), or of the
+        class-folder directory `data.imagenet_dir` with the model's own preprocessing and
+        mean/std (decoded chunk by chunk); `images` has `len()` and `chunk(i, j)`."""
+        d = self.spec["data"]
+        if self.dataset == "imagenet":
+            transform, mean, std = imagefolder.eval_transform(model)
+            return imagefolder.ImageFolderSample(d["imagenet_dir"], transform, n_images, seed), mean, std
+        test = self.test_split
+        idx = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(seed))[:n_images]
+        return imagefolder.TensorSample(test.images[idx], test.labels[idx]), *self.mean_std
+
+    @property
+    def images_described(self) -> str:
+        """What `image_sample` draws from, for log lines."""
+        d = self.spec["data"]
+        return f"images of {d['imagenet_dir']}" if self.dataset == "imagenet" else "test images"
+
+    def corruption_folder(self, folder: str | None) -> Path:
+        """The CIFAR-C folder: `folder` (probes.corruption.folder), else the published folder
+        of the run's dataset under data.root (`vitprobe.data.cifar_c.default_folder`)."""
+        return Path(folder) if folder else default_folder(self.dataset, self.spec["data"]["root"])
+
+
+def normalized_chunks(images, mean, std, device: Device) -> Iterable[Tensor]:
+    """The normalized float chunks of an image sample (`RunInputs.image_sample`), on the device."""
+    chunk = images.chunk_size
+    for i in range(0, len(images), chunk):
+        yield normalize(images.chunk(i, i + chunk)[0].to(device.torch_device), mean, std)

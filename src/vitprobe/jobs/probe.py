@@ -1,0 +1,59 @@
+"""The one probe runner of the pipeline: a checkpoint and a job spec in, the probe's per-run,
+per-checkpoint Parquet tables out (`run_probe`), and the merge of a sharded probe's tables
+(`merge_probe`). What a probe computes and reads lives in its module (`vitprobe.probes`).
+
+Every job logs to stderr (a Snakemake job's log file): a start line saying what it computes
+(the probe's `run`), progress bars over its unit of work, and a result line with the
+headline numbers (the probe's `headline`) and the paths written, the lines prefixed
+`[<run id> e<checkpoint epoch>] <probe>: `."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from vitprobe import catalog, results
+from vitprobe.analysis.inputs import RunInputs
+from vitprobe.analysis.progress import Log
+from vitprobe.config.identity import Run, train_hash
+from vitprobe.device import Device
+from vitprobe.models.recipe import load_run_model, weights_label
+
+
+def _write(tables: tuple[pd.DataFrame, ...], probe, spec: dict, epoch: int, outs: dict) -> None:
+    for table, df in zip(probe.table_names, tables):
+        results.write_run_table(df, table, outs[table], run=spec["run"], epoch=epoch, config_hash=train_hash(spec),
+                                weights=weights_label(spec))
+
+
+def _as_tuple(tables) -> tuple[pd.DataFrame, ...]:
+    return tables if isinstance(tables, tuple) else (tables,)
+
+
+def run_probe(name: str, spec: dict, checkpoint_path, outs: dict, device: Device,
+              shard: tuple[int, int] | None = None) -> tuple[pd.DataFrame, ...]:
+    """Load the run's checkpoint (checked against the spec's training hash), put it on the
+    device (`exact` probes in float32 without the accelerator tricks), run the probe on the
+    inputs it reads and write its tables (`outs`: table -> path)."""
+    module = catalog.module_of(name)
+    probe = module.PROBE
+    model, payload = load_run_model(checkpoint_path, spec)
+    model = model.to(device.torch_device) if probe.exact else device.prepare_model(model)
+    log = Log(name, Run(**spec["run"]).id, payload["epoch"])
+    extra = {"shard": shard} if shard else {}
+    tables = _as_tuple(module.run(model, RunInputs(spec, device), spec["probe"], log, **extra))
+    _write(tables, probe, spec, payload["epoch"], outs)
+    log(f"{module.headline(*tables)}; wrote {', '.join(str(outs[t]) for t in probe.table_names)}")
+    return tables
+
+
+def merge_probe(name: str, spec: dict, shards: dict, outs: dict) -> tuple[pd.DataFrame, ...]:
+    """Join the tables of a probe job's shards (`shards`: table -> its shard files) into the
+    tables one job writes (the probe's `merge`)."""
+    module = catalog.module_of(name)
+    parts = {table: [results.read_run_table(f, table).to_pandas() for f in files] for table, files in shards.items()}
+    tables = _as_tuple(module.merge(spec, parts))
+    epoch = int(parts[module.PROBE.table_names[0]][0]["epoch"].iloc[0])
+    _write(tables, module.PROBE, spec, epoch, outs)
+    log = Log(name, Run(**spec["run"]).id, epoch)
+    log(f"{module.headline(*tables)}; wrote {', '.join(str(outs[t]) for t in module.PROBE.table_names)}")
+    return tables

@@ -1,0 +1,114 @@
+"""A run's model: its recipe (what builds it, stored in every checkpoint), building it, loading
+a run's checkpoint checked against the run's training hash, and writing the one checkpoint
+of a run whose weights are imported.
+
+A spec is the JSON handed over by a Snakemake rule (`vitprobe.config.plan.Plan.train_spec`):
+{"run": {...grid columns}, "data": {...}, "model": {"arch", "kwargs"}, "train": {...}, ...}.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+from vitprobe import models
+from vitprobe.config.identity import IMPORTED_EPOCH, model_kwargs, train_hash
+from vitprobe.data.registry import num_classes
+from vitprobe.errors import first_line
+from vitprobe.models import checkpoint, weights
+
+
+def model_recipe(spec: dict) -> dict:
+    """What builds the run's model, without the config: {"arch": registered (or, with imported
+    weights, any timm) name, "kwargs": the alias's kwargs plus drop_path_rate and kernel_size
+    from the run, "num_classes"}, and "weights" (the source) for imported weights."""
+    kwargs = model_kwargs(spec["model"], spec["train"], spec["run"]["kernel_size"])
+    recipe = {"arch": spec["model"]["arch"], "kwargs": kwargs, "num_classes": num_classes(spec["data"])}
+    if "weights" in spec["model"]:
+        recipe["weights"] = spec["model"]["weights"]
+    return recipe
+
+
+def build_from_recipe(recipe: dict, pretrained: bool = False) -> torch.nn.Module:
+    """`models.create_any(arch, num_classes=num_classes, **kwargs)` of a `model_recipe`."""
+    return models.create_any(recipe["arch"], num_classes=recipe["num_classes"], pretrained=pretrained,
+                             **recipe["kwargs"])
+
+
+def build_model(spec: dict) -> torch.nn.Module:
+    return build_from_recipe(model_recipe(spec))
+
+
+@contextlib.contextmanager
+def hub_offline():
+    """The Hugging Face hub offline for the body only (its cache, no network); the process's
+    setting is restored afterwards."""
+    import huggingface_hub.constants  # timm's dependency; only a timm-weights import needs it
+
+    saved_env, saved = os.environ.get("HF_HUB_OFFLINE"), huggingface_hub.constants.HF_HUB_OFFLINE
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    huggingface_hub.constants.HF_HUB_OFFLINE = True  # read when a request is made
+    try:
+        yield
+    finally:
+        huggingface_hub.constants.HF_HUB_OFFLINE = saved
+        if saved_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved_env
+
+
+def import_weights(spec: dict, out, *, download: bool = False) -> torch.nn.Module:
+    """The one checkpoint of a run whose weights are imported (`spec["model"]["weights"]`,
+    see `vitprobe.models.weights`): the model built from the run's recipe, the weights loaded,
+    saved as an ordinary checkpoint of epoch 0 (`vitprobe.config.identity.IMPORTED_EPOCH`)."""
+    recipe = model_recipe(spec)
+    source = recipe["weights"]
+    if source == "timm":
+        try:
+            with contextlib.nullcontext() if download else hub_offline():
+                model = build_from_recipe(recipe, pretrained=True)
+        except Exception as exc:  # network, cache, or a name timm has no weights for
+            raise weights.WeightsError(
+                f"cannot get timm's pretrained weights of {recipe['arch']} ({first_line(exc)})"
+                + ("; downloads are off (data.download: false) and they are not in timm's cache" if not download
+                   else "")) from exc
+    else:
+        model = build_from_recipe(recipe)
+    if weights.kind(source) in ("file", "url"):
+        weights.load_into(model, source, root=spec["data"]["root"], download=download)
+    checkpoint.save(out, model, run=spec["run"], epoch=IMPORTED_EPOCH, config_hash=train_hash(spec), recipe=recipe)
+    return model.eval()
+
+
+def weights_label(spec: dict) -> str:
+    """The `weights` column of the run's result rows: trained, init, timm or a file name."""
+    source = spec["model"].get("weights")
+    return "trained" if source is None else weights.label(source)
+
+
+def load_run_model(checkpoint_path, spec: dict) -> tuple[torch.nn.Module, dict]:
+    """The model of a run's checkpoint, built from the spec and checked against its training
+    hash (CPU, eval mode), and the checkpoint's payload; reads format-1 checkpoints too."""
+    payload = checkpoint.load(checkpoint_path, expected_hash=train_hash(spec), expected_run=spec["run"])
+    model = checkpoint.load_state(build_model(spec), payload["model"], checkpoint_path)
+    return model.eval(), payload
+
+
+def load_checkpoint(path, spec: dict | None = None) -> torch.nn.Module:
+    """The model of a checkpoint, rebuilt from its recipe, state loaded, in eval mode on CPU.
+
+    With `spec` (the run's spec) it is `load_run_model`: the checkpoint must be of that run
+    and match its training hash, and a format-1 checkpoint (no recipe) is rebuilt from the spec."""
+    if spec is not None:
+        return load_run_model(path, spec)[0]
+    payload = checkpoint.load(path)
+    recipe = payload.get("model_recipe")
+    if recipe is None:
+        raise checkpoint.CheckpointError(
+            f"checkpoint {path} (format {payload.get('format_version', 1)}) predates self-describing "
+            f"checkpoints and does not record how to build its model; pass the run's spec: "
+            f"load_checkpoint(path, spec), or use vitprobe.models.recipe.load_run_model(path, spec)")
+    return checkpoint.load_state(build_from_recipe(recipe), payload["model"], path).eval()
