@@ -1,13 +1,13 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   create .venv, install vitprobe, run the offline demo pipeline (figures/demo/*.pdf)
-#   make test   create .venv if needed, install, run the test suite
+#   make test   create .venv if needed, install, lint, build the docs, run the test suite
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo search-demo test install readme clean-demo
+.PHONY: demo search-demo test install readme docs clean-demo
 
 install: $(STAMP)
 
@@ -30,10 +30,16 @@ search-demo: $(STAMP)
 readme: $(STAMP)
 	$(VENV)/bin/vitprobe digest --results results/demo --readme README.md --figures figures/demo --images docs/img
 
-# Lint first: ruff (pyflakes, pycodestyle, import order) and snakefmt on the rules.
+# The documentation (mkdocs, into site/): the reference pages are generated from the code first
+# (docs/hooks.py); --strict fails the build on a broken link or anchor.
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --quiet
+
+# Lint first: ruff (pyflakes, pycodestyle, import order), snakefmt on the rules, the docs build.
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff check src tests benchmarks scripts docs/hooks.py
 	$(VENV)/bin/snakefmt --check Snakefile workflow/rules/*.smk
+	$(VENV)/bin/mkdocs build --strict --quiet
 	$(VENV)/bin/python -m pytest
 
 # Removes the demos' outputs only (results/demo, figures/demo, and the search demo's); the paper's results stay.

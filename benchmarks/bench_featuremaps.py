@@ -3,13 +3,13 @@
 timm's ResNet-50 and ViT-Ti (`resnet50`, `vit_tiny_patch16_224`, weights: init) on random
 uint8 224x224 images, normalised with ImageNet's mean/std, as the pipeline's fourier and
 variance jobs do it: chunks of 16 images, each map reduced to its log-amplitude curve and
-its spatial variance inside the forward pass (`vitprobe.features.map_statistics`), sums
+its spatial variance inside the forward pass (`vitprobe.analysis.featuremaps.map_statistics`), sums
 weighted by chunk size. Each (model, n_images) runs in a fresh process, which reports its
 own peak RSS (ru_maxrss) and images/s; the chunks are drawn on demand, so nothing but the
 statistics grows with n_images. Printed: the table, and per model the ratio of peak RSS at
 the largest n to that at the smallest (the goal: within 1.5x).
 
-Baseline in the same table: "stored maps" = `vitprobe.features.feature_maps` on one chunk
+Baseline in the same table: "stored maps" = `vitprobe.analysis.featuremaps.feature_maps` on one chunk
 of 16 images (every map of the chunk held at once, then reduced), the way the probes read
 maps before streaming, for its peak RSS at one chunk.
 
@@ -34,8 +34,8 @@ def child(arch: str, n: int, threads: int, device: str, stored: bool) -> dict:
     import torch
 
     from vitprobe import models
-    from vitprobe.augment import normalize
-    from vitprobe.features import feature_maps, map_statistics
+    from vitprobe.data.augment import normalize
+    from vitprobe.analysis.featuremaps import feature_maps, map_statistics
     from vitprobe.probes.fourier import relative_log_amplitude
     from vitprobe.probes.variance import feature_map_variance
 

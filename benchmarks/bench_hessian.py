@@ -45,9 +45,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from vitprobe.losses import nll as loss_fn
-from vitprobe.probes.hessian import double_backward_attention, make_hvp, top_eigenvalues
-from vitprobe.probes.hessian_batched import batched_hvp, top_eigenvalues_batched
+from vitprobe.models.losses import nll as loss_fn
+from vitprobe.probes.hessian.solvers import double_backward_attention, make_hvp, top_eigenvalues
+from vitprobe.probes.hessian.block import batched_hvp, top_eigenvalues_batched
 
 K = 5
 TARGET = 1e-3

@@ -4,9 +4,9 @@ On synthetic CIFAR-sized data (50,000 random uint8 32x32x3 images, 100 classes),
 paper's augmentation (crop pad 4 + horizontal flip, then timm's RandAugment rand-m9-n2-mstd1.0
 with the dataset mean as fill, Mixup 1.0 / CutMix 0.8, label smoothing 0.1), two ways:
 
-ours        `vitprobe.augment.BatchAugment` on the whole uint8 set held on the device (as
-            `vitprobe.train` does it: a slice of a permutation, then one call per batch,
-            with a device generator; `vitprobe.randaugment`: timm's RandAugment per image,
+ours        `vitprobe.data.augment.BatchAugment` on the whole uint8 set held on the device (as
+            `vitprobe.training.loop` does it: a slice of a permutation, then one call per batch,
+            with a device generator; `vitprobe.data.randaugment`: timm's RandAugment per image,
             batched).
 DataLoader  the paper release's recipe: a Dataset of PIL images with per-sample
             RandomCrop(32, 4), RandomHorizontalFlip, timm's own
@@ -26,7 +26,7 @@ DataLoader  the paper release's recipe: a Dataset of PIL images with per-sample
     ours with its augmentation at 1 thread, DataLoader), in chunks interleaved between them
     (each its own copy of the same initial model
     and its own AdamW): forward, soft-target CE, backward, grad-norm clip 5, AdamW step and
-    loss.item(), as in `vitprobe.train`. "data wait" = time from the end of one optimizer
+    loss.item(), as in `vitprobe.training.loop`. "data wait" = time from the end of one optimizer
     step to the moment the next batch is ready on the device, over the whole step time.
     The DataLoader's 2 workers compete with the model for the same cores. Paper-size models
     are slow on CPU (ViT-Ti patch 2: several s per step at batch 32), so (b) runs batch 32 and
@@ -59,14 +59,14 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from vitprobe import data as vdata
+from vitprobe.data import splits as vdata
 from vitprobe import models
-from vitprobe.augment import BatchAugment, mixup_cutmix, normalize, rand_augment, random_crop_flip, soft_targets
-from vitprobe.config import defaults
-from vitprobe.losses import nll
-from vitprobe.randaugment import fill_colour
-from vitprobe.randaugment import rand_augment as timm_rand_augment
-from vitprobe.train import lr_at, make_optimizer
+from vitprobe.data.augment import BatchAugment, mixup_cutmix, normalize, rand_augment, random_crop_flip, soft_targets
+from vitprobe.config.load import defaults
+from vitprobe.models.losses import nll
+from vitprobe.data.randaugment import fill_colour
+from vitprobe.data.randaugment import rand_augment as timm_rand_augment
+from vitprobe.training.loop import lr_at, make_optimizer
 
 N_TRAIN, NUM_CLASSES = 50_000, 100
 MEAN, STD = vdata.MEAN_STD["cifar100"]

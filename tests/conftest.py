@@ -58,9 +58,9 @@ def train_tiny_run(config: dict, tmp: Path):
     run by the CLI: (plan, run, checkpoint path tmp/e<last epoch>.pt)."""
     import json
 
-    from vitprobe import data
     from vitprobe.cli import main
-    from vitprobe.config import validate
+    from vitprobe.config.load import validate
+    from vitprobe.data import splits as data
 
     plan = validate(config)
     data.prepare("synthetic", tmp / "data", synthetic=config["data"]["synthetic"])

@@ -10,11 +10,10 @@ __all__ = ["load_checkpoint", "load_model"]
 
 
 def __getattr__(name):
-    # Imported on first use: both need torch and timm, which `import vitprobe` must not load.
     if name == "load_checkpoint":
-        from vitprobe.models.recipe import load_checkpoint
+        from vitprobe.models.recipe import load_checkpoint  # on first use: `import vitprobe` loads no torch
         return load_checkpoint
     if name == "load_model":
-        from vitprobe.api import load_model
+        from vitprobe.api import load_model  # on first use: `import vitprobe` loads no torch
         return load_model
     raise AttributeError(f"module 'vitprobe' has no attribute {name!r}")

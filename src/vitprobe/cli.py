@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from vitprobe import __version__
+from vitprobe import __version__, docs
 from vitprobe.atomic import atomic_path
 from vitprobe.catalog import FIGURES, PROBES
 from vitprobe.config.load import load
@@ -226,6 +226,11 @@ def cmd_digest(args):
         print(f"copied {len(copied)} figure PNGs to {args.images}", file=sys.stderr)
 
 
+def cmd_docs(args):
+    for path in docs.write(args.out):
+        print(path)
+
+
 def cmd_tables(args):
     print(markdown_docs())
 
@@ -331,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--images", help="where to copy them, e.g. docs/img")
 
     verb("tables", cmd_tables, "print the Parquet table reference (Markdown)")
+
+    s = verb("docs", cmd_docs, "write the generated reference pages (tables, probes, figures, config keys)")
+    s.add_argument("--out", required=True, help="folder, e.g. docs/reference")
     return p
 
 

@@ -132,11 +132,14 @@ def write_aggregate(paths, table: str, out) -> int:
 
 
 def markdown_docs() -> str:
-    """The README's table reference, generated from the definitions above."""
+    """The table reference (docs/reference/tables.md), generated from the definitions: a
+    section per table, headed by its name."""
     lines = []
-    shared = [("grid (every table)", GRID_COLUMNS), ("provenance (every table)", PROVENANCE_COLUMNS)]
-    for title, cols in [*shared, *((f"`results/{t}.parquet`", c) for t, c in TABLES.items())]:
-        lines += [f"**{title}**", "", "| column | dtype | unit | meaning |", "|---|---|---|---|"]
-        lines += [f"| {c.name} | {c.dtype} | {c.unit} | {c.doc} |" for c in cols]
+    shared = [("grid", "Every table, first: the run and the checkpoint.", GRID_COLUMNS),
+              ("provenance", "Every table, last: who wrote the row.", PROVENANCE_COLUMNS)]
+    for title, intro, cols in [*shared, *((t, f"`results/<table>.parquet` with <table> = `{t}`, and its per-run files.",
+                                           c) for t, c in TABLES.items())]:
+        lines += [f"## {title}", "", intro, "", "| column | dtype | unit | meaning |", "|---|---|---|---|"]
+        lines += [f"| {c.name} | {c.dtype} | {c.unit} | {c.doc.replace('|', chr(92) + '|')} |" for c in cols]
         lines.append("")
     return "\n".join(lines)

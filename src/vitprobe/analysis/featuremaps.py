@@ -46,7 +46,13 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn as nn
+from timm.models.mlp_mixer import MlpMixer
+from timm.models.pit import PoolingVisionTransformer
+from timm.models.resnet import ResNet
+from timm.models.swin_transformer import SwinTransformer
+from timm.models.vision_transformer import VisionTransformer
 
+from vitprobe.models.alternet import MSABlock, PreActResNet
 from vitprobe.models.modes import eval_mode
 
 KINDS = ("embed", "stem", "msa", "mlp", "conv", "pool", "mixer_token", "mixer_channel", "module")
@@ -216,13 +222,7 @@ def _residual_block(found, handles, blk, name, to_map, branches, kinds):
 
 
 def _attach(model: nn.Module, found: list, handles: list) -> None:
-    from timm.models.mlp_mixer import MlpMixer
-    from timm.models.pit import PoolingVisionTransformer
-    from timm.models.resnet import ResNet
-    from timm.models.swin_transformer import SwinTransformer
-    from timm.models.vision_transformer import VisionTransformer
 
-    from vitprobe.models.alternet import MSABlock, PreActResNet
 
     attn_kinds = (("msa", "msa"), ("mlp", "mlp"))
     if isinstance(model, VisionTransformer):

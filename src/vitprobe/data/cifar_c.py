@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.datasets.utils import download_and_extract_archive
 
 from vitprobe.data.registry import ARCHIVES, DataDamaged, DataMissing
 
@@ -120,7 +121,6 @@ def prepare(dataset: str, root: str | Path, folder: str | Path | None = None, *,
     if missing_files(folder, names) and download:
         if dataset not in ARCHIVES:
             raise DataMissing(f"CIFAR-C: nothing to download for dataset {dataset!r}; {_how(None)}")
-        from torchvision.datasets.utils import download_and_extract_archive
         a = ARCHIVES[dataset]
         try:
             download_and_extract_archive(a.url, str(root), filename=f"{a.folder}.tar", md5=a.md5)

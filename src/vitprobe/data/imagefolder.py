@@ -16,6 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from PIL import Image
+from timm.data import create_transform, resolve_data_config
+from torchvision.transforms import Compose, Normalize, PILToTensor
 
 from vitprobe.data.registry import DataMissing
 
@@ -47,15 +50,12 @@ def eval_transform(model):
     """(transform of a PIL image to uint8 (3, H, W), mean, std): timm's evaluation transform
     for `model` (its pretrained_cfg: input size, interpolation, crop_pct) without its final
     ToTensor/Normalize, and the mean/std that Normalize would apply."""
-    from timm.data import create_transform, resolve_data_config
-    from torchvision.transforms import Normalize, PILToTensor
 
     cfg = resolve_data_config({}, model=model)
     full = create_transform(**cfg, is_training=False)
     steps = list(full.transforms)
     while steps and (isinstance(steps[-1], Normalize) or "ToTensor" in type(steps[-1]).__name__):
         steps.pop()
-    from torchvision.transforms import Compose
     return Compose([*steps, PILToTensor()]), tuple(cfg["mean"]), tuple(cfg["std"])
 
 
@@ -76,7 +76,6 @@ class ImageFolderSample:
         return len(self.paths)
 
     def chunk(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from PIL import Image
 
         images = []
         for path in self.paths[start:stop]:
@@ -87,7 +86,6 @@ class ImageFolderSample:
 
 class TensorSample:
     """The same interface over images already in memory (CIFAR and the other sets)."""
-
     chunk_size = 64
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor):

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import importlib
 
+from vitprobe.catalog import FIGURES
+from vitprobe.results import aggregate
+
 
 def plot(name: str, spec: dict, tables: dict, out) -> None:
     """Draw figure `name` from {table: [per-run Parquet paths]} into `out` (one path or several)."""
-    from vitprobe.catalog import FIGURES
-    from vitprobe.results import aggregate
-
     if name not in FIGURES:
         raise ValueError(f"unknown figure {name!r}; allowed: {', '.join(FIGURES)}")
     figure = FIGURES[name]

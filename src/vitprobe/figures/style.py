@@ -8,7 +8,11 @@ import contextlib
 import matplotlib
 
 matplotlib.use("Agg")
+from pathlib import Path
+
 import matplotlib.pyplot as plt  # noqa: E402
+
+from vitprobe.atomic import atomic_path
 
 # Okabe & Ito (2008), safe for the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
@@ -45,9 +49,6 @@ PNG_DPI = 150  # the report's and the README's inline rendering
 
 def save(fig, out) -> None:
     """Write the figure to one path or several; the format follows each suffix (.pdf, .png, .svg)."""
-    from pathlib import Path
-
-    from vitprobe.atomic import atomic_path
     for path in [out] if isinstance(out, (str, Path)) else out:
         fmt = Path(path).suffix.lstrip(".").lower()
         if fmt not in ("pdf", "png", "svg"):

@@ -11,6 +11,9 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
+import timm
+from timm.models import build_model_with_cfg, register_model
+
 from vitprobe.data.registry import mean_std
 
 # The normalisation the pipeline applies to CIFAR-100 inputs (one definition: vitprobe.data.splits).
@@ -34,7 +37,6 @@ def register(family: str, local_attention: bool = False, token_grid: int | None 
 
     Extra keyword arguments (e.g. first_conv, classifier) go into the pretrained_cfg.
     """
-    from timm.models import register_model
 
     def wrap(fn: Callable) -> Callable:
         name = fn.__name__
@@ -53,8 +55,6 @@ def register(family: str, local_attention: bool = False, token_grid: int | None 
 
 def build(model_cls, variant: str, pretrained: bool = False, **kwargs):
     """timm's build_model_with_cfg, refusing pretrained=True (we publish no weights)."""
-    from timm.models import build_model_with_cfg
-
     if pretrained:
         raise ValueError(f"{variant}: no pretrained weights exist for vitprobe models")
     return build_model_with_cfg(model_cls, variant, pretrained=False, **kwargs)
@@ -62,8 +62,6 @@ def build(model_cls, variant: str, pretrained: bool = False, **kwargs):
 
 def create(name: str, num_classes: int, **kwargs):
     """timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)."""
-    import timm
-
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
     return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
@@ -71,15 +69,12 @@ def create(name: str, num_classes: int, **kwargs):
 
 def is_known(name: str) -> bool:
     """A registered vitprobe model or any model name timm knows (`timm.list_models()`)."""
-    import timm
-
     return name in MODELS or name in timm.list_models()
 
 
 def create_any(name: str, num_classes: int | None = None, pretrained: bool = False, **kwargs):
     """A registered model (`create`) or any timm model, timm's pretrained weights with
     `pretrained` (downloaded and cached by timm); `num_classes` None keeps the model's own."""
-    import timm
 
     if name in MODELS:
         if pretrained:

@@ -34,6 +34,9 @@ import re
 from pathlib import Path
 
 import torch
+from timm.models.pit import PoolingVisionTransformer
+from timm.models.swin_transformer import SwinTransformer
+from timm.models.swin_transformer import checkpoint_filter_fn as swin_filter
 
 from vitprobe.errors import VitprobeError, first_line
 from vitprobe.models.checkpoint import CheckpointError, load_state
@@ -107,7 +110,7 @@ def read_state_dict(path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
     if path.name.endswith(".safetensors"):
-        from safetensors.torch import load_file
+        from safetensors.torch import load_file  # only .safetensors files need it (timm's dependency)
         try:
             return load_file(str(path), device="cpu")
         except Exception as exc:
@@ -157,10 +160,6 @@ def release_resnet_keys(state: dict) -> dict:
 
 def convert(state: dict, model: torch.nn.Module) -> dict:
     """`state` in the key layout of `model` (module docstring); other layouts pass unchanged."""
-    from timm.models.pit import PoolingVisionTransformer
-    from timm.models.swin_transformer import SwinTransformer
-    from timm.models.swin_transformer import checkpoint_filter_fn as swin_filter
-
     if "layer0.0.weight" in state:
         return release_resnet_keys(state)
     if isinstance(model, PoolingVisionTransformer) and "transformers.0.pool.conv.weight" in state:

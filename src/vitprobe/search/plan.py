@@ -9,6 +9,7 @@ import torch
 from vitprobe import models
 from vitprobe.config.identity import NO_KERNEL, Run, model_kwargs
 from vitprobe.errors import ConfigError, first_line
+from vitprobe.models.alternet import MSABlock, PreActResNet
 from vitprobe.search import walk
 
 
@@ -18,7 +19,6 @@ def setup(config: dict, model_spec, checkpoint_epochs: list[int]) -> dict | None
     cfg = config.get("search")
     if not cfg:
         return None
-    from vitprobe.models.alternet import MSABlock, PreActResNet
 
     base = cfg["base"]
     spec = model_spec(base)

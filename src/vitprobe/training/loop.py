@@ -170,6 +170,7 @@ def tensorboard_writer(directory):
     if not directory:
         return None
     try:
+        # optional: vitprobe[tensorboard], only with tensorboard: true
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise VitprobeError("TensorBoard logging is on, but the tensorboard package is missing: "

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from vitprobe.models.losses import nll, trainable
 
@@ -28,7 +29,6 @@ def double_backward_attention():
     timm's fused attention calls SDPA, whose fused CPU kernels have no double backward; the
     math backend is plain differentiable ops.
     """
-    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     with sdpa_kernel(SDPBackend.MATH):
         yield

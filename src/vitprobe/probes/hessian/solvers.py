@@ -26,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from scipy.sparse.linalg import LinearOperator, eigsh
 from torch import Tensor, nn
 
 from vitprobe.models.losses import nll, trainable
@@ -94,7 +95,6 @@ def _openblas_single_thread():
 
 
 def _lanczos(hvp, n, k, tol, max_iter, dtype, device, count) -> np.ndarray:
-    from scipy.sparse.linalg import LinearOperator, eigsh
 
     def matvec(x):
         count[0] += 1

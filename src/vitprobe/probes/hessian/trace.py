@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
+from scipy.linalg import eigh_tridiagonal
 from torch import Tensor, nn
 
 from vitprobe.models.losses import nll, trainable
@@ -171,7 +172,6 @@ def eigenvalue_density(
     ``return_info``, ``(nodes, weights, info)`` where info has ``n_hvp`` (= n_vectors·m),
     ``restarts`` (breakdowns, summed over vectors) and ``seconds``.
     """
-    from scipy.linalg import eigh_tridiagonal
 
     if start not in START_VECTORS:
         raise ValueError(f"unknown start {start!r}; allowed: {', '.join(START_VECTORS)}")

@@ -1,0 +1,43 @@
+"""The documentation: the generated reference pages hold every table column, probe, figure and
+config key; every relative link of the README and of the pages points at a file that exists
+(mkdocs build --strict checks the pages' links and anchors in CI: `make test`)."""
+
+import re
+
+from conftest import REPO
+
+from vitprobe import catalog, docs, results
+from vitprobe.config.load import schema
+
+
+def test_reference_pages_hold_every_column_probe_figure_and_key(tmp_path):
+    written = {p.name: p.read_text() for p in docs.write(tmp_path)}
+    assert sorted(written) == sorted(docs.PAGES)
+    for table, columns in results.TABLES.items():
+        section = written["tables.md"].split(f"\n## {table}\n")[1].split("\n## ")[0]
+        assert [line.split(" | ")[0].lstrip("| ") for line in section.splitlines() if line.startswith("| ")][1:] \
+            == [c.name for c in columns], table
+    for probe in catalog.PROBES.values():
+        assert f"| `{probe.name}` | {probe.help} |" in written["probes.md"]
+    for figure in catalog.FIGURES.values():
+        assert f"| `{figure.name}` | {figure.paper} | {figure.shows} |" in written["figures.md"]
+    for key in [*schema()["properties"], "train.epochs", "probes.hessian.n_batches", "resources.train.mem_mb"]:
+        assert f"| `{key}` |" in written["config.md"], key
+    # a rewrite with unchanged text leaves the files alone (no rebuild loop under `mkdocs serve`)
+    before = {name: (tmp_path / name).stat().st_mtime_ns for name in written}
+    docs.write(tmp_path)
+    assert before == {name: (tmp_path / name).stat().st_mtime_ns for name in written}
+
+
+def test_relative_links_point_at_files():
+    pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # a URL
+            path = (page.parent / target).resolve()
+            generated = path.parent == (REPO / "docs" / "reference").resolve() and path.name in docs.PAGES
+            if not path.exists() and not generated:
+                broken.append(f"{page.relative_to(REPO)}: {target}")
+    assert not broken, broken
