@@ -87,6 +87,14 @@ def test_defaults_are_filled(demo_config):
      ["train.augment.randaugment.group_size", "only for impl: torchvision", "impl is timm"]),
     (lambda c: c["train"]["augment"].update(randaugment={"impl": "torchvision", "interpolation": "bilinear"}),
      ["train.augment.randaugment.interpolation", "only for impl: timm", "impl is torchvision"]),
+    # each figure declares the keys it needs (catalog.FIGURES[...].needs); the plot job never
+    # meets a missing one
+    (lambda c: c["figures"]["fig_hessian"].pop("epoch"),
+     ["figures.fig_hessian", "fig_hessian needs the key epoch", "add epoch:"]),
+    (lambda c: c["figures"]["fig_fourier"].pop("series"),
+     ["figures.fig_fourier", "needs the key series"]),
+    (lambda c: c["probes"]["landscape"].update(points_1d=0, points_2d=0),
+     ["probes.landscape.points_1d and points_2d", "both 0", "at least one of them >= 1"]),
 ])
 def test_bad_config_is_rejected_with_key_and_allowed_values(demo_config, edit, expected):
     edit(demo_config)

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 from torchvision.datasets import CIFAR10, CIFAR100, FashionMNIST
 
 from vitprobe.config.load import defaults

@@ -250,3 +250,26 @@ def test_cuda_equals_cpu_on_the_same_draws():
         ref = apply_op(ref, d.op[k].cpu(), d.magnitude[k].cpu(), d.negate[k].cpu(), d.bicubic[k].cpu(), FILL,
                        active=d.apply[k].cpu())
     _check(out.cpu(), ref, "Rotate", "cuda vs cpu")
+
+
+def test_autocontrast_lut_equals_pils_formula_for_every_range():
+    """Every (lo, hi) channel range, 0 <= lo < hi <= 255: the lookup table equals PIL's
+    ImageOps.autocontrast (cutoff 0) transcribed: scale = 255.0 / (hi - lo) (a correctly
+    rounded Python division), offset = -lo * scale, lut[i] = clip(int(i * scale + offset), 0, 255).
+    A reciprocal-then-multiply scale gets 3 511 of the 32 640 ranges off by one somewhere."""
+    from vitprobe.data.randaugment import _autocontrast_lut
+
+    levels = torch.arange(256)
+    pairs = [(lo, hi) for lo in range(256) for hi in range(lo + 1, 256)]
+    hist = torch.zeros(len(pairs), 256, dtype=torch.int64)
+    index = torch.arange(len(pairs))
+    hist[index, torch.tensor([p[0] for p in pairs])] = 1
+    hist[index, torch.tensor([p[1] for p in pairs])] = 1
+    ours = _autocontrast_lut(hist, levels).tolist()
+    wrong = []
+    for row, (lo, hi) in zip(ours, pairs):
+        scale = 255.0 / (hi - lo)
+        offset = -lo * scale
+        if row != [min(255, max(0, int(i * scale + offset))) for i in range(256)]:
+            wrong.append((lo, hi))
+    assert not wrong, f"{len(wrong)} ranges differ from PIL's formula, e.g. {wrong[:3]}"

@@ -1,16 +1,19 @@
 """Models vitprobe did not train: weights files and their key layouts (the paper release's
 included), timm models, class-folder image sets, imported runs in the plan, the Python API."""
 
+import os
 import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import timm
 import torch
 import torch.nn as nn
 from conftest import REPO, randomize_bn
 
+import vitprobe
 from vitprobe import api, models
 from vitprobe.analysis.featuremaps import feature_maps, map_statistics, module_maps
 from vitprobe.config.load import validate
@@ -435,3 +438,39 @@ def test_import_vitprobe_stays_torch_free_and_exports_load_model():
             "assert 'torch' in sys.modules and f.__module__ == 'vitprobe.api'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_load_model_takes_a_path_object(tmp_path):
+    """Every function that takes a path takes str and os.PathLike (pathlib.Path here)."""
+    torch.manual_seed(0)
+    source = timm.create_model("resnet10t", num_classes=3)
+    path = tmp_path / "w.pth.tar"
+    torch.save({"state_dict": source.state_dict()}, path)
+    model = vitprobe.load_model("resnet10t", path, num_classes=3)
+    for a, b in zip(model.state_dict().values(), source.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_library_calls_leave_the_process_as_they_found_it(monkeypatch):
+    """No process-wide side effects: the model's train/eval flags come back, the global RNG is
+    not reseeded, and the hub's offline switch is restored after an offline import."""
+    import huggingface_hub.constants
+
+    from vitprobe.models.recipe import hub_offline
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4), nn.Dropout(0.5))
+    model.train()
+    model[2].eval()  # mixed modes must come back mixed
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.randint(0, 4, (6,))
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    api.evaluate(model, images, labels, (0.5,) * 3, (0.25,) * 3)
+    api.robustness(model, images, labels, (0.5,) * 3, (0.25,) * 3, freqs=(0.5,))
+    assert model.training and model[1].training and not model[2].training
+    assert torch.equal(torch.get_rng_state(), state)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    before = huggingface_hub.constants.HF_HUB_OFFLINE
+    with hub_offline():
+        assert huggingface_hub.constants.HF_HUB_OFFLINE and os.environ["HF_HUB_OFFLINE"] == "1"
+    assert huggingface_hub.constants.HF_HUB_OFFLINE == before and "HF_HUB_OFFLINE" not in os.environ

@@ -12,8 +12,8 @@ import torch
 from dense_truth import dense_hessian, toy_data
 from torch import nn
 
-from vitprobe.probes.hessian.block import batched_hvp, top_eigenvalues_batched
-from vitprobe.probes.hessian.solvers import double_backward_attention
+from vitprobe.probes.hessian.block import top_eigenvalues_batched
+from vitprobe.probes.hessian.products import batched_hvp, double_backward_attention
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 
@@ -156,3 +156,17 @@ def test_tiny_model_dense_path():
     assert list(info["n_hvp"]) == [43, 43]
     for b, (x, y) in enumerate(batches):
         np.testing.assert_allclose(got[b], _true_top(model, x, y, k=10, wd=0.05), rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("hvp", ["double_backward", "forward_over_reverse"])
+def test_a_custom_loss_reaches_the_products_of_one_mini_batch(hvp):
+    """A loss_fn is the loss of every product, also for a single mini-batch (where the double
+    backward is `make_hvp`): with loss 2·NLL every eigenvalue doubles (dense truth)."""
+    from dense_truth import nll
+
+    model = _mlp()
+    x, y = toy_data(soft=True, seed=3)
+    want = 2 * _true_top(model, x, y)
+    values, _ = top_eigenvalues_batched(model, [(x, y)], k=5, tol=1e-6, seeds=[0], hvp=hvp,
+                                        loss_fn=lambda out, t: 2 * nll(out, t))
+    _assert_rel(values[0], want)

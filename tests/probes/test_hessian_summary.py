@@ -13,8 +13,8 @@ from test_hessian_trace import _vectors
 from torch import nn
 
 from vitprobe import results
-from vitprobe.device import resolve
 from vitprobe.analysis.inputs import RunInputs
+from vitprobe.device import resolve
 from vitprobe.jobs import probe as probe_job
 from vitprobe.probes.hessian.summary import nep_ape, spectrum_summary
 

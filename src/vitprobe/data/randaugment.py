@@ -122,7 +122,10 @@ def _autocontrast_lut(hist: Tensor, levels: Tensor) -> Tensor:
     present = hist > 0
     lo = torch.where(present, levels, 256).amin(-1, keepdim=True)
     hi = torch.where(present, levels, -1).amax(-1, keepdim=True)
-    scale = 255.0 / (hi - lo).clamp(min=1).double()
+    # tensor / tensor: a correctly rounded division as Python's `255.0 / (hi - lo)`; the
+    # scalar form `255.0 / t` is evaluated as reciprocal(t) * 255, 1 ulp off for some ranges
+    span = (hi - lo).clamp(min=1).double()
+    scale = torch.full_like(span, 255.0) / span
     offset = -lo.double() * scale
     lut = (levels.double() * scale + offset).trunc().clamp(0, 255).long()
     return torch.where(hi <= lo, levels, lut)
