@@ -41,3 +41,10 @@ def test_relative_links_point_at_files():
             if not path.exists() and not generated:
                 broken.append(f"{page.relative_to(REPO)}: {target}")
     assert not broken, broken
+
+
+def test_every_probe_is_in_the_api_as_its_modules_compute():
+    from vitprobe import api
+
+    for name in catalog.PROBES:
+        assert getattr(api, name) is catalog.module_of(name).compute, name

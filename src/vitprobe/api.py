@@ -15,6 +15,9 @@ number of images. `batches` are (inputs, targets) pairs, or one pair; targets ar
 indices or soft targets. `robustness`, `evaluate` and `corruption` take uint8 images with
 the mean/std that normalise them (noise and corruptions live in pixel space).
 
+Every probe of the catalogue is here under its name (`api.eval` is `api.evaluate`), a probe
+added later included.
+
 Models. vitprobe's and timm's classes (ViT, PiT, Swin, Mixer, ResNet, ...) give the paper's
 feature maps, tagged embed/stem/msa/mlp/conv/pool; any other model needs `modules`, the
 names (`model.named_modules()`) whose outputs are the maps, kind "module".
@@ -31,6 +34,7 @@ import os
 from torch import nn
 
 from vitprobe import models
+from vitprobe.catalog import PROBES, module_of
 from vitprobe.models import weights as w
 from vitprobe.probes import corruption as _corruption
 from vitprobe.probes import evaluate as _evaluate
@@ -49,6 +53,14 @@ robustness = _robustness.compute
 landscape = _landscape.compute
 evaluate = _evaluate.compute
 corruption = _corruption.compute
+
+
+def __getattr__(name: str):
+    """`api.<probe>` for any probe of the catalogue, also one added after this file was written:
+    its module's `compute`."""
+    if name in PROBES:
+        return module_of(name).compute
+    raise AttributeError(f"module 'vitprobe.api' has no attribute {name!r}; probes: {', '.join(PROBES)}")
 
 
 def load_model(arch: str, weights: str | os.PathLike = "init", num_classes: int | None = None, *, root="data",

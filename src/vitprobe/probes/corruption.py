@@ -26,13 +26,13 @@ from vitprobe.probes.evaluate import clean_metrics
 PROBE = Probe(
     "corruption", "accuracy and NLL on CIFAR-10-C/100-C per corruption and severity",
     tables={"corruption": [
-    Column("corruption", pa.string(), "", "CIFAR-C corruption, e.g. gaussian_noise (vitprobe.data.cifar_c.CORRUPTIONS)"),
-    Column("severity", pa.int64(), "", "corruption severity, 1 (mild) .. 5 (strong)"),
-    Column("accuracy", pa.float64(), "%", "top-1 accuracy on the corrupted test images"),
-    Column("nll", pa.float64(), "nats", "mean NLL on the corrupted test images"),
-    Column("clean_accuracy", pa.float64(), "%", "top-1 accuracy on the same test images, uncorrupted"),
-    Column("clean_nll", pa.float64(), "nats", "mean NLL on the same test images, uncorrupted"),
-    Column("n_images", pa.int64(), "images", "test images per (corruption, severity)"),
+        Column("corruption", pa.string(), "", "CIFAR-C corruption, e.g. gaussian_noise (vitprobe.data.cifar_c.CORRUPTIONS)"),
+        Column("severity", pa.int64(), "", "corruption severity, 1 (mild) .. 5 (strong)"),
+        Column("accuracy", pa.float64(), "%", "top-1 accuracy on the corrupted test images"),
+        Column("nll", pa.float64(), "nats", "mean NLL on the corrupted test images"),
+        Column("clean_accuracy", pa.float64(), "%", "top-1 accuracy on the same test images, uncorrupted"),
+        Column("clean_nll", pa.float64(), "nats", "mean NLL on the same test images, uncorrupted"),
+        Column("n_images", pa.int64(), "images", "test images per (corruption, severity)"),
     ]},
     reads=("test", "corruptions"))
 

@@ -26,12 +26,12 @@ from vitprobe.probes import Probe, no_progress
 PROBE = Probe(
     "eval", "test error, NLL, ECE and NLL_train of a checkpoint",
     tables={"eval": [
-    Column("error", pa.float64(), "%", "top-1 error on the clean test set"),
-    Column("nll_test", pa.float64(), "nats", "mean NLL on the clean test set"),
-    Column("nll_train", pa.float64(), "nats", "mean NLL (soft targets) on the augmented training set, eval mode"),
-    Column("ece", pa.float64(), "", "expected calibration error on the test set, 10 equal-width bins"),
-    Column("n_test", pa.int64(), "images", "test images evaluated"),
-    Column("n_train", pa.int64(), "images", "augmented training images evaluated"),
+        Column("error", pa.float64(), "%", "top-1 error on the clean test set"),
+        Column("nll_test", pa.float64(), "nats", "mean NLL on the clean test set"),
+        Column("nll_train", pa.float64(), "nats", "mean NLL (soft targets) on the augmented training set, eval mode"),
+        Column("ece", pa.float64(), "", "expected calibration error on the test set, 10 equal-width bins"),
+        Column("n_test", pa.int64(), "images", "test images evaluated"),
+        Column("n_train", pa.int64(), "images", "augmented training images evaluated"),
     ]},
     reads=("train", "test"), rule="evaluate")
 

@@ -29,14 +29,14 @@ from vitprobe.probes import Probe, no_progress
 PROBE = Probe(
     "fourier", "relative log amplitude of the Fourier spectrum of every feature map",
     tables={"fourier": [
-    Column("map_index", pa.int64(), "", "feature map position in forward order (0 = embedding/stem)"),
-    Column("map_name", pa.string(), "", "module path of the map, e.g. blocks.3.msa, layer2.1"),
-    Column("kind", pa.string(), "", "embed, stem, msa, mlp, conv, pool, mixer_token, mixer_channel"),
-    Column("depth", pa.float64(), "", "normalized depth of the map, in [0, 1]"),
-    Column("freq", pa.float64(), "π rad", "frequency along the spectrum's diagonal, 0 .. 1 - 2/H"),
-    Column("log_amplitude", pa.float64(), "", "relative log amplitude: log amplitude minus its value at frequency 0"),
-    Column("high_freq_delta", pa.float64(), "", "the map's log_amplitude at its highest frequency (Δ log amplitude)"),
-    Column("n_images", pa.int64(), "images", "test images the maps were computed on"),
+        Column("map_index", pa.int64(), "", "feature map position in forward order (0 = embedding/stem)"),
+        Column("map_name", pa.string(), "", "module path of the map, e.g. blocks.3.msa, layer2.1"),
+        Column("kind", pa.string(), "", "embed, stem, msa, mlp, conv, pool, mixer_token, mixer_channel"),
+        Column("depth", pa.float64(), "", "normalized depth of the map, in [0, 1]"),
+        Column("freq", pa.float64(), "π rad", "frequency along the spectrum's diagonal, 0 .. 1 - 2/H"),
+        Column("log_amplitude", pa.float64(), "", "relative log amplitude: log amplitude minus its value at frequency 0"),
+        Column("high_freq_delta", pa.float64(), "", "the map's log_amplitude at its highest frequency (Δ log amplitude)"),
+        Column("n_images", pa.int64(), "images", "test images the maps were computed on"),
     ]},
     reads=("test",), exact=True)
 

@@ -38,13 +38,13 @@ from vitprobe.probes import Probe, no_progress
 PROBE = Probe(
     "landscape", "loss landscape along two random directions (the release's definition or Li et al.'s)",
     tables={"landscape": [
-    Column("style", pa.string(), "", "the definition: release (the paper's code) or li2018"),
-    Column("grid", pa.string(), "", "1d (a line along one direction) or 2d (a plane along two)"),
-    Column("x", pa.float64(), "", "coordinate along the first random direction"),
-    Column("y", pa.float64(), "", "coordinate along the second direction (0 on the 1d line)"),
-    Column("nll", pa.float64(), "nats", "mean NLL on the augmented training batches"),
-    Column("l2", pa.float64(), "", "release: Σ_p ‖p‖₂ over parameter tensors; li2018: ‖θ'‖² at that point"),
-    Column("loss", pa.float64(), "nats", "release: nll + wd · l2; li2018: nll + wd/2 · l2"),
+        Column("style", pa.string(), "", "the definition: release (the paper's code) or li2018"),
+        Column("grid", pa.string(), "", "1d (a line along one direction) or 2d (a plane along two)"),
+        Column("x", pa.float64(), "", "coordinate along the first random direction"),
+        Column("y", pa.float64(), "", "coordinate along the second direction (0 on the 1d line)"),
+        Column("nll", pa.float64(), "nats", "mean NLL on the augmented training batches"),
+        Column("l2", pa.float64(), "", "release: Σ_p ‖p‖₂ over parameter tensors; li2018: ‖θ'‖² at that point"),
+        Column("loss", pa.float64(), "nats", "release: nll + wd · l2; li2018: nll + wd/2 · l2"),
     ]},
     reads=("train",), exact=True)
 

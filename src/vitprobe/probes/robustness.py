@@ -29,13 +29,13 @@ from vitprobe.probes import Probe, no_progress
 PROBE = Probe(
     "robustness", "accuracy under frequency-band noise",
     tables={"robustness": [
-    Column("freq", pa.float64(), "π rad", "centre f of the noise's frequency band (Chebyshev radius in [f-w, f+w])"),
-    Column("accuracy", pa.float64(), "%", "test accuracy with the band-limited noise added"),
-    Column("clean_accuracy", pa.float64(), "%", "test accuracy without noise"),
-    Column("delta_accuracy", pa.float64(), "pp", "accuracy - clean_accuracy"),
-    Column("eps", pa.float64(), "", "noise amplitude before band filtering, in [0, 1] pixel units"),
-    Column("width", pa.float64(), "π rad", "half width w of the frequency band"),
-    Column("n_images", pa.int64(), "images", "test images evaluated"),
+        Column("freq", pa.float64(), "π rad", "centre f of the noise's frequency band (Chebyshev radius in [f-w, f+w])"),
+        Column("accuracy", pa.float64(), "%", "test accuracy with the band-limited noise added"),
+        Column("clean_accuracy", pa.float64(), "%", "test accuracy without noise"),
+        Column("delta_accuracy", pa.float64(), "pp", "accuracy - clean_accuracy"),
+        Column("eps", pa.float64(), "", "noise amplitude before band filtering, in [0, 1] pixel units"),
+        Column("width", pa.float64(), "π rad", "half width w of the frequency band"),
+        Column("n_images", pa.int64(), "images", "test images evaluated"),
     ]},
     reads=("test",))
 

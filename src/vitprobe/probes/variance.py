@@ -17,12 +17,12 @@ from vitprobe.probes import Probe, no_progress
 PROBE = Probe(
     "variance", "variance of every feature map",
     tables={"variance": [
-    Column("map_index", pa.int64(), "", "feature map position in forward order (0 = embedding/stem)"),
-    Column("map_name", pa.string(), "", "module path of the map"),
-    Column("kind", pa.string(), "", "embed, stem, msa, mlp, conv, pool, mixer_token, mixer_channel"),
-    Column("depth", pa.float64(), "", "normalized depth of the map, in [0, 1]"),
-    Column("variance", pa.float64(), "", "variance over spatial positions (Bessel), mean over images and channels"),
-    Column("n_images", pa.int64(), "images", "test images the maps were computed on"),
+        Column("map_index", pa.int64(), "", "feature map position in forward order (0 = embedding/stem)"),
+        Column("map_name", pa.string(), "", "module path of the map"),
+        Column("kind", pa.string(), "", "embed, stem, msa, mlp, conv, pool, mixer_token, mixer_channel"),
+        Column("depth", pa.float64(), "", "normalized depth of the map, in [0, 1]"),
+        Column("variance", pa.float64(), "", "variance over spatial positions (Bessel), mean over images and channels"),
+        Column("n_images", pa.int64(), "images", "test images the maps were computed on"),
     ]},
     reads=("test",), exact=True)
 
