@@ -34,8 +34,8 @@ def child(arch: str, n: int, threads: int, device: str, stored: bool) -> dict:
     import torch
 
     from vitprobe import models
-    from vitprobe.data.augment import normalize
     from vitprobe.analysis.featuremaps import feature_maps, map_statistics
+    from vitprobe.data.augment import normalize
     from vitprobe.probes.fourier import relative_log_amplitude
     from vitprobe.probes.variance import feature_map_variance
 

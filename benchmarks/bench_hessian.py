@@ -46,8 +46,9 @@ import torch
 from torch import nn
 
 from vitprobe.models.losses import nll as loss_fn
-from vitprobe.probes.hessian.solvers import double_backward_attention, make_hvp, top_eigenvalues
-from vitprobe.probes.hessian.block import batched_hvp, top_eigenvalues_batched
+from vitprobe.probes.hessian.block import top_eigenvalues_batched
+from vitprobe.probes.hessian.products import batched_hvp, double_backward_attention, make_hvp
+from vitprobe.probes.hessian.solvers import top_eigenvalues
 
 K = 5
 TARGET = 1e-3

@@ -59,17 +59,17 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from vitprobe.data import splits as vdata
 from vitprobe import models
-from vitprobe.data.augment import BatchAugment, mixup_cutmix, normalize, rand_augment, random_crop_flip, soft_targets
 from vitprobe.config.load import defaults
-from vitprobe.models.losses import nll
+from vitprobe.data.augment import BatchAugment, mixup_cutmix, normalize, rand_augment, random_crop_flip, soft_targets
 from vitprobe.data.randaugment import fill_colour
 from vitprobe.data.randaugment import rand_augment as timm_rand_augment
+from vitprobe.data.registry import mean_std
+from vitprobe.models.losses import nll
 from vitprobe.training.loop import lr_at, make_optimizer
 
 N_TRAIN, NUM_CLASSES = 50_000, 100
-MEAN, STD = vdata.MEAN_STD["cifar100"]
+MEAN, STD = mean_std("cifar100")
 AUGMENT = defaults("train", "augment")  # the paper's recipe: the config schema's defaults
 TRAIN_CFG = {"optimizer": "adamw", "lr": 1.25e-4, "lr_batch_size": 96, "weight_decay": 0.05,
              "betas": (0.9, 0.999), "grad_clip": 5.0}
