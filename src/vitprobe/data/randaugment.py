@@ -18,7 +18,7 @@ formulas, Blend.c's float32 blend with truncation, Convert.c's integer RGB -> L,
 edge-clamped neighbours and the fill outside the source): point ops are exact; the
 geometric ops use the same float64 arithmetic, and rotate differs from PIL only where
 Python's ``round(cos, 15)`` and ``torch.round`` disagree in the last bit
-(tests/test_randaugment.py states the tolerance). Posterize below magnitude 2.5 keeps 0 bits
+(tests/data/test_randaugment.py states the tolerance). Posterize below magnitude 2.5 keeps 0 bits
 (a black image), as the Pillow of the release's time did; Pillow >= 11 raises there instead.
 
 Families, each one pass over the images that drew it (index_select, op, index_copy_):

@@ -14,7 +14,7 @@ nll = mean over the given batches of loss_fn(model(x), y) (mean NLL, int or soft
 
 The release perturbs every state-dict entry of >= 2 dims; for our models those are exactly the
 trainable >= 2-dim parameters (attention masks are non-persistent buffers, relative-position
-index buffers are zeroed by name), so the two agree (tests/test_landscape.py checks it).
+index buffers are zeroed by name), so the two agree (tests/probes/test_landscape.py checks it).
 """
 
 from __future__ import annotations
