@@ -82,14 +82,13 @@ def test_damaged_files_are_named(tmp_path):
 
 
 def test_download_goes_to_zenodo_with_the_md5(tmp_path, monkeypatch):
-    import torchvision.datasets.utils as tvu
     calls = []
 
     def fake(url, root, filename, md5):
         calls.append((url, filename, md5))
         write_cifar_c(tmp_path / "CIFAR-10-C")
 
-    monkeypatch.setattr(tvu, "download_and_extract_archive", fake)
+    monkeypatch.setattr(corruptions, "download_and_extract_archive", fake)
     with pytest.raises(DataMissing, match=r"CIFAR-10-C/gaussian_noise.npy \(corruption 'gaussian_noise'\) not "
                                           r"found, and 15 more of its files"):  # no download unless asked for
         corruptions.prepare("cifar10", tmp_path)
