@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# A one-node Slurm cluster with fake GPUs, for the Slurm end-to-end test (tests/test_slurm.py).
+# A one-node Slurm cluster with fake GPUs, for the Slurm end-to-end test (tests/pipeline/test_slurm.py).
 # Debian 12 (Slurm 22.05), run as root, works without systemd (daemons are started by hand).
 #
-#   tests/slurm/cluster.sh up       install (apt) and start munge, slurmctld, slurmd; idempotent:
+#   tests/pipeline/slurm/cluster.sh up       install (apt) and start munge, slurmctld, slurmd; idempotent:
 #                                   a second `up` with the same settings is a no-op (~1 s)
-#   tests/slurm/cluster.sh down     stop what `up` started (by pid file) and wipe the state dir
-#   tests/slurm/cluster.sh status   sinfo, and whether a fake-GPU job gets CUDA_VISIBLE_DEVICES
+#   tests/pipeline/slurm/cluster.sh down     stop what `up` started (by pid file) and wipe the state dir
+#   tests/pipeline/slurm/cluster.sh status   sinfo, and whether a fake-GPU job gets CUDA_VISIBLE_DEVICES
 #
 # Settings (environment):
 #   FAKE_GPUS=2    GPUs advertised as GRES gpu:fake:N, backed by /dev/null-like char devices:
