@@ -105,6 +105,16 @@ class RunInputs:
         idx = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(seed))[:n_images]
         return imagefolder.TensorSample(test.images[idx], test.labels[idx]), *self.mean_std
 
+    def map_chunks(self, model, settings: dict, log, what: str):
+        """(chunks, progress) for a feature-map probe: the normalized chunks of its image sample
+        (`settings` n_images, seed) on the device, and a bar over them; logs the job's start
+        line, `what` it computes on how many images."""
+        images, mean, std = self.image_sample(model, settings["n_images"], settings["seed"])
+        size = images.chunk_size
+        log(f"{what} on {len(images)} {self.images_described}, chunks of {size}")
+        return (normalized_chunks(images, mean, std, self.device),
+                log.bar(f"chunks of {size} images", total=-(-len(images) // size)))
+
     @property
     def images_described(self) -> str:
         """What `image_sample` draws from, for log lines."""

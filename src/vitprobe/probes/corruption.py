@@ -20,7 +20,7 @@ from vitprobe.data.registry import ARCHIVES
 from vitprobe.device import Device
 from vitprobe.device import of as device_of
 from vitprobe.errors import ConfigError
-from vitprobe.probes import Probe, no_progress
+from vitprobe.probes import Probe, no_log, no_progress
 from vitprobe.probes.evaluate import clean_metrics
 
 PROBE = Probe(
@@ -56,11 +56,12 @@ def corruption_metrics(model, folder, names, severities, mean, std, device: Devi
 
 def compute(model, folder, test_images, test_labels, mean, std, *, extra: bool = False,
             severities=corruptions.SEVERITIES, n_images: int | None = None, seed: int = 0, batch_size: int = 500,
-            dataset: str | None = None, device=None, progress=no_progress) -> pd.DataFrame:
+            dataset: str | None = None, device=None, log=no_log, progress=no_progress) -> pd.DataFrame:
     """Table corruption: accuracy and NLL on the CIFAR-C copies in `folder` of the clean test
     set (`test_images` uint8, `test_labels`), per corruption (the 15, with `extra` the 19)
     and severity, beside the clean values of the same images: all of them, or `n_images`
-    drawn by a permutation seeded `seed` (the same rows of every severity block)."""
+    drawn by a permutation seeded `seed` (the same rows of every severity block). `log` gets
+    one line saying what it computes, once the folder is checked."""
     names = corruptions.corruption_names(extra)
     n = corruptions.check(folder, names, dataset)
     if len(test_labels) != n:
@@ -71,6 +72,8 @@ def compute(model, folder, test_images, test_labels, mean, std, *, extra: bool =
     if n_images is not None and n_images < n:
         index = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:n_images].sort().values
     clean_idx = index if index is not None else torch.arange(n)
+    log(f"accuracy and NLL on {len(clean_idx)} test images under {len(names)} corruptions x {len(severities)} "
+        f"severities from {folder}, batches of {batch_size}")
     return corruption_metrics(model, folder, names, list(severities), mean, std, device_of(device, model),
                               test_images[clean_idx], test_labels[clean_idx], index=index, batch_size=batch_size,
                               dataset=dataset, progress=progress)
@@ -78,16 +81,11 @@ def compute(model, folder, test_images, test_labels, mean, std, *, extra: bool =
 
 def run(model, inputs, settings: dict, log):
     p = settings
-    folder = inputs.corruption_folder(p.get("folder"))
-    names = corruptions.corruption_names(p["extra"])
-    n = corruptions.check(folder, names, inputs.dataset)
     test = inputs.test_split
-    shown = n if p["n_images"] is None else min(n, p["n_images"])
-    log(f"accuracy and NLL on {shown} test images under {len(names)} corruptions x {len(p['severities'])} "
-        f"severities from {folder}, batches of {p['batch_size']}")
-    return compute(model, folder, test.images, test.labels, *inputs.mean_std, extra=p["extra"],
-                   severities=p["severities"], n_images=p["n_images"], seed=p["seed"], batch_size=p["batch_size"],
-                   dataset=inputs.dataset, device=inputs.device, progress=log.bar("(corruption, severity) blocks"))
+    return compute(model, inputs.corruption_folder(p.get("folder")), test.images, test.labels, *inputs.mean_std,
+                   extra=p["extra"], severities=p["severities"], n_images=p["n_images"], seed=p["seed"],
+                   batch_size=p["batch_size"], dataset=inputs.dataset, device=inputs.device, log=log,
+                   progress=log.bar("(corruption, severity) blocks"))
 
 
 def headline(df: pd.DataFrame) -> str:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from vitprobe.analysis.featuremaps import map_means
-from vitprobe.analysis.inputs import chunks, normalized_chunks
+from vitprobe.analysis.inputs import chunks
 from vitprobe.columns import Column
 from vitprobe.probes import Probe, no_progress
 
@@ -96,11 +96,8 @@ def compute(model: nn.Module, images, *, modules: list[str] | None = None, batch
 
 
 def run(model, inputs, settings: dict, log):
-    images, mean, std = inputs.image_sample(model, settings["n_images"], settings["seed"])
-    log(f"relative log amplitude of every feature map's Fourier spectrum on {len(images)} "
-        f"{inputs.images_described}, chunks of {images.chunk_size}")
-    return compute(model, normalized_chunks(images, mean, std, inputs.device),
-                   progress=log.bar(f"chunks of {images.chunk_size} images", total=-(-len(images) // images.chunk_size)))
+    images, progress = inputs.map_chunks(model, settings, log, "relative log amplitude of every feature map's Fourier spectrum")
+    return compute(model, images, progress=progress)
 
 
 def headline(df: pd.DataFrame) -> str:

@@ -23,7 +23,7 @@ from vitprobe.analysis.inputs import as_batches
 from vitprobe.columns import Column
 from vitprobe.config.identity import train_hash
 from vitprobe.errors import VitprobeError
-from vitprobe.models.losses import nll
+from vitprobe.models.losses import nll, trainable
 from vitprobe.probes import Probe, no_log, no_progress
 from vitprobe.probes.hessian.block import batches_at_once as resolve_batches_at_once
 from vitprobe.probes.hessian.block import top_eigenvalues_batched
@@ -102,7 +102,7 @@ def compute(model, batches, *, k: int = 5, weight_decay: float = 0.0, loss: Call
     time (`hvp`: their product, double backward or forward-over-reverse)."""
     loss = nll if loss is None else loss
     batches = as_batches(batches) if isinstance(batches, (tuple, list)) else batches
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = trainable(model)
     dev = params[0].device if params else None
     batches = ((x.to(dev), y.to(dev)) for x, y in batches)
     indices = list(indices) if indices is not None else None
