@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import signal
 import subprocess
 import sys
@@ -10,12 +11,15 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from vitprobe.config.load import validate
 from vitprobe.data import splits as data
 from vitprobe.device import resolve
 from vitprobe.models import checkpoint
 from vitprobe.training.loop import ResumeError, TrainingDiverged, first_nonfinite, lr_at, peak_lr, train
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_lr_schedule_matches_hand_computed_values():
@@ -36,7 +40,20 @@ def test_lr_scales_linearly_with_batch_size():
 @pytest.fixture
 def tiny_spec(demo_config, tmp_path):
     """A seconds-long run: 10 classes x 16 images, a 2-block ViT of width 16, 3 epochs."""
-    root = tmp_path / "data"
+    return _tiny_spec(demo_config, tmp_path / "data")
+
+
+@pytest.fixture(scope="module")
+def tiny_reference(tmp_path_factory):
+    """(spec, folder) of an uninterrupted CLI run of tiny_spec (on its own copy of the data),
+    shared by the resume tests: each CLI run costs seconds of imports."""
+    out = tmp_path_factory.mktemp("reference")
+    spec = _tiny_spec(yaml.safe_load((REPO / "profiles/demo/demo.yaml").read_text()), out / "data")
+    subprocess.run(_cli_train(spec, out), check=True, capture_output=True)
+    return spec, out
+
+
+def _tiny_spec(demo_config, root):
     demo_config["data"].update(dataset="synthetic", root=str(root), synthetic={"num_classes": 10, "train_per_class": 16,
                                                           "test_per_class": 4, "seed": 0})
     demo_config["models"]["vit_demo"]["kwargs"].update(embed_dim=16, depth=2, num_heads=2)
@@ -71,31 +88,70 @@ def _assert_identical(a, b):
         assert torch.equal(a[k], b[k]), f"{k} differs"
 
 
-def _kill_when(proc, condition, sig, timeout=120):
+def _kill_when(proc, condition, sig, timeout=120, then=None):
     t0 = time.time()
     while not condition():
         assert proc.poll() is None, "training finished before it could be interrupted"
         assert time.time() - t0 < timeout
         time.sleep(0.05)
     proc.send_signal(sig)
+    if then is not None:
+        then()
     return proc.wait(timeout=60)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_interrupted_run_resumes_bit_identical(tiny_spec, tmp_path, sig):
-    ref, cut = tmp_path / "ref", tmp_path / "cut"
-    subprocess.run(_cli_train(tiny_spec, ref), check=True, capture_output=True)
+# `vitprobe train` that pauses in its 7th step (epoch 2, batch 2 of 5) until the test has sent its
+# signal (argv: marker path, signal number, then the verb's arguments), and that gets the signal
+# again while the state is being saved.
+_PAUSED_TRAIN = """
+import os, pathlib, signal, sys, time
+import torch
+import vitprobe.training.loop as loop
+from vitprobe.cli import main
+marker, sig = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+sent, real_nll, real_save, calls = marker.with_suffix(".sent"), loop.nll, torch.save, [0]
+def nll(*args):
+    calls[0] += 1
+    if calls[0] == 7:
+        marker.touch()
+        while not sent.exists():
+            time.sleep(0.01)
+    return real_nll(*args)
+def save(obj, f, *args, **kwargs):
+    if sent.exists() and pathlib.Path(f).name.startswith(".resume.pt."):
+        os.kill(os.getpid(), sig)
+    return real_save(obj, f, *args, **kwargs)
+loop.nll, torch.save = nll, save
+sys.exit(main(sys.argv[3:]))
+"""
 
-    proc = subprocess.Popen(_cli_train(tiny_spec, cut), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            text=True)
+INTERRUPTED_LINE = {  # the last line on stderr after the signal, at epoch 2 (the bar's count), batch 2 of 5
+    signal.SIGTERM: r"\[synthetic-vit_demo-k0-f1-s0\] signal 15: state saved at epoch 1, batch 2; exiting",
+    signal.SIGINT: r"\[synthetic-vit_demo-k0-f1-s0\] interrupted at epoch 2, step 2 of 5: state saved in "
+                   r"\S+/cut/\.train; rerun to resume"}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_interrupted_run_resumes_bit_identical(tiny_spec, tiny_reference, tmp_path, sig):
+    ref, cut = tiny_reference[1], tmp_path / "cut"
+
     if sig == signal.SIGKILL:  # at an arbitrary point after the first epoch's state was saved
+        proc = subprocess.Popen(_cli_train(tiny_spec, cut), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                text=True)
         rc = _kill_when(proc, lambda: (cut / ".train/resume.pt").exists(), sig)
         assert rc == -signal.SIGKILL
-    else:  # Slurm's warning signal: the state is saved mid-epoch and the job exits non-zero
-        rc = _kill_when(proc, lambda: (cut / ".train/e0.pt").exists(), sig)
-        assert rc == 128 + signal.SIGTERM, proc.stderr.read()
+    else:  # Slurm's warning signal, or Ctrl-C: the state is saved at the step, one line says so, exit non-zero
+        marker = tmp_path / "paused"
+        cmd = [sys.executable, "-c", _PAUSED_TRAIN, str(marker), str(int(sig)), *_cli_train(tiny_spec, cut)[3:]]
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        rc = _kill_when(proc, marker.exists, sig, then=marker.with_suffix(".sent").touch)
+        stderr = proc.stderr.read()
+        assert rc == 128 + sig, stderr  # 143 for SIGTERM, 130 for SIGINT
+        assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+        assert re.fullmatch(INTERRUPTED_LINE[sig], stderr.splitlines()[-1]), stderr
         state = torch.load(cut / ".train/resume.pt", weights_only=True)
-        assert state["perm"] is not None or state["epoch"] > 0
+        assert (state["epoch"], state["batch"], state["step"]) == (1, 2, 7)  # at the step, not the epoch start
+        assert state["perm"] is not None and state["seen"] == 64
     assert not (cut / "log.parquet").exists()  # nothing looks complete
     assert not (cut / "ckpt/e3.pt").exists()
 

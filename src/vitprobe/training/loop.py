@@ -5,9 +5,9 @@ Recipe (every value a key of `train` in config.yaml): AdamW (or SGD), peak learn
 `warmup_epochs`, then cosine to 0 at `epochs`; gradient-norm clipping; batch augmentation
 (crop + flip, RandAugment, Mixup/CutMix, label smoothing) on the device.
 
-Resume: after every epoch, and when SIGTERM/SIGUSR1 arrive (Slurm sends them before a time
-limit or preemption), the whole training state (model, optimizer, RNG states, epoch, step,
-the epoch's permutation and position, the log so far) is written atomically to
+Resume: after every epoch, and when SIGTERM/SIGUSR1 (Slurm sends them before a time limit or
+preemption) or SIGINT (Ctrl-C) arrive, the whole training state (model, optimizer, RNG states,
+epoch, step, the epoch's permutation and position, the log so far) is written atomically to
 `<state_dir>/resume.pt`. Re-running resumes from it, so a killed run ends bit-identical to an
 uninterrupted one on the same device. Checkpoints are written to the state dir too and only
 linked to the declared outputs when training is complete.
@@ -56,7 +56,8 @@ class ResumeError(VitprobeError, RuntimeError):
 
 
 class Preempted(SystemExit):
-    """SIGTERM/SIGUSR1 arrived; the state was saved and the process exits non-zero."""
+    """SIGTERM/SIGUSR1/SIGINT arrived; the state was saved and the process exits with 128 + the
+    signal number (143, 138, 130)."""
 
 
 def first_nonfinite(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> str | None:
@@ -102,9 +103,11 @@ def make_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
 
 
 class _SignalFlag:
-    """Turns SIGTERM/SIGUSR1 into a flag checked between steps."""
+    """Turns SIGTERM/SIGUSR1/SIGINT into a flag checked between steps. While it is on, a
+    further signal (a second Ctrl-C while the state is being saved) only sets the flag again.
+    A SIGINT that the process was started ignoring (a background job of a script) stays ignored."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
     def __init__(self):
         self.signum = None
@@ -112,6 +115,8 @@ class _SignalFlag:
 
     def __enter__(self):
         for s in self.SIGNALS:
+            if s == signal.SIGINT and signal.getsignal(s) == signal.SIG_IGN:
+                continue
             self._old[s] = signal.signal(s, self._handle)
         return self
 
@@ -264,8 +269,13 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
                 if flag.signum is not None:
                     ensure_finite(f"at epoch {epoch + 1}, batch {b}")
                     save_state(b, perm, (loss_sum, seen))
-                    print(f"[{run_id}] signal {flag.signum}: state saved at epoch {epoch}, batch {b}; exiting",
-                          file=sys.stderr)
+                    bar.close()  # ends the progress bar's line: the message below is a line of its own
+                    if flag.signum == signal.SIGINT:  # as the bar counts: epoch from 1, steps of this epoch
+                        print(f"[{run_id}] interrupted at epoch {epoch + 1}, step {b} of {steps_per_epoch}: "
+                              f"state saved in {state_dir}; rerun to resume", file=sys.stderr)
+                    else:
+                        print(f"[{run_id}] signal {flag.signum}: state saved at epoch {epoch}, batch {b}; exiting",
+                              file=sys.stderr)
                     raise Preempted(128 + flag.signum)
                 idx = perm[b * batch_size:(b + 1) * batch_size].to(dev)
                 with device.small_ops():
