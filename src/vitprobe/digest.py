@@ -77,13 +77,14 @@ def _value(df: pd.DataFrame, column: str, model: str, kernel: int = 0, fraction:
 
 
 def _depth_change(maps: pd.DataFrame, model: str) -> float:
-    """Change of the high-frequency Δ log amplitude from the first feature map to the last."""
+    """Change of the high-frequency Δ log amplitude from the first feature map to the last
+    (of those that have one: maps of side <= 2 are NaN, see `vitprobe.probes.fourier`)."""
     rows = maps[maps["model"] == DEMO[model]]
     rows = rows[(rows["kernel_size"] == 0) & (rows["fraction"] == 1.0)]
     if rows.empty:
         return float("nan")
-    rows = rows[rows["epoch"] == rows["epoch"].max()].groupby("map_index")["high_freq_delta"].mean()
-    return float(rows.iloc[-1] - rows.iloc[0])
+    rows = rows[rows["epoch"] == rows["epoch"].max()].groupby("map_index")["high_freq_delta"].mean().dropna()
+    return float(rows.iloc[-1] - rows.iloc[0]) if len(rows) else float("nan")
 
 
 def _claims(t: dict) -> list[tuple[str, str, bool, str]]:

@@ -144,6 +144,35 @@ def test_fourier_figure_with_no_data_at_all_still_draws(tmp_path):
     assert _is_pdf(out) and "no results yet for: ViT" in _texts(fig)
 
 
+
+def _small_map_rows(sides, highs, kind="conv"):
+    """One map per side, depth i / (n - 1): frequency rows as the probe writes them (one row at
+    frequency 0 for sides 1 and 2), `highs[i]` the map's high_freq_delta (NaN for sides <= 2)."""
+    n = len(sides)
+    return pd.DataFrame([{"map_index": i, "map_name": f"m{i}", "kind": kind, "depth": i / (n - 1), "freq": f,
+                          "log_amplitude": -f, "high_freq_delta": highs[i], "n_images": 8}
+                         for i, side in enumerate(sides) for f in np.arange((side + 1) // 2) / (side / 2)])
+
+
+def test_fourier_figure_leaves_out_maps_without_a_high_frequency_value(tmp_path):
+    nan = float("nan")
+    files = [_write(tmp_path, "fourier", _small_map_rows([8, 4, 2, 1], [-1.0, -2.0, nan, nan]), "cnn", seed=0),
+             _write(tmp_path, "fourier", _small_map_rows([8, 4, 2, 1], [-3.0, -4.0, nan, nan]), "cnn", seed=1),
+             _write(tmp_path, "fourier", _small_map_rows([2, 1], [nan, nan]), "tiny")]
+    out = tmp_path / "f.pdf"
+    fig = fig_fourier.plot(_spec({"label": "CNN", "model": "cnn"}, {"label": "Tiny", "model": "tiny"}),
+                           _tables("fourier", files), out)
+    assert _is_pdf(out)
+    ax_b = _axes_titled(fig, "(b) Δ log amplitude at the highest frequency vs depth")
+    # the 2x2 and 1x1 maps (depths 2/3 and 1) get no point: neither on the line nor as a marker
+    np.testing.assert_allclose(_line(ax_b, "CNN").get_xydata(), [[0.0, -2.0], [1 / 3, -3.0]])  # seed means
+    markers = np.concatenate([ln.get_xydata() for ln in ax_b.lines if ln.get_label() in ("_msa", "_other")])
+    np.testing.assert_allclose(markers[np.argsort(markers[:, 0])], [[0.0, -2.0], [1 / 3, -3.0]])
+    # a series with no value at all draws nothing and says so in the legend
+    assert len(_line(ax_b, "Tiny (no map above 2x2 px)").get_xydata()) == 0
+    assert "Tiny (no map above 2x2 px)" in [t.get_text() for t in ax_b.get_legend().get_texts()]
+    assert not np.isnan(np.concatenate([ln.get_xydata() for ln in ax_b.lines])).any()
+
 # ---- variance ----------------------------------------------------------------------------
 def _variance_rows(maps, values):
     return pd.DataFrame([{"map_index": i, "map_name": f"m{i}", "kind": k, "depth": d, "variance": v, "n_images": 8}
@@ -178,6 +207,28 @@ def test_variance_bands_follow_the_first_series_with_msa(tmp_path):
     assert _band_centres(ax) == pytest.approx([0.25, 0.75])  # ViT's, not ViT2's 0.5
     bands = [p.get_bbox() for p in ax.patches if p.get_gid() == BAND_GID]
     assert [b.x1 - b.x0 for b in bands] == pytest.approx([0.25, 0.25])  # one map spacing wide
+
+
+def test_variance_figure_leaves_out_1x1_maps(tmp_path):
+    nan = float("nan")
+    maps = [("stem", 0.0), ("conv", 1 / 3), ("conv", 2 / 3), ("conv", 1.0)]  # the last two 1x1: NaN
+    files = [_write(tmp_path, "variance", _variance_rows(maps, [4.0, 2.0, nan, nan]), "cnn", seed=0),
+             _write(tmp_path, "variance", _variance_rows(maps, [6.0, 1.0, nan, nan]), "cnn", seed=1),
+             _write(tmp_path, "variance", _variance_rows([("conv", 0.0), ("conv", 1.0)], [nan, nan]), "tiny")]
+    out = tmp_path / "v.pdf"
+    fig = fig_variance.plot(_spec({"label": "CNN", "model": "cnn"}, {"label": "Tiny", "model": "tiny"}),
+                            _tables("variance", files), out)
+    assert _is_pdf(out)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    # no point at depths 2/3 and 1: neither on the line nor as a marker; seed means elsewhere
+    np.testing.assert_allclose(_line(ax, "CNN").get_xydata(), [[0.0, 5.0], [1 / 3, 1.5]])
+    markers = np.concatenate([ln.get_xydata() for ln in ax.lines if ln.get_label() in ("_msa", "_other")])
+    np.testing.assert_allclose(markers[np.argsort(markers[:, 0])], [[0.0, 5.0], [1 / 3, 1.5]])
+    # a series with no value at all draws nothing and says so in the legend
+    assert len(_line(ax, "Tiny (every map 1x1)").get_xydata()) == 0
+    assert "Tiny (every map 1x1)" in [t.get_text() for t in fig.legends[0].get_texts()]
+    assert not np.isnan(np.concatenate([ln.get_xydata() for ln in ax.lines])).any()
 
 
 # ---- robustness --------------------------------------------------------------------------

@@ -105,3 +105,94 @@ def test_frequencies():
     assert frequencies(31)[-1] == pytest.approx(30 / 31)
     with pytest.raises(ValueError):
         frequencies(0)
+
+
+# ---- maps too small for a high-frequency value (issue 22 item 5) ---------------------------
+def test_1x1_map_has_only_frequency_0_and_no_high_frequency_value():
+    fmap = torch.full((2, 3, 1, 1), 7.0, dtype=torch.float64)
+    np.testing.assert_array_equal(relative_log_amplitude(fmap).numpy(), [0.0])
+    np.testing.assert_array_equal(frequencies(1), [0.0])
+    assert math.isnan(high_frequency_delta(fmap))
+
+
+def test_2x2_map_leaves_out_its_nyquist_frequency_so_has_no_high_frequency_value():
+    """A 2x2 map's diagonal holds F[0, 0] (frequency 0) and F[1, 1] (the Nyquist one, π). The
+    curve reads diag()[1:] of the spectrum rolled by 1, i.e. F[0, 0] alone: the Nyquist entry is
+    never read at an even side. Even a checkerboard, all of whose energy is at (π, π), has no value."""
+    checker = torch.tensor([[1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64)
+    assert abs(torch.fft.fft2(checker)[1, 1].item()) == pytest.approx(4.0)  # the energy is there...
+    fmap = checker.expand(2, 3, 2, 2)
+    np.testing.assert_array_equal(relative_log_amplitude(fmap).numpy(), [0.0])  # ...but not on the curve
+    np.testing.assert_array_equal(frequencies(2), [0.0])
+    assert math.isnan(high_frequency_delta(fmap))
+
+
+def test_3x3_map_is_the_smallest_with_a_high_frequency_value():
+    """cos(2 pi (y + x) / 3): |F| = 9/2 at (1, 1) and (2, 2), 0 at (0, 0); the curve's last entry is
+    frequency 2/3 π."""
+    y, x = np.mgrid[:3, :3]
+    fmap = torch.from_numpy(np.cos(2 * np.pi * (y + x) / 3)).expand(2, 1, 3, 3)
+    assert frequencies(3)[-1] == pytest.approx(2 / 3)
+    assert high_frequency_delta(fmap) == pytest.approx(math.log(4.5 + EPS) - math.log(EPS), abs=1e-4)
+
+
+def test_high_frequency_value_of_a_cosine_at_the_last_frequency():
+    """8x8, cos(pi 0.75 (y + x)): |F| = 32 at (3, 3), the curve's last entry; 0 at (0, 0)."""
+    fmap = _diagonal_cosine(8, 3).expand(1, 2, 8, 8)
+    assert high_frequency_delta(fmap) == pytest.approx(math.log(32 + EPS) - math.log(EPS), abs=1e-4)
+
+
+def test_compute_gives_nan_for_maps_of_side_2_and_1_and_logs_one_note():
+    from torch import nn
+
+    from vitprobe.probes.fourier import compute, headline
+
+    pools = [nn.AvgPool2d(2), nn.AdaptiveAvgPool2d(3), nn.AdaptiveAvgPool2d(2), nn.AdaptiveAvgPool2d(1)]
+    model = nn.Sequential(*pools)  # 8x8 -> 4x4, 3x3, 2x2, 1x1
+    images = torch.randn(5, 2, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    notes = []
+    df = compute(model, images, modules=["0", "1", "2", "3"], batch_size=2, log=notes.append)
+
+    # truth, independently: pool the images by hand and run the release's notebook transcription
+    x, expected = images, {}
+    for i, pool in enumerate(pools):
+        x = pool(x)
+        expected[i] = release_curve(x.numpy())
+    high = df.groupby("map_index")["high_freq_delta"].first()
+    assert high[0] == pytest.approx(expected[0][-1], abs=1e-9)
+    assert high[1] == pytest.approx(expected[1][-1], abs=1e-9)
+    assert math.isnan(high[2]) and math.isnan(high[3])
+    for i in (2, 3):  # their one row, frequency 0, relative log amplitude 0 by construction
+        rows = df[df["map_index"] == i]
+        assert rows["freq"].tolist() == [0.0] and rows["log_amplitude"].tolist() == [0.0]
+
+    assert len(notes) == 1
+    note = notes[0]
+    assert note.startswith("2 feature maps of 2x2 px or smaller (2 (2x2, depth 0.67), 3 (1x1, depth 1.00)) "
+                           "have no frequency above 0")
+    assert "their high-frequency Δ log amplitude is NaN (left out of the figure)" in note
+
+    line = headline(df)
+    mean = (expected[0][-1] + expected[1][-1]) / 2
+    assert line.startswith(f"4 maps, mean high-frequency Δ log amplitude {mean:.3f} ")
+    assert "nan" not in line.lower().replace("(nan)", "")
+    assert line.endswith("2 maps of 2x2 px or smaller left out (NaN)")
+
+
+def test_compute_logs_nothing_when_every_map_has_a_value():
+    from torch import nn
+
+    from vitprobe.probes.fourier import compute
+
+    notes = []
+    compute(nn.Sequential(nn.AvgPool2d(2)), torch.randn(2, 1, 8, 8), modules=["0"], log=notes.append)
+    assert notes == []
+
+
+def test_headline_when_every_map_is_too_small():
+    import pandas as pd
+
+    from vitprobe.probes.fourier import headline
+
+    df = pd.DataFrame({"map_index": [0, 1], "high_freq_delta": [float("nan")] * 2})
+    assert headline(df) == "2 maps, no high-frequency Δ log amplitude (every map is 2x2 px or smaller: NaN)"

@@ -1,8 +1,13 @@
+import math
+import warnings
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from torch import nn
 
-from vitprobe.probes.variance import feature_map_variance
+from vitprobe.probes.variance import compute, feature_map_variance, headline
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 4, 4), (5, 1, 8, 8), (1, 7, 2, 3)])
@@ -28,3 +33,65 @@ def test_bessel_correction():
 def test_bad_shape_raises():
     with pytest.raises(ValueError, match="shape"):
         feature_map_variance(torch.zeros(3, 4, 4))
+
+
+# ---- maps of one spatial position: variance NaN, one log note -------------------------------
+def test_1x1_map_gives_nan_without_a_warning():
+    fmap = torch.randn(4, 512, 1, 1, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "degrees of freedom <= 0" from torch
+        assert math.isnan(feature_map_variance(fmap))
+
+
+def test_2x2_map_hand_computed_bessel_variance():
+    """Per (b, c), over the 4 positions, divisor n - 1 = 3, then the mean of the 4 values:
+    [[1, 2], [3, 4]]: mean 2.5, squares 2.25 + 0.25 + 0.25 + 2.25 = 5 -> 5/3;
+    [[0, 0], [0, 4]]: mean 1, squares 1 + 1 + 1 + 9 = 12 -> 4; [[2, 2], [2, 2]] -> 0;
+    [[-1, 1], [1, -1]]: mean 0, squares 4 -> 4/3. Mean (5/3 + 4 + 0 + 4/3) / 4 = 7/4
+    (divisor n = 4 would give 21/16)."""
+    fmap = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[0.0, 0.0], [0.0, 4.0]]],
+                         [[[2.0, 2.0], [2.0, 2.0]], [[-1.0, 1.0], [1.0, -1.0]]]], dtype=torch.float64)
+    assert feature_map_variance(fmap) == pytest.approx(7 / 4, rel=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 0, 4), (2, 3, 0, 0), (0, 3, 2, 2), (2, 0, 1, 1)])
+def test_empty_map_raises(shape):
+    with pytest.raises(ValueError, match="empty"):
+        feature_map_variance(torch.zeros(shape))
+
+
+def test_compute_gives_nan_for_1x1_maps_and_logs_one_note():
+    pools = [nn.AvgPool2d(2), nn.AdaptiveAvgPool2d((2, 1)), nn.AdaptiveAvgPool2d(1)]
+    model = nn.Sequential(*pools)  # 8x8 -> 4x4, 2x1 (two positions: defined), 1x1
+    images = torch.randn(5, 2, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    notes = []
+    df = compute(model, images, modules=["0", "1", "2"], batch_size=2, log=notes.append)
+
+    # truth, independently: pool by hand, numpy's ddof=1 variance over positions, mean over (b, c)
+    x, expected = images, []
+    for pool in pools:
+        x = pool(x)
+        expected.append(x.numpy().reshape(5, 2, -1).var(axis=-1, ddof=1).mean() if x[0, 0].numel() > 1 else None)
+    assert df["variance"][0] == pytest.approx(expected[0], rel=1e-12)
+    assert df["variance"][1] == pytest.approx(expected[1], rel=1e-12)
+    assert math.isnan(df["variance"][2])
+    assert df["n_images"].tolist() == [5, 5, 5]
+
+    assert notes == ["1 feature map of one spatial position, 1x1 (2 (depth 1.00)): the variance over one position "
+                     "with Bessel's correction divides by n - 1 = 0 and is undefined, so its variance is NaN "
+                     "(left out of the figure)"]
+    line = headline(df)
+    low, high = sorted(expected[:2])
+    assert line == f"3 maps, variance from {low:.4g} to {high:.4g}, 1 map of one position (1x1) left out (NaN)"
+
+
+def test_compute_logs_nothing_when_every_map_has_two_positions_or_more():
+    notes = []
+    df = compute(nn.Sequential(nn.AdaptiveAvgPool2d((1, 2))), torch.randn(3, 2, 8, 8), modules=["0"],
+                 log=notes.append)
+    assert notes == [] and not df["variance"].isna().any()
+
+
+def test_headline_when_every_map_is_1x1():
+    df = pd.DataFrame({"map_index": [0, 1], "variance": [float("nan")] * 2})
+    assert headline(df) == "2 maps, no variance (every map is 1x1: NaN)"

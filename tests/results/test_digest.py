@@ -1,6 +1,8 @@
 """The README's demo numbers: the paper's claims checked on hand-built tables, and the README
 block they replace."""
 
+import math
+
 import pandas as pd
 import pytest
 
@@ -58,3 +60,11 @@ def test_readme_block_is_replaced_and_the_rest_kept(tmp_path):
 def test_missing_results_are_one_line(tmp_path):
     with pytest.raises(VitprobeError, match="no eval.parquet, hessian_summary.parquet; run the pipeline first"):
         digest.digest(tmp_path)
+
+
+def test_depth_change_skips_maps_without_a_high_frequency_value():
+    nan = float("nan")
+    maps = pd.DataFrame([_row("cnn", map_index=i, high_freq_delta=v) for i, v in enumerate((-4.0, -1.5, nan))]
+                        + [_row("vit", map_index=i, high_freq_delta=nan) for i in range(3)])
+    assert digest._depth_change(maps, "cnn") == pytest.approx(2.5)  # last map with a value: -1.5 - (-4.0)
+    assert math.isnan(digest._depth_change(maps, "vit"))  # every map NaN

@@ -8,7 +8,10 @@
     normalized depth (``depth``), one line per series in map order (``map_index``). Markers
     show the map ``kind``: filled = after an MSA sub-block (kind "msa"), open = any other map
     (embed, stem, mlp, conv, pool, mixer_*). The depths of the MSA maps of the first series
-    that has any are shaded as light grey bands.
+    that has any are shaded as light grey bands. Maps without a value (NaN: side 1 or 2, no
+    frequency above 0, see `vitprobe.probes.fourier`) get no point, and the line joins the maps
+    that have one; a series with no such map keeps its legend entry, marked "(no map above
+    2x2 px)".
 
 Rows are taken at the figure's ``epoch`` (default: each series' latest epoch); several seeds
 of a run are averaged. A series without rows is named on the figure (``note_missing``).
@@ -36,6 +39,7 @@ from vitprobe.figures.style import FULL_WIDTH, color, note_missing, paper_style,
 # deepest maps stay visible on white.
 DEPTH_CMAP = ListedColormap(mpl.colormaps["viridis"](np.linspace(0.0, 0.9, 256)), name="viridis_depth")
 DEPTH_NORM = Normalize(0.0, 1.0)
+NO_VALUE = "(no map above 2x2 px)"  # legend mark of a series whose every high-frequency value is NaN
 
 
 def series_data(table: pd.DataFrame, series: list[dict], epoch: int | None):
@@ -48,6 +52,7 @@ def series_data(table: pd.DataFrame, series: list[dict], epoch: int | None):
             continue
         curves = seed_mean(rows, ["map_index", "freq"], ["log_amplitude"], ("depth", "kind"))
         profile = seed_mean(rows, ["map_index"], ["high_freq_delta"], ("depth", "kind"))
+        profile = profile.dropna(subset=["high_freq_delta"])  # maps of side <= 2: no value, no point
         data[s["label"]] = (curves, profile, int(rows["epoch"].iloc[0]))
     return data
 
@@ -84,7 +89,9 @@ def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
                                  {k: v[2] for k, v in data.items()}))
 
         ax_b = bottom.subplots()
-        handles = draw_depth_profile(ax_b, {k: v[1] for k, v in data.items()}, "high_freq_delta", colors)
+        profiles = {(k if len(v[1]) else f"{k} {NO_VALUE}"): v[1] for k, v in data.items()}
+        colors |= {f"{k} {NO_VALUE}": colors[k] for k in data}
+        handles = draw_depth_profile(ax_b, profiles, "high_freq_delta", colors)
         ax_b.set_ylabel("Δ log amplitude\nat high frequency")
         ax_b.set_title("(b) Δ log amplitude at the highest frequency vs depth")
         if handles:

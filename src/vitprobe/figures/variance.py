@@ -4,7 +4,10 @@ One panel: ``variance`` (the variance of a feature map over spatial positions, B
 corrected, averaged over images and channels) on a log axis against normalized depth
 (``depth``), one line per series in map order (``map_index``). Markers show the map
 ``kind``: filled = after an MSA sub-block ("msa"), open = any other map; the depths of the
-MSA maps of the first series that has any are shaded as light grey bands.
+MSA maps of the first series that has any are shaded as light grey bands. Maps without a
+value (NaN: one spatial position, 1x1, see `vitprobe.probes.variance`) get no point, and the
+line joins the maps that have one; a series with no such map keeps its legend entry, marked
+"(every map 1x1)".
 
 Rows are taken at the figure's ``epoch`` (default: each series' latest epoch); several seeds
 of a run are averaged (arithmetic mean of the variance). A series without rows is named on
@@ -18,6 +21,8 @@ import pandas as pd
 from vitprobe.figures.panels import draw_depth_profile, epoch_title, seed_mean, series_rows
 from vitprobe.figures.style import COLUMN_WIDTH, color, note_missing, paper_style, plt, save
 
+NO_VALUE = "(every map 1x1)"  # legend mark of a series whose every variance is NaN
+
 
 def series_profiles(table: pd.DataFrame, series: list[dict], epoch: int | None):
     """Per present series: (one row per map with the seed-mean variance, epoch)."""
@@ -25,7 +30,8 @@ def series_profiles(table: pd.DataFrame, series: list[dict], epoch: int | None):
     for s in series:
         rows = series_rows(table, s, epoch, one_run=True)
         if len(rows):
-            out[s["label"]] = (seed_mean(rows, ["map_index"], ["variance"], ("depth", "kind")),
+            profile = seed_mean(rows, ["map_index"], ["variance"], ("depth", "kind"))
+            out[s["label"]] = (profile.dropna(subset=["variance"]),  # 1x1 maps: no value, no point
                                int(rows["epoch"].iloc[0]))
     return out
 
@@ -36,7 +42,9 @@ def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
     colors = {s["label"]: color(i) for i, s in enumerate(series)}
     with paper_style():
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 3.0), layout="constrained")
-        handles = draw_depth_profile(ax, {k: v[0] for k, v in data.items()}, "variance", colors)
+        profiles = {(k if len(v[0]) else f"{k} {NO_VALUE}"): v[0] for k, v in data.items()}
+        colors |= {f"{k} {NO_VALUE}": colors[k] for k in data}
+        handles = draw_depth_profile(ax, profiles, "variance", colors)
         if data:
             ax.set_yscale("log")
         else:

@@ -1,9 +1,18 @@
 """Feature-map variance: for a map (B, C, H, W), the variance over the H*W spatial positions
 of each sample and channel (Bessel-corrected, torch.var's default, as the paper's release),
-then the mean over batch and channels."""
+then the mean over batch and channels.
+
+A map of one spatial position (1x1: a CNN's last stages on small images; a ViT's token map,
+prefix tokens dropped, has one position per patch, so only an image of one patch) has no such
+variance: with Bessel's correction the sum of squares is divided by n - 1 = 0, so it is
+undefined. Its ``variance`` is NaN (not 0, which would read as "measured, spatially
+constant"), and ``run`` names such maps in the job log. An empty map (no position, image or
+channel) is bad input and raises.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
@@ -12,7 +21,7 @@ from torch import Tensor, nn
 from vitprobe.analysis.featuremaps import map_means
 from vitprobe.analysis.inputs import chunks
 from vitprobe.columns import Column
-from vitprobe.probes import Probe, no_progress
+from vitprobe.probes import Probe, no_log, no_progress
 
 PROBE = Probe(
     "variance", "variance of every feature map",
@@ -21,35 +30,72 @@ PROBE = Probe(
         Column("map_name", pa.string(), "", "module path of the map"),
         Column("kind", pa.string(), "", "embed, stem, msa, mlp, conv, pool, mixer_token, mixer_channel"),
         Column("depth", pa.float64(), "", "normalized depth of the map, in [0, 1]"),
-        Column("variance", pa.float64(), "", "variance over spatial positions (Bessel), mean over images and channels"),
+        Column("variance", pa.float64(), "",
+               "variance over spatial positions (Bessel), mean over images and channels; NaN for maps of one "
+               "position (1x1), for which it is undefined"),
         Column("n_images", pa.int64(), "images", "test images the maps were computed on"),
     ]},
     reads=("test",), exact=True)
 
 
 def feature_map_variance(fmap: Tensor) -> float:
-    """mean over (b, c) of var_{(y, x)} fmap[b, c, y, x] with ddof = 1."""
+    """mean over (b, c) of var_{(y, x)} fmap[b, c, y, x] with ddof = 1; NaN for a map of one
+    position (H = W = 1), where n - 1 = 0."""
     if fmap.ndim != 4:
         raise ValueError(f"feature map must be (B, C, H, W); got shape {tuple(fmap.shape)}")
-    if fmap.shape[-1] * fmap.shape[-2] < 2:
-        raise ValueError(f"variance with Bessel's correction needs >= 2 positions; got shape {tuple(fmap.shape)}")
+    if fmap.numel() == 0:
+        raise ValueError(f"feature map is empty; got shape {tuple(fmap.shape)}")
+    if fmap.shape[-1] * fmap.shape[-2] == 1:
+        return float("nan")
     return fmap.detach().flatten(2).var(dim=-1).mean(dtype=torch.float64).item()
 
 
+def _variance_and_positions(fmap: Tensor) -> np.ndarray:
+    """(feature_map_variance, H * W): `map_means` carries the number of positions along (the
+    same in every chunk, so its image-weighted mean is itself)."""
+    return np.array([feature_map_variance(fmap), fmap.shape[-2] * fmap.shape[-1]], dtype=np.float64)
+
+
+def one_position_note(maps: list[tuple[str, float, int]], most: int = 10) -> str | None:
+    """The job log's note on the maps (name, depth, positions) of one spatial position, whose
+    variance is NaN, or None where every map has more."""
+    single = [(name, depth) for name, depth, positions in maps if positions == 1]
+    if not single:
+        return None
+    named = ", ".join(f"{name} (depth {depth:.2f})" for name, depth in single[:most])
+    if len(single) > most:
+        named += f" and {len(single) - most} more"
+    n = len(single)
+    return (f"{n} feature map{'s' if n > 1 else ''} of one spatial position, 1x1 ({named}): the variance over "
+            f"one position with Bessel's correction divides by n - 1 = 0 and is undefined, so "
+            f"{'their' if n > 1 else 'its'} variance is NaN (left out of the figure)")
+
+
 def compute(model: nn.Module, images, *, modules: list[str] | None = None, batch_size: int = 64,
-            progress=no_progress) -> pd.DataFrame:
+            progress=no_progress, log=no_log) -> pd.DataFrame:
     """Table variance: every feature map's variance over spatial positions (Bessel), mean
     over images and channels; one row per map. `images` and `modules` as in
-    `vitprobe.probes.fourier.compute`."""
-    maps, n = map_means(model, chunks(images, batch_size), feature_map_variance, modules, progress)
-    return pd.DataFrame([{"map_index": i, "map_name": name, "kind": kind, "depth": depth, "variance": float(v),
+    `vitprobe.probes.fourier.compute`. Maps of one position (1x1) get variance NaN, and
+    `log` gets one note naming them."""
+    maps, n = map_means(model, chunks(images, batch_size), _variance_and_positions, modules, progress)
+    note = one_position_note([(name, depth, round(v[1])) for _, name, _, depth, _, v in maps])
+    if note:
+        log(note)
+    return pd.DataFrame([{"map_index": i, "map_name": name, "kind": kind, "depth": depth, "variance": float(v[0]),
                           "n_images": n} for i, name, kind, depth, _, v in maps])
 
 
 def run(model, inputs, settings: dict, log):
     images, progress = inputs.map_chunks(model, settings, log, "spatial variance of every feature map")
-    return compute(model, images, progress=progress)
+    return compute(model, images, progress=progress, log=log)
 
 
 def headline(df: pd.DataFrame) -> str:
-    return f"{len(df)} maps, variance from {df['variance'].min():.4g} to {df['variance'].max():.4g}"
+    known = df["variance"].dropna()
+    if known.empty:
+        return f"{len(df)} maps, no variance (every map is 1x1: NaN)"
+    text = f"{len(df)} maps, variance from {known.min():.4g} to {known.max():.4g}"
+    if len(known) < len(df):
+        k = len(df) - len(known)
+        text += f", {k} map{'s' if k > 1 else ''} of one position (1x1) left out (NaN)"
+    return text
