@@ -20,7 +20,7 @@ LAYERS = [
     ["vitprobe.probes", "vitprobe.probes.*"],
     ["vitprobe.catalog"],
     ["vitprobe.results", "vitprobe.config.checks", "vitprobe.search.plan", "vitprobe.config.plan",
-     "vitprobe.config.load"],
+     "vitprobe.config.load", "vitprobe.config.cost"],
     ["vitprobe.training.*", "vitprobe.search.jobs", "vitprobe.jobs.*"],
     ["vitprobe.figures", "vitprobe.figures.*"],
     ["vitprobe.api", "vitprobe.digest", "vitprobe.docs", "vitprobe.cli", "vitprobe.__main__"],

@@ -14,9 +14,11 @@ from pathlib import Path
 from vitprobe import __version__, docs
 from vitprobe.atomic import atomic_path
 from vitprobe.catalog import FIGURES, PROBES
+from vitprobe.config import cost
 from vitprobe.config.load import load
 from vitprobe.data import cifar_c as corruptions
 from vitprobe.data import splits as data
+from vitprobe.data.synthetic import SYNTHETIC_KEYS
 from vitprobe.device import DEVICE_CHOICES, resolve
 from vitprobe.digest import copy_images, digest, update_readme
 from vitprobe.errors import VitprobeError
@@ -64,7 +66,11 @@ def _device(args):
 
 
 def cmd_prepare_data(args):
-    synthetic = json.loads(args.synthetic) if args.synthetic else None
+    try:
+        synthetic = json.loads(args.synthetic) if args.synthetic else None
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"--synthetic is not valid JSON ({exc}); pass an object of the keys "
+                        f"{', '.join(SYNTHETIC_KEYS)}, e.g. the config's data.synthetic") from None
     summary = data.prepare(args.dataset, args.root, download=args.download, synthetic=synthetic)
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
@@ -210,10 +216,35 @@ def cmd_check_config(args):
         s = plan.search
         first = plan.search_run(s["start"])
         print(f"  search: from {s['base']} (MSA blocks {s['start']}), stages "
-              f"{', '.join(f'c{st}' for st in s['stages'])}, at most {s['budget']} candidates after {first.id} "
+              f"{', '.join(f'c{st}' for st in s['stages'])}, at most {cost.search_steps(s)} candidates after {first.id} "
               f"(which ones, the search decides as it runs)")
     if args.runs:
         print("\n".join(r.id for r in [*plan.runs, *([first] if first else [])]))
+    if args.cost:
+        print(format_cost(cost.estimate(plan, {p: PROBES[p].rule_name for p in plan.probes}), plan.config))
+
+
+def format_cost(c: "cost.Cost", config: dict) -> str:
+    """The table of `vitprobe check-config --cost`."""
+    res, hours = config["resources"], f"{c.unit}-h"
+    lines = ["cost: an upper bound from the time limits requested (resources.train/probes runtimes), not measured "
+             "runtimes; a training job preempted or stopped at its limit resubmits, resumes and may use more"]
+    if res["gpus"] == 0:
+        lines.append(f"resources.gpus is 0: CPU-core-hours, {c.per_job} cores per job (resources.cpus), no GPUs")
+    elif c.per_job > 1:
+        lines.append(f"{hours}: {c.per_job} GPUs per job (resources.gpus)")
+    table = [("rule", "jobs", "limit/job (min)", hours, "note")]
+    for r in c.rows:
+        table.append((r.rule, f"{'<=' if r.at_most else ''}{r.jobs}", "local" if r.minutes is None else str(r.minutes),
+                      f"{r.hours:.1f}", r.note))
+    jobs = sum(r.jobs for r in c.rows if r.minutes is not None)
+    table.append(("total", f"{'<=' if any(r.at_most for r in c.rows) else ''}{jobs}", "", f"{c.total:.1f}",
+                  "cluster jobs; upper bound"))
+    width = [max(len(row[i]) for row in table) for i in range(4)]
+    for row in table:
+        lines.append(f"  {row[0]:<{width[0]}}  {row[1]:>{width[1]}}  {row[2]:>{width[2]}}  {row[3]:>{width[3]}}  "
+                     f"{row[4]}".rstrip())
+    return "\n".join(lines)
 
 
 def cmd_digest(args):
@@ -326,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = verb("check-config", cmd_check_config, "validate a config file and summarize its run grid")
     s.add_argument("config")
     s.add_argument("--runs", action="store_true", help="also list every run id")
+    s.add_argument("--cost", action="store_true", help="also print the GPU-hours (CPU-core-hours with resources.gpus "
+                   "0) that the resources block requests, per rule and in total: an upper bound from time limits")
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a key, e.g. train.epochs=10 (as `snakemake --config train__epochs=10`)")
 
@@ -351,6 +384,11 @@ def main(argv=None) -> int:
             raise
         print(f"vitprobe {args.verb}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside training's epoch loop (which saves its state and exits itself)
+        if args.debug:
+            raise
+        print(f"vitprobe {args.verb}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

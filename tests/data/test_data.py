@@ -146,6 +146,25 @@ def test_synthetic_deterministic_and_idempotent(tmp_path):
         data.prepare("synthetic", a, synthetic={**SMALL, "colour": 1})
 
 
+@pytest.mark.parametrize("synthetic, words", [
+    ('{"num_classes": 5, "seed": 0}', "synthetic parameters: missing train_per_class, test_per_class, noise; give "
+                                      "exactly the keys num_classes, train_per_class, test_per_class, seed, noise"),
+    ('{"num_classes": 5, "train_per_class": 2, "test_per_class": 2, "seed": 0, "noise": 0, "colour": 1}',
+     "synthetic parameters: unknown colour; give exactly the keys num_classes, train_per_class"),
+    ('{"num_classes": 5,', "--synthetic is not valid JSON (Expecting property name"),
+    ('[5]', "synthetic parameters: a JSON object of the keys num_classes, train_per_class"),
+    (None, "synthetic parameters: missing num_classes, train_per_class, test_per_class, seed, noise"),
+])
+def test_prepare_data_with_an_incomplete_synthetic_spec_is_one_line(tmp_path, capsys, synthetic, words):
+    from vitprobe.cli import main
+
+    argv = ["prepare-data", "--dataset", "synthetic", "--root", str(tmp_path / "data"), "--out", str(tmp_path / "s")]
+    assert main(argv + (["--synthetic", synthetic] if synthetic else [])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vitprobe prepare-data: error: ") and words in err and err.count("\n") == 1
+    assert not (tmp_path / "data").exists() and not (tmp_path / "s").exists()  # before any work
+
+
 def _features(images):
     """Mean colour and the phase-free (downsampled) amplitude spectrum of the grey image."""
     x = images.float() / 255

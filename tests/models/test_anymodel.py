@@ -73,15 +73,16 @@ def test_a_file_that_is_no_state_dict_or_does_not_fit_says_what(tmp_path):
     with pytest.raises(weights.WeightsError, match="cannot be read safely with torch.load.weights_only=True"):
         weights.read_state_dict(tmp_path / "pickled.pth")
     torch.save(_tiny_resnet().state_dict(), tmp_path / "small.pth")
-    with pytest.raises(weights.WeightsError, match=r"tensors of another shape \(conv1.weight: checkpoint \[4, 3, 3"):
+    with pytest.raises(weights.WeightsError, match=r"small.pth does not fit the model CifarResNet: \d+ keys differ in "
+                                                   r"shape, first conv1.weight \(4, 3, 3, 3\) vs \(64, 3, 3, 3\)"):
         api.load_model("resnet18_cifar", str(tmp_path / "small.pth"), num_classes=10)
     state = _tiny_resnet().state_dict()
     state["extra.weight"] = state.pop("fc.weight")
     torch.save(state, tmp_path / "keys.pth")
-    with pytest.raises(weights.WeightsError, match=r"1 missing tensors \(fc.weight\), 1 unexpected tensors "
-                                                   r"\(extra.weight\)"):
+    with pytest.raises(weights.WeightsError, match=r"1 of the model's keys missing, first fc.weight; 1 key not the "
+                                                   r"model's, first extra.weight"):
         api.load_model("resnet18_cifar", str(tmp_path / "keys.pth"), num_classes=10, widths=(4, 4, 8, 8))
-    with pytest.raises(weights.WeightsError, match="neither init, timm, nor a file"):
+    with pytest.raises(weights.WeightsError, match="no such file weights.zip; allowed: init, timm, an http"):
         api.load_model("resnet18_cifar", "weights.zip")
     with pytest.raises(ValueError, match="unknown model 'no_such_net'"):
         api.load_model("no_such_net")
@@ -312,7 +313,8 @@ def test_imported_runs_have_one_checkpoint_and_no_training_probes_on_imagenet(tm
      "models.rn.arch: unknown model 'resnet_fifty': neither a vitprobe model"),
     (lambda c: c["models"]["rn"].update(weights="https://example.org/w.pth"),
      "models.rn.weights: https://example.org/w.pth is a URL, but data.download is false"),
-    (lambda c: c["models"]["rn"].update(weights="nowhere/w.pth"), "models.rn.weights: weights file nowhere/w.pth"),
+    (lambda c: c["models"]["rn"].update(weights="nowhere/w.pth"),
+     "models.rn.weights: no such file nowhere/w.pth .folder nowhere does not exist.; allowed: init, timm"),
     (lambda c: c["models"]["rn"].pop("weights"), "models.rn.arch: unknown model 'resnet50'; allowed: .*with models.rn"),
     (lambda c: c["experiments"]["inet"]["models"].append("resnet18_cifar"),
      "experiments.inet.dataset: imagenet has no training split.*resnet18_cifar would be trained"),
@@ -329,6 +331,89 @@ def test_bad_weights_configs_fail_before_any_job(tmp_path, change, message):
     change(config)
     with pytest.raises(ConfigError, match=message):
         validate(config)
+
+
+def test_a_mistyped_weights_path_says_no_such_file_and_the_nearest_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "model.safetensors").write_bytes(b"x")  # only its name matters here
+    (tmp_path / "mine" / "model.ckpt").write_bytes(b"x")
+
+    def error(source):
+        with pytest.raises(weights.WeightsError) as exc:
+            weights.check_source(source, "models.mine.weights", download=False)
+        return str(exc.value)
+
+    assert error("mine/model.safetensor") == (
+        "models.mine.weights: no such file mine/model.safetensor (did you mean mine/model.safetensors?); allowed: "
+        "init, timm, an http(s) URL or a path of a file ending in .pth, .pth.tar, .pt, .bin, .safetensors")
+    assert error("mine/model.ckpt").startswith("models.mine.weights: mine/model.ckpt is a file, but its extension "
+                                               "(.ckpt) is not one vitprobe reads; allowed: .pth, .pth.tar")
+    assert "no such file other/w.pth (folder other does not exist); allowed" in error("other/w.pth")
+    assert "no such file mine/w.pth; allowed" in error("mine/w.pth")  # nothing close in mine/
+    assert "'timmm' is not a weights source (did you mean timm?); allowed: init, timm" in error("timmm")
+    assert "mine is a folder; allowed" in error("mine")
+    assert "the URL https://example.org/w.zip names no file ending in .pth" in error("https://example.org/w.zip")
+    weights.check_source("mine/model.safetensors", "models.mine.weights", download=False)
+    config = _config(tmp_path, rn={"arch": "resnet50", "weights": "mine/model.safetensor"})
+    with pytest.raises(ConfigError, match=r"models.rn.weights: no such file mine/model.safetensor \(did you mean "):
+        validate(config)
+
+
+def _fit_config(source, arch="resnet18_cifar", kwargs=None):
+    return {"data": {"dataset": "synthetic", "root": "data", "download": False},
+            "models": {"mine": {"arch": arch, "kwargs": kwargs if kwargs is not None else {"widths": [4, 4, 8, 8]},
+                                "weights": str(source)}},
+            "experiments": {"x": {"models": ["mine"]}},
+            "train": {"epochs": 1, "warmup_epochs": 0, "checkpoint_epochs": [1]}}
+
+
+def test_a_weights_file_of_another_architecture_fails_the_config_check(tmp_path):
+    from safetensors.torch import save_file
+
+    from vitprobe.models import recipe
+
+    good = _tiny_resnet().state_dict()
+    torch.save(good, tmp_path / "good.pt")
+    torch.save({"state_dict": {f"module.{k}": v for k, v in good.items()}, "epoch": 3}, tmp_path / "dp.pth.tar")
+    save_file({k: v.contiguous() for k, v in good.items()}, str(tmp_path / "good.safetensors"))
+    for name in ("good.pt", "dp.pth.tar", "good.safetensors"):  # unwrapped and prefix-stripped as the import does
+        validate(_fit_config(tmp_path / name))
+
+    wrong = models.create("resnet18_cifar", num_classes=100, widths=(4, 4, 8, 8)).state_dict()
+    wrong["extra.weight"] = wrong.pop("fc.bias")
+    torch.save(wrong, tmp_path / "x.pt")
+    save_file({k: v.contiguous() for k, v in wrong.items()}, str(tmp_path / "x.safetensors"))
+    problem = ("1 key differs in shape, first fc.weight (100, 8) vs (10, 8) of the model; 1 of the model's keys "
+               "missing, first fc.bias; 1 key not the model's, first extra.weight")
+    for name in ("x.pt", "x.safetensors"):
+        with pytest.raises(ConfigError) as exc:
+            validate(_fit_config(tmp_path / name))
+        assert str(exc.value) == (f"config: models.mine.weights: {tmp_path / name} does not fit resnet18_cifar "
+                                  f"(widths=[4, 4, 8, 8], num_classes=10, for synthetic): {problem}; give that "
+                                  f"model's weights, or change models.mine.arch/kwargs")
+
+    # the import job refuses exactly that, with the same words, and loads what the check accepts
+    plan = validate(_fit_config(tmp_path / "dp.pth.tar"))
+    spec = plan.train_spec(plan.runs[0])
+    recipe.import_weights(spec, tmp_path / "e0.pt")
+    spec["model"]["weights"] = str(tmp_path / "x.pt")
+    assert recipe.weights_misfit(spec) == problem
+    with pytest.raises(weights.WeightsError, match=re.escape(problem)):
+        recipe.import_weights(spec, tmp_path / "e0_x.pt")
+
+    # the release's key layout is converted before the check too (a state dict of meta tensors: no data)
+    for classes, fits in ((10, True), (100, False)):
+        with torch.device("meta"):
+            release = _ReleaseResNet50(num_classes=classes)
+        torch.save({"epoch": 300, "state_dict": release.state_dict()}, tmp_path / f"release{classes}.pth.tar")
+        config = _fit_config(tmp_path / f"release{classes}.pth.tar", arch="resnet50_cifar", kwargs={})
+        if fits:
+            validate(config)
+        else:
+            with pytest.raises(ConfigError, match=r"2 keys differ in shape, first fc.weight \(100, 2048\) vs "
+                                                  r"\(10, 2048\) of the model; give"):
+                validate(config)
 
 
 def test_import_weights_writes_a_checkpoint_every_probe_reads(tmp_path):

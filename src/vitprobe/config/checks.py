@@ -2,7 +2,8 @@
 `ConfigError` naming the key, what is wrong and what is allowed, run by `Plan` before any
 job starts: known models whose keyword arguments build (each built once on PyTorch's `meta`
 device: no memory, no compute), epochs that are checkpoints, kernel sizes that fit the
-token grid, probe settings (a probe module's own `check`), shards, figures and their keys."""
+token grid, weights files whose keys and shapes fit their model (read without their data),
+probe settings (a probe module's own `check`), shards, figures and their keys."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import torch
 
 from vitprobe import catalog, models
 from vitprobe.config.identity import fraction_token, model_kwargs, series_matches
-from vitprobe.data.registry import DATASETS
+from vitprobe.data.registry import DATASETS, num_classes
 from vitprobe.errors import ConfigError, first_line
-from vitprobe.models import weights
+from vitprobe.models import recipe, weights
 
 
 def check_config(plan) -> None:
@@ -56,6 +57,7 @@ def check_experiment(plan, name: str, exp: dict, dataset: str) -> None:
 def check_plan(plan) -> None:
     """What needs the runs: model kwargs, probe settings, shards, figures."""
     _model_kwargs(plan)
+    _weights_fit(plan)
     _probe_settings(plan)
     _shards(plan)
     _figures(plan)
@@ -101,14 +103,46 @@ def _model_kwargs(plan) -> None:
         spec = plan.model_spec(run.model)
         kwargs = model_kwargs(spec, plan.config["train"], run.kernel_size)
         where = f"models.{run.model}.kwargs" if run.model in plan.config.get("models", {}) else run.model
+        if "num_classes" in spec["kwargs"]:
+            classes = num_classes(plan.train_spec(run)["data"])
+            raise ConfigError(f"{where}.num_classes: a run's number of classes comes from its dataset "
+                              f"({run.dataset}: {classes}); remove num_classes from the kwargs")
         try:
             with torch.device("meta"):
                 models.create_any(spec["arch"], num_classes=10, **kwargs)
         except Exception as exc:  # TypeError/ValueError/... from the model's constructor
             call = ", ".join(f"{k}={v!r}" for k, v in spec["kwargs"].items())
             raise ConfigError(f"{where}: {spec['arch']}({call})"
-                              f" cannot be built: {first_line(exc)}; see the keyword arguments of vitprobe.models."
-                              f"{spec['arch']}") from None
+                              f" cannot be built: {first_line(exc)}; see the keyword arguments of "
+                              f"{_entry_point(spec['arch'])}") from None
+
+
+def _entry_point(arch: str) -> str:
+    """Where a model's keyword arguments are documented: vitprobe's entry point, or timm's."""
+    return f"vitprobe.models.{arch}" if arch in models.MODELS else f"timm's {arch} (timm.create_model({arch!r}, ...))"
+
+
+def _weights_fit(plan) -> None:
+    """A weights file (models.<alias>.weights) against the model of each of its runs, as
+    `vitprobe import-weights` will load it: names and shapes only, the model on the meta device
+    (`recipe.weights_misfit`). URLs are checked by the import job, once downloaded."""
+    seen = set()
+    for run in plan.imported_runs:
+        spec = plan.train_spec(run)
+        source = spec["model"]["weights"]
+        key = (run.model, num_classes(spec["data"]), run.kernel_size)
+        if weights.kind(source) != "file" or key in seen:
+            continue
+        seen.add(key)
+        try:
+            problem = recipe.weights_misfit(spec)
+        except weights.WeightsError as exc:
+            raise ConfigError(f"models.{run.model}.weights: {exc}") from None
+        if problem:
+            call = ", ".join([*(f"{k}={v!r}" for k, v in spec["model"]["kwargs"].items()), f"num_classes={key[1]}"])
+            raise ConfigError(f"models.{run.model}.weights: {source} does not fit {spec['model']['arch']} ({call}, "
+                              f"for {run.dataset}): {problem}; give that model's weights, or change "
+                              f"models.{run.model}.arch/kwargs")
 
 
 def _augment(config: dict) -> None:

@@ -135,6 +135,22 @@ class Plan:
         """Jobs one checkpoint's `probe` job is split into (1: not split)."""
         return int(self.config["probes"][probe].get("shards", 1))
 
+    # ---- cluster resources ------------------------------------------------------------
+    def train_runtime(self, run: Run) -> tuple[int, str]:
+        """Minutes per submission of a run's training job, and the key that set them:
+        `resources.train.runtime_per_model.<model>` (a search candidate's is its base's), else
+        `resources.train.runtime`."""
+        res = self.config["resources"]["train"]
+        model = self.search["base"] if self.is_search_run(run) else run.model
+        if model in res["runtime_per_model"]:
+            return res["runtime_per_model"][model], f"runtime_per_model.{model}"
+        return res["runtime"], "runtime"
+
+    def probe_runtime(self, probe: str) -> int:
+        """Minutes of one job of `probe` (or of `search_score`)."""
+        res = self.config["resources"]["probes"]
+        return res["runtime_per_probe"].get(probe, res["runtime"])
+
     # ---- specs handed to the CLI -------------------------------------------------
     def train_spec(self, run: Run) -> dict:
         """All that determines a run's training; its hash identifies compatible checkpoints."""

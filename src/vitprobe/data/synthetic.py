@@ -16,6 +16,7 @@ import numpy as np
 
 from vitprobe.atomic import dir_mode
 from vitprobe.data.cifar import SYNTHETIC_FOLDER, SyntheticCIFAR, missing_files
+from vitprobe.errors import VitprobeError
 
 _PARAMS_FILE = "vitprobe-synthetic.json"
 _SYNTHETIC_VERSION = 1
@@ -29,19 +30,35 @@ _COLOURS = ((0.85, 0.20, 0.20), (0.20, 0.75, 0.25), (0.20, 0.30, 0.85),
 _SHAPES = ("disc", "square", "bar")
 
 
+class SyntheticParamsError(VitprobeError, ValueError):
+    """Synthetic-data parameters with keys missing or unknown, or a value out of range."""
+
+
 def check_params(synthetic: dict | None) -> dict:
+    """The parameters, checked: exactly the keys `SYNTHETIC_KEYS` (the config fills in the
+    schema's defaults; a spec passed by hand must give all), each in range."""
+    if synthetic is not None and not isinstance(synthetic, dict):
+        raise SyntheticParamsError(f"synthetic parameters: a JSON object of the keys {', '.join(SYNTHETIC_KEYS)}, "
+                                   f"not a {type(synthetic).__name__}")
     p = dict(synthetic or {})
-    if sorted(p) != sorted(SYNTHETIC_KEYS):
-        raise ValueError(f"synthetic parameters {sorted(p)}: expected exactly {', '.join(SYNTHETIC_KEYS)} "
-                         f"(the config's data.synthetic; defaults: vitprobe.config.load.defaults('data', 'synthetic'))")
+    missing = [k for k in SYNTHETIC_KEYS if k not in p]
+    unknown = sorted(k for k in p if k not in SYNTHETIC_KEYS)
+    if missing or unknown:
+        found = [f"missing {', '.join(missing)}" if missing else "", f"unknown {', '.join(unknown)}" if unknown else ""]
+        raise SyntheticParamsError(f"synthetic parameters: {'; '.join(f for f in found if f)}; give exactly the keys "
+                                   f"{', '.join(SYNTHETIC_KEYS)} (the config's data.synthetic; defaults: "
+                                   f"vitprobe.config.load.defaults('data', 'synthetic'))")
     max_classes = len(_ORIENTS) * len(_FREQS) * len(_COLOURS) * len(_SHAPES)
     if not (isinstance(p["num_classes"], int) and 2 <= p["num_classes"] <= max_classes):
-        raise ValueError(f"synthetic num_classes must be an int in [2, {max_classes}], got {p['num_classes']!r}")
+        raise SyntheticParamsError(f"synthetic num_classes must be an int in [2, {max_classes}], "
+                                   f"got {p['num_classes']!r}")
     for k in ("train_per_class", "test_per_class"):
         if not (isinstance(p[k], int) and p[k] >= 1):
-            raise ValueError(f"synthetic {k} must be a positive int, got {p[k]!r}")
+            raise SyntheticParamsError(f"synthetic {k} must be a positive int, got {p[k]!r}")
     if not (isinstance(p["noise"], (int, float)) and p["noise"] >= 0):
-        raise ValueError(f"synthetic noise must be >= 0, got {p['noise']!r}")
+        raise SyntheticParamsError(f"synthetic noise must be >= 0, got {p['noise']!r}")
+    if not (isinstance(p["seed"], int) and p["seed"] >= 0):
+        raise SyntheticParamsError(f"synthetic seed must be an int >= 0, got {p['seed']!r}")
     p["noise"] = float(p["noise"])
     p["seed"] = int(p["seed"])
     return p

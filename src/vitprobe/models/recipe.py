@@ -83,6 +83,16 @@ def import_weights(spec: dict, out, *, download: bool = False) -> torch.nn.Modul
     return model.eval()
 
 
+def weights_misfit(spec: dict) -> str:
+    """For a spec whose weights are a file: '' if `import_weights` would load it, else how its
+    keys and shapes differ from the run's model (`weights.differences`). The model is built on
+    PyTorch's meta device and the file read without its tensors' data: cheap, before any job."""
+    recipe = model_recipe(spec)
+    with torch.device("meta"):
+        model = build_from_recipe(recipe)
+    return weights.check_file(model, recipe["weights"])
+
+
 def weights_label(spec: dict) -> str:
     """The `weights` column of the run's result rows: trained, init, timm or a file name."""
     source = spec["model"].get("weights")

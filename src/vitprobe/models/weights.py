@@ -29,6 +29,7 @@ Key layouts converted before loading (``convert``):
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -67,20 +68,47 @@ def label(source: str | os.PathLike) -> str:
 
 def check_source(source: str | os.PathLike, where: str, *, download: bool) -> None:
     """Checks that need no torch and no network, run before any job: a known keyword, a file
-    that exists with a known suffix, or a URL allowed to be downloaded."""
+    that exists with a known suffix, or a URL allowed to be downloaded. A missing file names
+    the nearest file of its folder with a known suffix (a typo in the extension, say)."""
     source = os.fspath(source)
     k = kind(source)
     if k in KEYWORDS:
         return
+    allowed = f"init, timm, an http(s) URL or a path of a file ending in {', '.join(SUFFIXES)}"
     name = label(source)
-    if not name.endswith(SUFFIXES):
-        raise WeightsError(f"{where}: {source!r} is neither init, timm, nor a file ending in "
-                           f"{', '.join(SUFFIXES)}")
-    if k == "url" and not download:
-        raise WeightsError(f"{where}: {source} is a URL, but data.download is false; set it to true, or download "
-                           f"the file yourself and give its path")
-    if k == "file" and not Path(source).is_file():
-        raise WeightsError(f"{where}: weights file {source} does not exist")
+    if k == "url":
+        if not name.endswith(SUFFIXES):
+            raise WeightsError(f"{where}: the URL {source} names no file ending in {', '.join(SUFFIXES)}")
+        if not download:
+            raise WeightsError(f"{where}: {source} is a URL, but data.download is false; set it to true, or "
+                               f"download the file yourself and give its path")
+        return
+    path = Path(source)
+    if path.is_file():
+        if not name.endswith(SUFFIXES):
+            raise WeightsError(f"{where}: {source} is a file, but its extension ({path.suffix or 'none'}) is not one "
+                               f"vitprobe reads; allowed: {', '.join(SUFFIXES)} (a state-dict file: rename it)")
+        return
+    if path.is_dir():
+        raise WeightsError(f"{where}: {source} is a folder; allowed: {allowed}")
+    if any(sep in source for sep in ("/", os.sep, os.altsep) if sep) or path.suffix:  # meant as a path
+        near = _nearest(path)
+        hint = (f" (did you mean {near}?)" if near else
+                "" if path.parent.is_dir() else f" (folder {path.parent} does not exist)")
+        raise WeightsError(f"{where}: no such file {source}{hint}; allowed: {allowed}")
+    near = difflib.get_close_matches(source, KEYWORDS, n=1, cutoff=0.6)
+    raise WeightsError(f"{where}: {source!r} is not a weights source" + (f" (did you mean {near[0]}?)" if near else "")
+                       + f"; allowed: {allowed}")
+
+
+def _nearest(path: Path) -> str | None:
+    """The file of `path`'s folder with a known suffix whose name is closest to its name, if close."""
+    try:
+        names = [p.name for p in path.parent.iterdir() if p.name.endswith(SUFFIXES) and p.is_file()]
+    except OSError:
+        return None
+    found = difflib.get_close_matches(path.name, names, n=1, cutoff=0.8)
+    return str(path.parent / found[0]) if found else None
 
 
 def cached_path(url: str, root) -> Path:
@@ -104,15 +132,21 @@ def fetch(url: str, root, *, download: bool) -> Path:
     return path
 
 
-def read_state_dict(path) -> dict[str, torch.Tensor]:
-    """The state dict of a file (module docstring), on CPU, never unpickling objects."""
+def read_state_dict(path, *, meta: bool = False) -> dict[str, torch.Tensor]:
+    """The state dict of a file (module docstring), on CPU, never unpickling objects. With
+    `meta`, tensors on PyTorch's meta device (names and shapes, no data): a .safetensors
+    file's header only, a torch.save zip file without reading its tensors."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
     if path.name.endswith(".safetensors"):
-        from safetensors.torch import load_file  # only .safetensors files need it (timm's dependency)
+        from safetensors import safe_open  # only .safetensors files need it (timm's dependency)
+        from safetensors.torch import load_file  # (the same)
         try:
-            return load_file(str(path), device="cpu")
+            if not meta:
+                return load_file(str(path), device="cpu")
+            with safe_open(str(path), framework="pt") as f:
+                return {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
         except Exception as exc:
             raise WeightsError(f"weights file {path} is not a readable safetensors file ({first_line(exc)})") from exc
     with open(path, "rb") as f:
@@ -121,7 +155,7 @@ def read_state_dict(path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"weights file {path} was not written by torch.save (nor is it .safetensors); give a "
                            f"state-dict file (.pth, .pth.tar, .safetensors)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="meta" if meta else "cpu", weights_only=True)
     except Exception as exc:
         raise WeightsError(f"weights file {path} cannot be read safely with torch.load(weights_only=True) "
                            f"({first_line(exc)}); give a state-dict file (.pth, .pth.tar, .safetensors)") from exc
@@ -170,15 +204,51 @@ def convert(state: dict, model: torch.nn.Module) -> dict:
     return state
 
 
+def differences(model: torch.nn.Module, state: dict) -> str:
+    """'' if `state` (converted: `convert`) loads into `model` as `load_state_dict` takes it
+    (the same keys, the same shapes), else one line: how many keys differ in shape, are
+    missing from `state` or are not the model's, and the first of each. Shapes only: `model`
+    may be on the meta device, `state` from `read_state_dict(path, meta=True)`."""
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    shape = {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
+    shapes = [k for k in own if k in shape and shape[k] != own[k]]
+    missing = [k for k in own if k not in shape]
+    unexpected = [k for k in shape if k not in own]
+    found = []
+    if shapes:
+        found.append(f"{len(shapes)} key{'s' if len(shapes) > 1 else ''} differ{'' if len(shapes) > 1 else 's'} in "
+                     f"shape, first {shapes[0]} {shape[shapes[0]]} vs {own[shapes[0]]} of the model")
+    if missing:
+        found.append(f"{len(missing)} of the model's keys missing, first {missing[0]}")
+    if unexpected:
+        found.append(f"{len(unexpected)} key{'s' if len(unexpected) > 1 else ''} not the model's, first "
+                     f"{unexpected[0]}")
+    return "; ".join(found)
+
+
+def check_file(model: torch.nn.Module, path) -> str:
+    """`differences` of a weights file and `model` as `load_into` would load it (read with
+    `meta`: no tensor data is read; `model` may be on the meta device)."""
+    state = read_state_dict(path, meta=True)
+    try:
+        state = convert(state, model)
+    except (NotImplementedError, RuntimeError):  # a conversion that needs the data (e.g. timm resizing a table)
+        state = convert(read_state_dict(path), model)
+    return differences(model, state)
+
+
 def load_into(model: torch.nn.Module, source: str | os.PathLike, *, root="data",
               download: bool = False) -> torch.nn.Module:
     """Load the weights of a file or URL `source` into `model` (converted, all keys and
-    shapes checked: a mismatch names the first missing, unexpected and misshapen keys)."""
+    shapes checked: a mismatch names how many keys differ and the first of each, `differences`)."""
     source = os.fspath(source)
     path = fetch(source, root, download=download) if kind(source) == "url" else Path(source)
     state = convert(read_state_dict(path), model)
+    problem = differences(model, state)
+    if problem:
+        raise WeightsError(f"weights file {path} does not fit the model {type(model).__name__}: {problem}; check "
+                           f"the model name and kwargs")
     try:
         return load_state(model, state, path)
-    except CheckpointError as exc:
-        raise WeightsError(str(exc).replace("; it was made with other model settings: load it with the spec of "
-                                            "the run that wrote it", "; check the model name and kwargs")) from None
+    except CheckpointError as exc:  # not reached: `differences` checks what it checks
+        raise WeightsError(str(exc)) from None
