@@ -159,6 +159,74 @@ def test_pipeline_runs_end_to_end(workdir, tiny):
         (workdir / "tiny.yaml").write_text(yaml.safe_dump(tiny))
 
 
+EDITED_RUN = "synthetic-vit_demo-k0-f1of16-s0"
+
+
+def _edited(tiny, key, value, pin=True):
+    """The tiny config with one key changed; with `pin`, every probe's epochs pinned to the tiny
+    run's, so that `train.epochs` can change without moving the probes' (and figures') epochs."""
+    import copy
+    cfg = copy.deepcopy(tiny)
+    for spec in cfg["probes"].values() if pin else ():
+        spec.setdefault("epochs", [tiny["train"]["epochs"]])
+    section, name = key.split(".")
+    cfg[section][name] = value(cfg[section][name]) if callable(value) else value
+    return cfg
+
+
+@pytest.mark.parametrize("key, value, ckpts", [
+    ("train.epochs", 3, ["e0.pt", "e1.pt", "e2.pt", "e3.pt"]),  # adds e3.pt, of which Snakemake has no record
+    ("train.checkpoint_epochs", [1, 2], ["e1.pt", "e2.pt"]),
+    ("train.lr", lambda lr: lr * 3, ["e0.pt", "e1.pt", "e2.pt"]),
+])
+def test_a_changed_training_key_retrains_and_reruns_what_reads_it(workdir, tiny, key, value, ckpts):
+    """After the finished tiny grid (test_pipeline_runs_end_to_end): the edit plans the run's
+    training and its probe job (nothing else), says why in one short line, and the run's
+    checkpoints and tables then carry the new training spec's hash."""
+    from vitprobe.config.identity import Run, train_hash
+    from vitprobe.config.load import load
+    R = workdir / "results/demo"
+    target = f"results/demo/runs/{EDITED_RUN}/eval_e2.parquet"
+    edited = _edited(tiny, key, value)
+    (workdir / "edited.yaml").write_text(yaml.safe_dump(edited))
+    try:
+        def snake(*args):
+            cmd = [sys.executable, "-m", "snakemake", "--cores", "2", target, "--configfile", "edited.yaml", *args]
+            return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+        dry = snake("-n")
+        out = dry.stdout + dry.stderr
+        assert dry.returncode == 0, out[-3000:]
+        assert _job_counts(out) == {"train_spec": 1, "train": 1, "evaluate": 1, "total": 3}, out[-3000:]
+        reasons = [line for line in out.splitlines() if "Params have changed" in line]
+        assert reasons and all(len(line) < 250 and f"'{key}=" in line for line in reasons), reasons
+        run = snake()
+        assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+        # (a checkpoint epoch dropped from the config stays where it was: not deleted, not an output)
+        assert set(ckpts) <= {p.name for p in (R / f"runs/{EDITED_RUN}/ckpt").iterdir()}
+        _, plan = load(workdir / "edited.yaml")
+        expected = train_hash(plan.train_spec(Run.parse(EDITED_RUN)))
+        assert set(pd.read_parquet(workdir / target)["config_hash"]) == {expected}
+        again = snake("-n")
+        assert "Nothing to be done" in again.stdout + again.stderr, (again.stdout + again.stderr)[-3000:]
+    finally:
+        (workdir / "edited.yaml").unlink()
+
+
+def test_a_changed_probe_key_retrains_nothing(workdir, tiny):
+    edited = _edited(tiny, "probes.eval", lambda spec: {**spec, "batch_size": 7}, pin=False)
+    (workdir / "edited.yaml").write_text(yaml.safe_dump(edited))
+    try:
+        target = "results/demo/runs/synthetic-resnet_demo-k0-f1-s0/eval_e2.parquet"
+        cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "-n", target, "--configfile", "edited.yaml"]
+        dry = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+        out = dry.stdout + dry.stderr
+        assert dry.returncode == 0, out[-3000:]
+        assert _job_counts(out) == {"evaluate": 1, "total": 1}, out[-3000:]
+        assert "'probe.batch_size=7'" in out
+    finally:
+        (workdir / "edited.yaml").unlink()
+
+
 def _check_other_invocations_plan_nothing(workdir):
     """Job signatures hold nothing install- or machine-specific: the `snakemake` script instead
     of `python -m snakemake`, and another path to the venv and to the checkout (symlinks, as

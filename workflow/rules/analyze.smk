@@ -40,8 +40,7 @@ for _probe in PLAN.probes:
             log:
                 LAYOUT.log(f"{_rule}/{{run}}_e{{epoch}}.merge"),
             params:
-                probe=_probe,
-                spec=probe_params(_probe)["spec"],
+                **{k: v for k, v in probe_params(_probe).items() if k != "device"},
                 shards=lambda wildcards, input: named_args("--shard", input),
                 outs=lambda wildcards, output: named_args("--out", output),
             shell:

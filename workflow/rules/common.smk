@@ -9,6 +9,7 @@ import sys
 
 from pathlib import Path
 
+from vitprobe.atomic import atomic_path
 from vitprobe.catalog import FIGURES, PROBES, SEARCH_TABLE
 from vitprobe.config.identity import RUN_ID_REGEX, train_hash
 from vitprobe.config.load import assemble, validate
@@ -77,6 +78,12 @@ def as_json(spec):
     return json.dumps(spec, sort_keys=True)
 
 
+def write_spec(path, spec):
+    """A job's spec file, written atomically (never half-written)."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(spec, sort_keys=True, indent=1) + "\n")
+
+
 def data_ready(dataset=None):
     """The ready marker of a dataset (default: data.dataset); the prepare_data rule makes it."""
     return DATA_READY.format(root=config["data"]["root"], dataset=dataset or config["data"]["dataset"])
@@ -129,12 +136,61 @@ def shard_arg(shards):
     return "" if shards == 1 else (lambda wildcards: f" --shard {wildcards.shard}/{shards}")
 
 
-def train_spec(wildcards):
-    return as_json(PLAN.train_spec(PLAN.run(wildcards.run)))
+def run_train_spec(wildcards):
+    return PLAN.train_spec(PLAN.run(wildcards.run))
 
 
-def train_state_dir(wildcards):
-    spec = PLAN.train_spec(PLAN.run(wildcards.run))
+def run_probe_spec(probe):
+    return lambda wildcards: PLAN.probe_spec(PLAN.run(wildcards.run), probe)
+
+
+def _spec_value(spec, key):
+    node = spec
+    for part in key.split("."):
+        node = node.get(part, "<unset>") if isinstance(node, dict) else "<unset>"
+    return f"{key}={as_json(node)}"
+
+
+def _rest(spec, keys):
+    """What the keys do not cover (normally nothing): a key added to a spec is compared too."""
+    covered = {k.split(".")[0]: set() for k in keys}
+    for k in keys:
+        if "." in k:
+            covered[k.split(".")[0]].add(k.split(".", 1)[1])
+    rest = {}
+    for section, value in spec.items():
+        if section not in covered:
+            rest[section] = value
+        elif covered[section] and isinstance(value, dict):
+            rest.update({f"{section}.{k}": v for k, v in value.items() if k not in covered[section]})
+    return "rest=" + as_json(rest)
+
+
+def tracked(spec_of, keys):
+    """Params Snakemake compares with those of the job's last run, one per config key
+    ("train.epochs=6"): a rerun's reason then names the keys that changed, where one param
+    holding the whole spec would print two dumps of it. The spec itself reaches the job as
+    a file (train) or as a derived param (`lambda wildcards, input`), which is not compared."""
+    params = {k.replace(".", "__"): (lambda wildcards, k=k: _spec_value(spec_of(wildcards), k)) for k in keys}
+    params["rest"] = lambda wildcards: _rest(spec_of(wildcards), keys)
+    return params
+
+
+def train_keys():
+    return ["run", "data", "model", *(f"train.{k}" for k in config["train"])]
+
+
+def probe_keys(probe):
+    return [*train_keys(), *(f"probe.{k}" for k in config["probes"][probe] if k != "download")]
+
+
+def train_spec(wildcards, input=None):
+    """The training spec as the job's --spec (derived: Snakemake does not compare it; see tracked)."""
+    return as_json(run_train_spec(wildcards))
+
+
+def train_state_dir(wildcards, input=None):
+    spec = run_train_spec(wildcards)
     return LAYOUT.train_state_dir.format(run=wildcards.run, train_hash=train_hash(spec))
 
 
@@ -154,11 +210,13 @@ def named_args(flag, files):
 
 
 def probe_params(probe):
-    """Params of a configured probe's rule: its slice of the config for each run."""
+    """Params of a configured probe's rule: its slice of the config for each run, compared key
+    by key (tracked), handed over whole as --spec."""
     return {
         "device": config["device"],
         "probe": probe,
-        "spec": lambda wildcards: as_json(PLAN.probe_spec(PLAN.run(wildcards.run), probe)),
+        **tracked(run_probe_spec(probe), probe_keys(probe)),
+        "spec": lambda wildcards, input: as_json(run_probe_spec(probe)(wildcards)),
     }
 
 
@@ -192,9 +250,15 @@ def figure_params(figure):
     }
 
 
+def search_needed():
+    """The search runs for `all` only when a configured figure draws it (fig_buildup); else
+    only when asked for by name (`snakemake search`)."""
+    return any(SEARCH_TABLE in PLAN.figure_tables(f) for f in config["figures"])
+
+
 def all_targets():
     return (
-        search_targets()
+        (search_targets() if search_needed() else [])
         + [LAYOUT.aggregate.format(table=t) for t in TABLES]
         + [LAYOUT.figure(ext).format(figure=f) for f in config["figures"] for ext in ("pdf", "png")]
     )
@@ -206,11 +270,12 @@ def all_targets():
 # is local too. Everything else (train, the probes) is submitted as one Slurm job per job.
 LOCAL_RULES = [
     "all",
+    "train_spec",
     "prepare_data",
     *(["prepare_corruptions"] if "corruption" in config["probes"] else []),
     "import_weights",
     "aggregate",
-    *(["search_step", "search_table", "search_aggregate"] if PLAN.search else []),
+    *(["search_step", "search_table", "search_aggregate", "search"] if PLAN.search else []),
     *config["figures"],
     *(PROBES[p].rule_name for p in PLAN.probes if PLAN.shards(p) > 1),  # the merges of sharded probes
 ]
@@ -241,17 +306,14 @@ def _cluster_resources(mem_mb, runtime):
 
 
 def train_resources():
-    """Per-model runtime (resources.train.runtime_per_model, else .runtime)."""
-    r = config["resources"]["train"]
+    """Per-model runtime (resources.train.runtime_per_model, else .runtime: Plan.train_runtime)."""
     return _cluster_resources(
-        r["mem_mb"],
-        lambda wildcards: r["runtime_per_model"].get(PLAN.run(wildcards.run).model, r["runtime"]),
+        config["resources"]["train"]["mem_mb"], lambda wildcards: PLAN.train_runtime(PLAN.run(wildcards.run))[0]
     )
 
 
 def probe_resources(probe):
-    r = config["resources"]["probes"]
-    return _cluster_resources(r["mem_mb"], r["runtime_per_probe"].get(probe, r["runtime"]))
+    return _cluster_resources(config["resources"]["probes"]["mem_mb"], PLAN.probe_runtime(probe))
 
 
 # ---- The build-up search (workflow/rules/search.smk) ------------------------------------

@@ -18,6 +18,7 @@ if PLAN.search:
             **probe_resources("search_score"),
         params:
             device=config["device"],
+            **tracked(run_train_spec, train_keys()),
             spec=train_spec,
         shell:
             "vitprobe search-score --spec {params.spec:q} --device {params.device}"
@@ -59,3 +60,8 @@ if PLAN.search:
             table="|".join(TABLES),
         shell:
             "vitprobe aggregate --table {wildcards.table} --out {output} {input} > {log} 2>&1"
+
+    # `snakemake search`: the search and its tables, also when no configured figure draws it.
+    rule search:
+        input:
+            search_targets(),

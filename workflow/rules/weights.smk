@@ -15,6 +15,7 @@ rule import_weights:
     wildcard_constraints:
         run=runs_regex(PLAN.imported_runs),
     params:
+        **tracked(run_train_spec, train_keys()),
         spec=train_spec,
         download="--download" if config["data"]["download"] else "",
     shell:

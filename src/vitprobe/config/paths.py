@@ -29,6 +29,13 @@ class Layout:
         return self.run_dir + "/ckpt/e{epoch}.pt"
 
     @property
+    def train_spec(self) -> str:
+        """The run's training spec (JSON), rewritten when a key that determines training
+        changes: rule train's input, so a changed key retrains even when the change adds
+        checkpoint files Snakemake has no record of (`train.epochs`, `train.checkpoint_epochs`)."""
+        return self.run_dir + "/train_spec.json"
+
+    @property
     def train_log(self) -> str:
         return self.run_dir + "/train_log.parquet"
 
