@@ -19,6 +19,7 @@ class Column:
 
 
 GRID_COLUMNS = [
+    Column("run", pa.string(), "", "run id, <dataset>-<model>-k<kernel_size>-f<fraction>-s<seed> (its folder: results/runs/<run>/): the key to join tables on, with epoch"),
     Column("dataset", pa.string(), "", "the config's data.dataset: cifar10, cifar100, fashion_mnist, fashion_mnist_subset or synthetic"),
     Column("model", pa.string(), "", "model name as in config.yaml (a registered model or an alias)"),
     Column("kernel_size", pa.int64(), "tokens", "local-attention window side k (k x k); 0 = not a local-attention model"),
@@ -49,7 +50,6 @@ TRAIN_LOG_COLUMNS = [
 SEARCH_TABLE = "search"
 SEARCH_COLUMNS = [
     Column("step", pa.int64(), "", "0 = the base model, then one per candidate tried, in order"),
-    Column("run_id", pa.string(), "", "the candidate's run id (its model name encodes the MSA layout)"),
     Column("msa_blocks", pa.string(), "", "MSA blocks per stage c1..cn, e.g. '0,0,1,2'"),
     Column("stage", pa.int64(), "", "stage (1..n) the step added an MSA block to; 0 for the base"),
     Column("accuracy", pa.float64(), "%", "accuracy on the held-out split of the training set (never the test set)"),

@@ -29,6 +29,7 @@ from vitprobe.columns import (
     TRAIN_LOG_COLUMNS,
     Column,
 )
+from vitprobe.config.identity import Run
 from vitprobe.errors import VitprobeError, first_line
 
 #: Every table: its own columns (without the grid and provenance columns), by name.
@@ -63,6 +64,7 @@ def write_run_table(rows: pd.DataFrame, table: str, path, *, run: dict, config_h
     `epoch` is the checkpoint epoch of probe tables; train_log rows carry their own epoch.
     """
     df = rows.copy()
+    df["run"] = Run(**run).id
     for key, value in run.items():
         df[key] = value
     if epoch is not None:
@@ -98,6 +100,11 @@ def read_run_table(path, table: str) -> pa.Table:
     except Exception as exc:
         raise TableError(f"{path}: not a readable Parquet file of table {table!r} ({first_line(exc)}); {fix}") from exc
     found = got.schema.remove_metadata()
+    if "run" not in found.names and {"dataset", "model", "kernel_size", "fraction", "seed"} <= set(found.names):
+        # written before the run column existed: the run id follows from the grid columns
+        grid = got.select(["dataset", "model", "kernel_size", "fraction", "seed"]).to_pylist()
+        got = got.add_column(0, expected.field("run"), pa.array([Run(**g).id for g in grid], pa.string()))
+        found = got.schema.remove_metadata()
     if found.names == expected.names[:-1] and expected.names[-1] == "weights":
         # written before the weights column existed: every such run was trained by vitprobe
         got = got.append_column(expected.field("weights"), pa.array(["trained"] * got.num_rows, pa.string()))

@@ -23,6 +23,7 @@ def test_write_adds_grid_and_provenance_columns(tmp_path):
     assert list(df.columns) == results.schema("hessian").names
     assert df["epoch"].tolist() == [5, 5] and df["fraction"].tolist() == [0.5, 0.5]
     assert df["config_hash"].tolist() == ["abc", "abc"]
+    assert df["run"].tolist() == ["synthetic-vit_demo-k0-f1of2-s1"] * 2  # the id of its results/runs/ folder
     assert pq.read_schema(path).field("eigenvalue").type == pa.float64()
 
 
@@ -112,3 +113,12 @@ def test_tables_written_before_the_weights_column_read_as_trained(tmp_path):
     assert table.schema.names == results.schema("hessian").names
     assert table.column("weights").to_pylist() == ["trained", "trained"]
     assert results.aggregate([path], "hessian")["eigenvalue"].tolist() == [3.0, -2.0]
+
+
+def test_tables_written_before_the_run_column_get_it_from_the_grid_columns(tmp_path):
+    path = tmp_path / "h.parquet"
+    results.write_run_table(_hessian_rows([3.0]), "hessian", path, run=RUN, epoch=5, config_hash="abc")
+    pq.write_table(pq.read_table(path).drop(["run", "weights"]), path)  # a file of two schemas ago
+    table = results.read_run_table(path, "hessian")
+    assert table.schema.names == results.schema("hessian").names
+    assert table.column("run").to_pylist() == ["synthetic-vit_demo-k0-f1of2-s1"]

@@ -84,7 +84,7 @@ def table(state_path, out) -> pd.DataFrame:
     rows = []
     for i, st in enumerate(state["steps"]):
         run = Run.parse(st["run"])
-        rows.append({**run.columns(), "epoch": st["epoch"], "step": i, "run_id": st["run"],
+        rows.append({**run.columns(), "epoch": st["epoch"], "step": i, "run": st["run"],
                      "msa_blocks": ",".join(map(str, st["layout"])), "stage": st["stage"],
                      "accuracy": st["accuracy"],
                      "best_before": math.nan if st["best_before"] is None else st["best_before"],
