@@ -216,7 +216,8 @@ def cmd_check_config(args):
         s = plan.search
         first = plan.search_run(s["start"])
         print(f"  search: from {s['base']} (MSA blocks {s['start']}), stages "
-              f"{', '.join(f'c{st}' for st in s['stages'])}, at most {cost.search_steps(s)} candidates after {first.id} "
+              f"{', '.join(f'c{st}' for st in s['stages'])}, at most {cost.search_steps(s)} candidates after "
+              f"{first.id} "
               f"(which ones, the search decides as it runs)")
     if args.runs:
         print("\n".join(r.id for r in [*plan.runs, *([first] if first else [])]))

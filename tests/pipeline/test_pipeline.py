@@ -277,6 +277,51 @@ def _check_report(workdir, figures):
         assert caption[:200] in shown.get(fig, ""), (fig, shown.get(fig))
 
 
+def _own_grid(workdir):
+    """mine.yaml as the README's "Adapt it" makes it: config.yaml with two experiments kept
+    and the figures that draw only them."""
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    kept = {"inductive_bias", "data_size"}
+    cfg["experiments"] = {n: e for n, e in cfg["experiments"].items() if n in kept}
+    cfg["figures"] = {n: f for n, f in cfg["figures"].items() if set(f.get("experiments", [])) <= kept}
+    assert "fig_hessian" in cfg["figures"] and "search" in cfg  # the search block stays, as in a copy
+    (workdir / "mine.yaml").write_text(yaml.safe_dump(cfg))
+    return cfg
+
+
+def test_readme_commands_run_as_written(workdir, tiny):
+    """Every command of the README's ```bash blocks, in the tiny demo's workdir (after
+    test_pipeline_runs_end_to_end): the demo profile is the tiny config there, mine.yaml the
+    README's own grid; Snakemake commands that would train get -n (their arguments, targets and
+    config files are parsed as written). `make demo`/`make test` are what CI runs."""
+    blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    commands = [line.split("  #")[0].strip() for b in blocks for line in b.splitlines() if line.strip()]
+    commands = [c for c in commands if not c.startswith("make ")]
+    assert len(commands) >= 7, commands
+    from vitprobe.config.load import load
+    _own_grid(workdir)
+    hessian_runs = len(load(workdir / "mine.yaml")[1].figure_runs("fig_hessian"))
+    demo = workdir / "profiles/demo/demo.yaml"
+    original = demo.read_text()
+    demo.write_text((workdir / "tiny.yaml").read_text())
+    try:
+        for command in commands:
+            args = command.split()
+            args[0] = args[0].replace(".venv/bin/", f"{sys.prefix}/bin/")
+            trains = "snakemake" in args[0] and "--report" not in args
+            out = subprocess.run(args + (["-n"] if trains else []), cwd=workdir, capture_output=True, text=True)
+            log = out.stdout + out.stderr
+            assert out.returncode == 0, (command, log[-3000:])
+            if "figures/fig_hessian.pdf" in args:  # the target is planned, with only the runs it needs
+                counts = _job_counts(log)
+                assert counts["fig_hessian"] == 1 and counts["train"] == hessian_runs, counts
+            if args[-1] == "mine.yaml" and "-n" in args:  # all: no figure draws the search, none planned
+                assert "search_step" not in _job_counts(log) and "search_score" not in log, log[-3000:]
+    finally:
+        demo.write_text(original)
+    assert (workdir / "report.zip").stat().st_size > 0
+
+
 def test_readme_python_snippets_run_on_the_demo_results(workdir, tiny, monkeypatch):
     """Every ```python block of the README, run where the (tiny) demo wrote its results."""
     blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
@@ -312,6 +357,19 @@ def test_report_shows_a_figure_in_a_browser(workdir, tiny, tmp_path):
     for colour in PALETTE[:2]:  # ResNet and ViT series of the spectra
         on_figure, on_home = report_view.colour_pixels(fig, colour), report_view.colour_pixels(home, colour)
         assert on_figure > 150 and on_figure > 5 * on_home, (colour, on_figure, on_home)
+
+
+@pytest.mark.parametrize("target, says", [
+    ("figures/demo/fig_hesian.pdf", "no such figure; did you mean figures/demo/fig_hessian.pdf?"),
+    ("figures/fig_hessian.pdf", "no such figure; did you mean figures/demo/fig_hessian.pdf?"),  # figures_dir
+    ("results/demo/hesian.parquet", "no such table; did you mean results/demo/hessian.parquet?"),
+])
+def test_a_target_the_config_does_not_make_names_what_it_makes(workdir, tiny, target, says):
+    out = _snakemake(workdir, "-n", target)
+    assert out.returncode != 0
+    last = (out.stdout + out.stderr).strip().splitlines()[-1]
+    assert last.startswith(f"vitprobe: {target}: the config makes {says}"), last
+    assert ("figures/demo/fig_gap.pdf" if "figure" in says else "results/demo/eval.parquet") in last, last
 
 
 def test_bad_config_fails_before_any_job(workdir, tiny):

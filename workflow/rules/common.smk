@@ -1,5 +1,6 @@
 # The run table and input functions. All logic lives in the vitprobe package; this file
 # only translates its plan into file lists.
+import difflib
 import json
 import os
 import re
@@ -50,6 +51,35 @@ def _load_config():
 PLAN = _load_config()
 LAYOUT = Layout.of(config)
 TABLES = PLAN.tables
+
+
+def unknown_targets_regex():
+    """Paths (without extension) of rule no_such_target: any .pdf/.png but the configured figures',
+    and any <results_dir>/<name>.parquet but the aggregated tables and the search's table."""
+    figures = [LAYOUT.figure("").format(figure=f).rstrip(".") for f in config["figures"]]
+    tables = [LAYOUT.aggregate.format(table=t).removesuffix(".parquet") for t in [*TABLES, SEARCH_TABLE]]
+    known = "|".join(re.escape(p) for p in figures + tables) or "(?!)"
+    return rf"(?!(?:{known})\.(?:pdf|png|parquet)$)(?:.*(?=\.(?:pdf|png)$)|{re.escape(LAYOUT.results)}/[^/]+(?=\.parquet$))"
+
+
+def no_such_target(wildcards):
+    """Input function of rule no_such_target (plot.smk): a figure or aggregated-table target the
+    config does not make ends the run with one line saying what it makes (Snakemake would say
+    only `MissingRuleException: No rule to produce ...`)."""
+    path, kind = wildcards.target, "figure" if wildcards.ext in ("pdf", "png") else "table"
+    made = (
+        [LAYOUT.figure("pdf").format(figure=f) for f in config["figures"]]
+        if kind == "figure"
+        else [LAYOUT.aggregate.format(table=t) for t in TABLES]
+    )
+    close = difflib.get_close_matches(f"{path}.{wildcards.ext}", made, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    where = f"figures_dir: {LAYOUT.figures}" if kind == "figure" else f"results_dir: {LAYOUT.results}"
+    sys.exit(
+        f"vitprobe: {path}.{wildcards.ext}: the config makes no such {kind}; {hint}it makes ({where}): {', '.join(made)}"
+    )
+
+
 # Jobs run the `vitprobe` script installed beside the interpreter that runs Snakemake (its
 # venv's bin/, first on PATH; Slurm jobs set it up the same way when they parse this file).
 # Not a path in the rules: the interpreter's path differs between venvs, checkouts and
@@ -271,6 +301,7 @@ def all_targets():
 LOCAL_RULES = [
     "all",
     "train_spec",
+    "no_such_target",
     "prepare_data",
     *(["prepare_corruptions"] if "corruption" in config["probes"] else []),
     "import_weights",

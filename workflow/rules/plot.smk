@@ -24,3 +24,15 @@ for _figure in config["figures"]:
         shell:
             "vitprobe plot --figure {params.figure} --spec {params.spec:q} {params.tables}"
             " --out {output.pdf} --out {output.png} > {log} 2>&1"
+
+
+# Last resort for a figure or aggregated-table target that no rule makes (e.g. a typo): its
+# input function ends the run with one line saying what the config does make.
+rule no_such_target:
+    input:
+        no_such_target,
+    output:
+        "{target}.{ext}",
+    wildcard_constraints:
+        ext="pdf|png|parquet",
+        target=unknown_targets_regex(),

@@ -17,8 +17,8 @@ if PLAN.search:
         resources:
             **probe_resources("search_score"),
         params:
-            device=config["device"],
             **tracked(run_train_spec, train_keys()),
+            device=config["device"],
             spec=train_spec,
         shell:
             "vitprobe search-score --spec {params.spec:q} --device {params.device}"
