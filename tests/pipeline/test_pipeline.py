@@ -297,7 +297,7 @@ def test_readme_commands_run_as_written(workdir, tiny):
     blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S)
     commands = [line.split("  #")[0].strip() for b in blocks for line in b.splitlines() if line.strip()]
     commands = [c for c in commands if not c.startswith("make ")]
-    assert len(commands) >= 7, commands
+    assert len(commands) >= 8, commands
     from vitprobe.config.load import load
     _own_grid(workdir)
     hessian_runs = len(load(workdir / "mine.yaml")[1].figure_runs("fig_hessian"))

@@ -54,7 +54,7 @@ TABLES = PLAN.tables
 
 
 def unknown_targets_regex():
-    """Paths (without extension) of rule no_such_target: any .pdf/.png but the configured figures',
+    """Paths (without extension) that no_such_target (plot.smk) stands for: any .pdf/.png but the configured figures',
     and any <results_dir>/<name>.parquet but the aggregated tables and the search's table."""
     figures = [LAYOUT.figure("").format(figure=f).rstrip(".") for f in config["figures"]]
     tables = [LAYOUT.aggregate.format(table=t).removesuffix(".parquet") for t in [*TABLES, SEARCH_TABLE]]
@@ -63,7 +63,7 @@ def unknown_targets_regex():
 
 
 def no_such_target(wildcards):
-    """Input function of rule no_such_target (plot.smk): a figure or aggregated-table target the
+    """Input function of no_such_target (plot.smk): a figure or aggregated-table target the
     config does not make ends the run with one line saying what it makes (Snakemake would say
     only `MissingRuleException: No rule to produce ...`)."""
     path, kind = wildcards.target, "figure" if wildcards.ext in ("pdf", "png") else "table"
@@ -193,7 +193,7 @@ def _rest(spec, keys):
             rest[section] = value
         elif covered[section] and isinstance(value, dict):
             rest.update({f"{section}.{k}": v for k, v in value.items() if k not in covered[section]})
-    return "rest=" + as_json(rest)
+    return f"rest={as_json(rest)}"
 
 
 def tracked(spec_of, keys):
