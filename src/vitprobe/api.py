@@ -1,19 +1,30 @@
 """The probes on any model, from Python: each function is the `compute` of a probe module
-(`vitprobe.probes.<name>`), the same code the pipeline runs; it takes an `nn.Module` and
-tensors (or a DataLoader) and returns DataFrames with the columns of the pipeline's tables
-(`vitprobe.results.TABLES`, without the grid and provenance columns).
+(`vitprobe.probes.<name>`), the same code the pipeline runs, with the pipeline's defaults; it
+takes an `nn.Module` and tensors (or a DataLoader) and returns DataFrames with the columns of
+the pipeline's tables (`vitprobe.results.TABLES`, without the grid and provenance columns;
+`vitprobe.plot` draws them with the pipeline's figures).
 
     model = vitprobe.load_model("resnet50", weights="timm")        # or a path, a URL, "init"
     api.fourier(model, images)                                      # table fourier
-    eigs, summary = api.hessian(model, [(x, y)], weight_decay=5e-2)  # tables hessian, hessian_summary
+    eigs, summary = api.hessian(model, (x, y))                      # tables hessian, hessian_summary
+
+Defaults. Every keyword argument that has a namesake in the probe's config block
+(`probes.<name>` of `src/vitprobe/config/schema.yaml`) takes the schema's default there, and
+`weight_decay` (Hessian, landscape) the schema's `train.weight_decay` (0.05): called with
+defaults, `api.<probe>` computes what the pipeline computes on the same batches. Read from the
+schema when this module is imported (`pipeline_defaults`), never copied; each function's
+signature and docstring show them.
 
 Inputs. `images` are what the model's forward takes (normalised float tensors, (N, 3, H, W)),
 a tensor or an iterable of tensors or of (images, labels) batches such as a DataLoader; a
 tensor is cut into chunks of `batch_size`. Feature-map statistics are reduced inside each
 forward pass (`vitprobe.analysis.featuremaps.map_statistics`): memory does not grow with the
-number of images. `batches` are (inputs, targets) pairs, or one pair; targets are class
-indices or soft targets. `robustness`, `evaluate` and `corruption` take uint8 images with
-the mean/std that normalise them (noise and corruptions live in pixel space).
+number of images. `batches` (Hessian, landscape) are one (inputs, targets) pair, as PyHessian
+takes it, or an iterable of pairs (`vitprobe.analysis.inputs.as_batches`); targets are class
+indices (B,) or soft targets (B, K), used as given: no augmentation, no Mixup (the pipeline
+feeds its augmented training batches with soft targets). `robustness`, `evaluate` and
+`corruption` take uint8 images with the mean/std that normalise them (noise and corruptions
+live in pixel space).
 
 Every probe of the catalogue is here under its name (`api.eval` is `api.evaluate`), a probe
 added later included.
@@ -29,37 +40,94 @@ term is added as in the pipeline.
 
 from __future__ import annotations
 
+import copy
+import functools
+import inspect
 import os
 
 from torch import nn
 
 from vitprobe import models
+from vitprobe.analysis.inputs import as_batches
 from vitprobe.catalog import PROBES, module_of
+from vitprobe.config import load
 from vitprobe.models import weights as w
-from vitprobe.probes import corruption as _corruption
-from vitprobe.probes import evaluate as _evaluate
-from vitprobe.probes import fourier as _fourier
-from vitprobe.probes import hessian as _hessian
-from vitprobe.probes import landscape as _landscape
-from vitprobe.probes import robustness as _robustness
-from vitprobe.probes import variance as _variance
 
-__all__ = ["load_model", "fourier", "variance", "hessian", "robustness", "landscape", "evaluate", "corruption"]
+__all__ = ["load_model", "fourier", "variance", "hessian", "robustness", "landscape", "evaluate", "corruption",
+           "pipeline_defaults"]
 
-fourier = _fourier.compute
-variance = _variance.compute
-hessian = _hessian.compute
-robustness = _robustness.compute
-landscape = _landscape.compute
-evaluate = _evaluate.compute
-corruption = _corruption.compute
+_API_NAMES = {"eval": "evaluate"}  # probe -> its name here, where they differ
+
+
+@functools.cache
+def _pipeline_defaults(probe: str) -> dict:
+    compute = module_of(probe).compute
+    block = load.schema()["properties"]["probes"]["properties"].get(probe, {}).get("properties", {})
+    keyword = {n for n, p in inspect.signature(compute).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    out = {k: v["default"] for k, v in block.items() if k in keyword and "default" in v}
+    if "weight_decay" in keyword:
+        out["weight_decay"] = load.defaults("train")["weight_decay"]
+    return out
+
+
+def pipeline_defaults(probe: str) -> dict:
+    """The defaults `api.<probe>` takes from the schema: {argument: value} for every keyword
+    argument of the probe's `compute` that `probes.<probe>` has a default for (the pipeline
+    passes those settings under the same names), and `weight_decay`: `train.weight_decay`."""
+    if probe not in PROBES:
+        raise ValueError(f"unknown probe {probe!r}; probes: {', '.join(PROBES)}")
+    return copy.deepcopy(_pipeline_defaults(probe))
+
+
+def _listed(value):
+    return list(value) if isinstance(value, tuple) else value  # the schema's lists are compute's tuples
+
+
+@functools.cache
+def _probe(probe: str):
+    """`api.<probe>`: the probe's `compute` with the pipeline's defaults, its `batches` (if it
+    takes any) normalised by `as_batches` (one pair or an iterable of pairs)."""
+    compute = module_of(probe).compute
+    signature = inspect.signature(compute)
+    defaults = _pipeline_defaults(probe)
+
+    @functools.wraps(compute)
+    def run(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        if "batches" in bound.arguments:
+            bound.arguments["batches"] = as_batches(bound.arguments["batches"])
+        for name, value in defaults.items():
+            bound.arguments.setdefault(name, copy.deepcopy(value))
+        return compute(*bound.args, **bound.kwargs)
+
+    run.__signature__ = signature.replace(parameters=[
+        p.replace(default=defaults[p.name]) if p.name in defaults else p for p in signature.parameters.values()])
+    run.__name__ = run.__qualname__ = _API_NAMES.get(probe, probe)
+    run.__module__ = __name__
+    changed = ", ".join(f"{k}={v!r}" for k, v in defaults.items() if _listed(signature.parameters[k].default) != v)
+    wd = ", train.weight_decay" if "weight_decay" in defaults else ""
+    run.__doc__ = (f"{compute.__doc__ or ''}\n\n`vitprobe.api.{run.__name__}` is `{compute.__module__}.compute` with "
+                   f"the pipeline's defaults (`pipeline_defaults({probe!r})`: probes.{probe}.*{wd}), where they "
+                   f"differ from compute's: {changed or 'none'}." + ("" if "batches" not in signature.parameters else
+                                                                    " `batches`: one (inputs, targets) pair or an "
+                                                                    "iterable of pairs."))
+    return run
+
+
+fourier = _probe("fourier")
+variance = _probe("variance")
+hessian = _probe("hessian")
+robustness = _probe("robustness")
+landscape = _probe("landscape")
+evaluate = _probe("eval")
+corruption = _probe("corruption")
 
 
 def __getattr__(name: str):
     """`api.<probe>` for any probe of the catalogue, also one added after this file was written:
-    its module's `compute`."""
+    its module's `compute` with the pipeline's defaults."""
     if name in PROBES:
-        return module_of(name).compute
+        return _probe(name)
     raise AttributeError(f"module 'vitprobe.api' has no attribute {name!r}; probes: {', '.join(PROBES)}")
 
 

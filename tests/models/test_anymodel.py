@@ -21,6 +21,7 @@ from vitprobe.data import imagefolder
 from vitprobe.data.registry import DataMissing
 from vitprobe.errors import ConfigError
 from vitprobe.models import weights
+from vitprobe.probes import hessian as hessian_probe
 from vitprobe.probes.fourier import relative_log_amplitude
 from vitprobe.probes.variance import feature_map_variance
 
@@ -480,6 +481,75 @@ def test_api_hessian_takes_any_loss_and_matches_the_dense_hessian():
     np.testing.assert_allclose(summary["ape"].iloc[0], truth.mean(), rtol=1e-8)
 
 
+def test_api_defaults_are_the_pipelines_read_from_the_schema():
+    """Every keyword argument of api.<probe> with a namesake in probes.<probe> defaults to the
+    schema's value, weight_decay to train.weight_decay: what the pipeline passes."""
+    import inspect
+
+    from vitprobe.catalog import PROBES
+    from vitprobe.config.load import defaults, schema
+    blocks = schema()["properties"]["probes"]["properties"]
+    checked = []
+    for name in PROBES:
+        params = inspect.signature(getattr(api, name)).parameters
+        for key, prop in blocks[name]["properties"].items():
+            if key in params and params[key].kind is params[key].KEYWORD_ONLY and "default" in prop:
+                assert params[key].default == prop["default"] == api.pipeline_defaults(name)[key], (name, key)
+                checked.append(f"{name}.{key}")
+        if "weight_decay" in params:
+            assert params["weight_decay"].default == defaults("train")["weight_decay"] == 0.05, name
+            checked.append(f"{name}.weight_decay")
+    assert {"hessian.k", "hessian.trace_samples", "hessian.weight_decay", "landscape.points_2d",
+            "landscape.weight_decay", "robustness.eps", "eval.batch_size"} <= set(checked)
+    assert "train.weight_decay" in api.hessian.__doc__ and "trace_samples=20" in api.hessian.__doc__
+    assert api.eval is api.evaluate and api.hessian.__wrapped__ is hessian_probe.compute
+
+
+def test_api_hessian_with_defaults_is_the_pipelines_loss_with_weight_decay():
+    """Called with defaults, the Hessian is of loss + train.weight_decay/2·‖θ‖² (0.05, the
+    pipeline's), with the pipeline's 20 trace samples; weight_decay=0 gives the loss's alone."""
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1, bias=False).double()
+    x, y = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)
+
+    def mse(out, t):
+        return ((out - t) ** 2).mean()
+    truth = np.sort(np.linalg.eigvalsh((2 / 8 * x.T @ x).numpy()))[::-1]
+    eigs, summary = api.hessian(model, (x, y), k=3, loss=mse)
+    np.testing.assert_allclose(eigs["eigenvalue"].to_numpy(), truth + 0.05, rtol=1e-8)
+    assert summary["trace_samples"].iloc[0] == 20
+    assert summary["trace"].iloc[0] - summary["trace_nll"].iloc[0] == pytest.approx(0.05 * 3)  # wd·n_params
+    eigs0, _ = api.hessian(model, (x, y), k=3, loss=mse, weight_decay=0.0, trace_samples=0)
+    np.testing.assert_allclose(eigs0["eigenvalue"].to_numpy(), truth, rtol=1e-8)
+
+
+def test_api_batches_take_one_pair_or_an_iterable_of_pairs():
+    from vitprobe.analysis.inputs import as_batches
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 3)).double()
+    x, y = torch.randn(4, 3, 4, 4, dtype=torch.float64), torch.randint(0, 3, (4,))
+    kw = dict(k=2, trace_samples=0)
+    one = api.hessian(model, (x, y), **kw)[0]
+    for same in ([x, y], [(x, y)], iter([(x, y)]), ((x, y) for _ in range(1))):
+        assert one.equals(api.hessian(model, same, **kw)[0])
+    two = api.hessian(model, [(x[:2], y[:2]), (x[2:], y[2:])], **kw)[0]  # a list of two pairs: two batches
+    assert sorted(two["batch"].unique()) == [0, 1] and (two["batch_size"] == 2).all()
+    assert len(api.landscape(model, (x, y), points_1d=3, points_2d=0)) == 3
+    # as_batches: lists stay lists, an iterator stays lazy
+    assert len(as_batches((x, y))) == 1 and len(as_batches([(x, y), (x, y)])) == 2
+    drawn = []
+    lazy = as_batches(drawn.append(b) or b for b in [(x, y)])
+    assert not drawn and len(list(lazy)) == 1 and len(drawn) == 1
+    for bad, message in [(x, "batches is a tensor of shape \\(4, 3, 4, 4\\)"),
+                         ((x, y[:3]), "shapes \\(4, 3, 4, 4\\) and \\(3,\\) differ in their first dimension"),
+                         ([(x, y, y)], "batch 0 is a tuple of 3 items"),
+                         (iter([(x, y), x]), "batch 1 is a tensor"),
+                         (3, "batches is of type int")]:
+        with pytest.raises(ValueError, match=message) as info:
+            api.hessian(model, bad, **kw)
+        assert "allowed: one (inputs, targets) pair" in str(info.value) and "\n" not in str(info.value)
+
+
 def test_api_tables_have_the_pipelines_columns_and_landscape_takes_any_loss():
     from vitprobe.results import TABLES
     torch.manual_seed(0)
@@ -497,7 +567,7 @@ def test_api_tables_have_the_pipelines_columns_and_landscape_takes_any_loss():
 
     def mse(out, target):
         return (out ** 2).mean()
-    line = api.landscape(model, [(x, y)], loss=mse, points_1d=3, style="li2018")
+    line = api.landscape(model, [(x, y)], loss=mse, points_1d=3, points_2d=0, style="li2018")
     origin = line[line["x"] == 0].iloc[0]
     assert origin["nll"] == pytest.approx(mse(model(x), y).item(), rel=1e-6)
 

@@ -33,12 +33,43 @@ def chunks(images, batch_size: int) -> Iterator[Tensor]:
         yield batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
-def as_batches(batches) -> list[tuple[Tensor, Tensor]]:
-    """(inputs, targets) pairs from an iterable of them, or from a single pair (x, y) as
-    PyHessian takes it."""
-    if isinstance(batches, (tuple, list)) and len(batches) == 2 and all(isinstance(b, Tensor) for b in batches):
-        return [tuple(batches)]
-    return [tuple(b) for b in batches]
+BATCHES_ALLOWED = ("one (inputs, targets) pair: a tuple or list of two tensors whose first dimensions agree, or an "
+                   "iterable of such pairs (a list of them, a generator, a DataLoader)")
+
+
+def _is_pair(batch) -> bool:
+    return isinstance(batch, (tuple, list)) and len(batch) == 2 and all(isinstance(t, Tensor) for t in batch)
+
+
+def _pair(batch, what: str) -> tuple[Tensor, Tensor]:
+    """`batch` as an (inputs, targets) pair, or a one-line ValueError naming what is allowed."""
+    if not _is_pair(batch):
+        got = f"a tensor of shape {tuple(batch.shape)}" if isinstance(batch, Tensor) else (
+            f"a {type(batch).__name__} of {len(batch)} items" if isinstance(batch, (tuple, list)) else
+            f"of type {type(batch).__name__}")
+        raise ValueError(f"{what} is {got}; allowed: {BATCHES_ALLOWED}")
+    x, y = batch
+    if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
+        shapes = f"{tuple(x.shape)} and {tuple(y.shape)}"
+        raise ValueError(f"{what}: inputs and targets of shapes {shapes} differ in their first dimension (the batch "
+                         f"size); allowed: {BATCHES_ALLOWED}")
+    return x, y
+
+
+def as_batches(batches) -> Iterable[tuple[Tensor, Tensor]]:
+    """(inputs, targets) pairs from `batches`: a single pair (x, y) as PyHessian takes it (a
+    tuple or list of exactly two tensors; their first dimensions must agree), or an iterable of
+    pairs (a list or tuple of them: a list; anything else, e.g. a generator or a DataLoader,
+    stays lazy, each pair checked when it is drawn). A list of two pairs is two batches: a
+    pair's items are tensors, a list of pairs' are not. Anything else (a bare tensor, a
+    triple, a pair of mismatched tensors) is a one-line ValueError naming what is allowed."""
+    if _is_pair(batches):
+        return [_pair(batches, "the batch")]
+    if isinstance(batches, Tensor) or not isinstance(batches, Iterable):
+        _pair(batches, "batches")  # raises
+    if isinstance(batches, (tuple, list)):
+        return [_pair(b, f"batch {i}") for i, b in enumerate(batches)]
+    return (_pair(b, f"batch {i}") for i, b in enumerate(batches))
 
 
 def batch_seed(seed: int, batch: int) -> int:
