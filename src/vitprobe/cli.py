@@ -385,6 +385,9 @@ def main(argv=None) -> int:
             raise
         print(f"vitprobe {args.verb}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: the reader has all it wanted
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:  # Ctrl-C outside training's epoch loop (which saves its state and exits itself)
         if args.debug:
             raise

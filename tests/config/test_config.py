@@ -243,3 +243,23 @@ def test_check_config_cli_prints_one_line_errors(tmp_path, capsys):
     assert err.count("\n") == 1 and f"{f}:2: duplicate key 'data'" in err
     assert main(["check-config", str(REPO / "profiles/demo/demo.yaml"), "--set", "train.epochs=3", "--runs"]) == 2
     assert "train.checkpoint_epochs: 6 is outside 0..train.epochs (3)" in capsys.readouterr().err
+
+
+def test_last_is_train_epochs_and_follows_an_override(paper_config):
+    """config.yaml writes the final epoch as `last`: 305 as configured, 10 after
+    `--config train__epochs=10` (with checkpoints and eval epochs that fit it)."""
+    assert paper_config["probes"]["hessian"]["epochs"] == [0, 5, "last"]
+    cfg = __import__("copy").deepcopy(paper_config)
+    plan = validate(cfg)
+    assert plan.probe_epochs("hessian") == [0, 5, 305] and cfg["figures"]["fig_fourier"]["epoch"] == 305
+    apply_overrides(paper_config, {"train__epochs": "10", "train__checkpoint_epochs": "[0,5,10]",
+                                   "probes__eval__epochs": "[5,10]"})
+    plan = validate(paper_config)
+    assert plan.probe_epochs("hessian") == [0, 5, 10] and plan.probe_epochs("fourier") == [10]
+    figures = paper_config["figures"]
+    assert figures["fig_fourier"]["epoch"] == 10 and figures["fig_hessian"]["epoch"] == 5
+
+
+def test_last_and_its_number_are_one_epoch(demo_config):
+    demo_config["probes"]["hessian"]["epochs"] = [1, 6, "last"]  # 6 is the demo's train.epochs
+    assert validate(demo_config).probe_epochs("hessian") == [1, 6]

@@ -211,10 +211,25 @@ def validate(config: dict, source: str = "config") -> Plan:
     errors = sorted(cls(schema()).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise ConfigError(f"{source}: " + "; ".join(_describe(e) for e in errors))
+    resolve_last(config)
     try:
         return Plan(config)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def resolve_last(config: dict) -> None:
+    """`last` in an epoch list (train.checkpoint_epochs, probes.<name>.epochs) or as a figure's
+    epoch becomes train.epochs, in place: a config that says `last` follows `--config
+    train__epochs=N`, and every job sees numbers."""
+    last = config["train"]["epochs"]
+    lists = [config["train"], *config["probes"].values()]
+    for block, key in [(b, "checkpoint_epochs" if b is config["train"] else "epochs") for b in lists]:
+        if "last" in block.get(key, []):
+            block[key] = sorted({last if e == "last" else e for e in block[key]})
+    for figure in config["figures"].values():
+        if figure.get("epoch") == "last":
+            figure["epoch"] = last
 
 
 def defaults(*keys: str):
