@@ -122,7 +122,7 @@ def test_search_grows_follows_the_rule_and_resumes_after_a_kill(workdir):
 
     # the path taken follows the rule on the recorded held-out accuracies
     table = pd.read_parquet(workdir / R / "search.parquet")
-    scores = [json.loads((workdir / R / "runs" / r / "holdout_e1.json").read_text()) for r in table["run_id"]]
+    scores = [json.loads((workdir / R / "runs" / r / "holdout_e1.json").read_text()) for r in table["run"]]
     walk = search.walk([1, 2, 2, 2], [0, 0, 0, 0], [4, 3], 4, [s["accuracy"] for s in scores])
     assert walk.next_layout is None and len(table) == 3  # c4 and c3 hold one MSA block each
     assert table["msa_blocks"].tolist() == [",".join(map(str, s.layout)) for s in walk.steps]
