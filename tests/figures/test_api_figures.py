@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_figures_probes import _axes_titled, _line
 
 import vitprobe
 import vitprobe.figures
@@ -29,18 +30,6 @@ def tables():
 
 def _is_pdf(path):
     return path.read_bytes()[:5] == b"%PDF-"
-
-
-def _axes_titled(fig, title):
-    found = [ax for ax in fig.axes if ax.get_title() == title]
-    assert len(found) == 1, [ax.get_title() for ax in fig.axes]
-    return found[0]
-
-
-def _line(ax, label):
-    found = [ln for ln in ax.lines if ln.get_label() == label]
-    assert len(found) == 1, [ln.get_label() for ln in ax.lines]
-    return found[0]
 
 
 def test_plot_is_the_figures_plot_tables():
