@@ -25,7 +25,7 @@ from vitprobe.errors import VitprobeError
 from vitprobe.jobs.probe import merge_probe, run_probe
 from vitprobe.models.recipe import import_weights
 from vitprobe.models.weights import WeightsError
-from vitprobe.results import markdown_docs, write_aggregate
+from vitprobe.results import markdown_docs, units_table, write_aggregate
 from vitprobe.search import jobs as search_jobs
 from vitprobe.training.loop import train
 
@@ -37,6 +37,7 @@ class SpecError(VitprobeError):
 # The keys every spec of a verb must have (see vitprobe.config.plan.Plan.train_spec/probe_spec).
 SPEC_KEYS = {"train": ("run", "data", "model", "train"), "probe": ("run", "data", "model", "train", "probe"),
              "plot": ("experiments",),
+             "scorecard": ("roles", "only", "warmup_epoch", "dataset", "models"),
              "search": ("base", "dataset", "layers", "start", "stages", "budget", "seed")}
 
 
@@ -177,9 +178,40 @@ def cmd_merge(args):
     merge_probe(probe.name, spec, shards, outs)
 
 
+def _intervals(args):
+    from vitprobe.stats import Intervals
+    given = {k: getattr(args, k) for k in ("level", "resamples", "seed") if getattr(args, k) is not None}
+    try:
+        return Intervals.of({"intervals": given})
+    except ValueError as exc:
+        raise VitprobeError(str(exc)) from None
+
+
 def cmd_aggregate(args):
-    n = write_aggregate(args.inputs, args.table, args.out)
-    print(f"{args.out}: {n} rows from {len(args.inputs)} files")
+    n = write_aggregate(args.inputs, args.table, args.out, args.units or (), _intervals(args))
+    units = f" (intervals from {len(args.units)} {units_table(args.table)} files)" if args.units else ""
+    print(f"{args.out}: {n} rows from {len(args.inputs)} files{units}")
+
+
+def cmd_scorecard(args):
+    from vitprobe import scorecard
+    from vitprobe.claims import TABLES as CLAIM_TABLES
+    spec = _spec(args.spec, "scorecard", "scorecard")
+    paths = _pairs(args.table, "--table", (*CLAIM_TABLES, "eval"))
+    import pandas as pd
+    tables = {name: pd.read_parquet(path) for name, path in paths.items()}
+    claim_rows, run_rows = scorecard.build(tables, spec)
+    results = str(Path(args.out).parent)
+    md = scorecard.markdown(claim_rows, run_rows, results)
+    for df, out in ((claim_rows, args.out), (run_rows, args.runs)):
+        with atomic_path(out) as tmp:
+            df.to_parquet(tmp, index=False)
+    for text, out in ((md + "\n", args.markdown), (scorecard.html(md), args.html)):
+        if out:
+            with atomic_path(out) as tmp:
+                Path(tmp).write_text(text)
+    print(md)
+    print(f"scorecard: {scorecard.counts(claim_rows)}; wrote {args.out}, {args.runs}", file=sys.stderr)
 
 
 def cmd_plot(args):
@@ -344,10 +376,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--state", required=True, help="state JSON of the last step")
     s.add_argument("--out", required=True, help="Parquet path")
 
-    s = verb("aggregate", cmd_aggregate, "concatenate per-run tables into results/<table>.parquet")
+    s = verb("aggregate", cmd_aggregate, "concatenate per-run tables into results/<table>.parquet, with intervals")
     s.add_argument("--table", required=True)
     s.add_argument("--out", required=True)
+    s.add_argument("--units", nargs="*", metavar="PATH",
+                   help="per-run files of the table's per-unit table (eval_images for eval, ...), for its intervals")
+    s.add_argument("--level", type=float, help="interval level (default: the schema's intervals.level)")
+    s.add_argument("--resamples", type=int, help="bootstrap resamples (default: intervals.resamples)")
+    s.add_argument("--seed", type=int, help="bootstrap seed (default: intervals.seed)")
     s.add_argument("inputs", nargs="*")
+
+    s = verb("scorecard", cmd_scorecard, "the paper's claims with effects, intervals and verdicts, and runs vs "
+             "the paper's numbers")
+    s.add_argument("--spec", required=True, help="JSON or @file: roles, epochs, intervals, models "
+                   "(vitprobe.claims.scorecard_spec)")
+    s.add_argument("--table", action="append", metavar="NAME=PATH", help="an aggregated table (repeat)")
+    s.add_argument("--out", required=True, help="scorecard.parquet (the claims)")
+    s.add_argument("--runs", required=True, help="scorecard_runs.parquet (runs vs the paper)")
+    s.add_argument("--markdown", help="scorecard.md")
+    s.add_argument("--html", help="scorecard.html (the report's page)")
 
     s = with_spec(verb("plot", cmd_plot, "draw a figure from per-run tables"), device=False)
     s.add_argument("--figure", required=True, choices=list(FIGURES), help="figure name, e.g. fig_hessian")

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vitprobe import __version__
+from vitprobe import __version__, catalog
 from vitprobe.atomic import atomic_path
 from vitprobe.catalog import PROBES
 from vitprobe.columns import (
@@ -40,12 +40,52 @@ TABLES: dict[str, list[Column]] = {
 }
 
 
-def schema(table: str) -> pa.Schema:
-    """The full Arrow schema of a table: grid columns, its own columns, provenance."""
+#: Summary tables with intervals: table -> (its per-unit table, the interval columns that
+#: `results/<table>.parquet` has and its per-run files do not).
+INTERVALS: dict[str, tuple[str | None, list[Column]]] = {
+    table: spec for probe in PROBES.values() for table, spec in probe.intervals.items()}
+LEVEL_COLUMN = Column("interval_level", pa.float64(), "",
+                      "the level of every interval column of the row (config key intervals.level)")
+
+
+def interval_columns(table: str) -> list[Column]:
+    """The columns `with_intervals` adds to `table` (none for a table without intervals)."""
+    return [*INTERVALS[table][1], LEVEL_COLUMN] if table in INTERVALS else []
+
+
+def units_table(table: str) -> str | None:
+    """The per-unit table the intervals of `table` are computed from (None: none needed)."""
+    return INTERVALS[table][0] if table in INTERVALS else None
+
+
+def schema(table: str, aggregated: bool = False) -> pa.Schema:
+    """The full Arrow schema of a table: grid columns, its own columns, provenance; with
+    `aggregated`, that of `results/<table>.parquet`: its interval columns after its own."""
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; allowed: {', '.join(TABLES)}")
-    cols = GRID_COLUMNS + TABLES[table] + PROVENANCE_COLUMNS
+    cols = GRID_COLUMNS + TABLES[table] + (interval_columns(table) if aggregated else []) + PROVENANCE_COLUMNS
     return pa.schema([pa.field(c.name, c.dtype) for c in cols])
+
+
+def with_intervals(table: str, rows: pd.DataFrame, units: pd.DataFrame | None, ci=None) -> pd.DataFrame:
+    """`rows` of `table` with its interval columns (`interval_columns`), computed by its
+    probe's `intervals` from `units` (rows of `units_table(table)` of the same runs and
+    epochs) at `ci` (a `vitprobe.stats.Intervals`; default 95 %). A table without intervals
+    comes back unchanged."""
+    from vitprobe import stats
+
+    if table not in INTERVALS:
+        return rows
+    ci = ci or stats.Intervals()
+    need = units_table(table)
+    if need is not None and units is None:
+        raise ValueError(f"the intervals of table {table!r} need its per-unit table {need!r}")
+    out = catalog.module_of(catalog.probe_of(table)).intervals(table, rows.reset_index(drop=True), units, ci)
+    out["interval_level"] = ci.level
+    missing = [c.name for c in interval_columns(table) if c.name not in out.columns]
+    if missing:
+        raise RuntimeError(f"the intervals of table {table!r} lack columns {missing}")
+    return out
 
 
 @functools.cache
@@ -130,9 +170,15 @@ def aggregate(paths, table: str) -> pd.DataFrame:
     return pa.concat_tables(parts).to_pandas()
 
 
-def write_aggregate(paths, table: str, out) -> int:
+def write_aggregate(paths, table: str, out, units_paths=(), ci=None) -> int:
+    """`results/<table>.parquet` from its per-run files, with its interval columns computed
+    from the per-run files of its per-unit table (`units_paths`) at `ci`."""
     df = aggregate(paths, table)
-    arrow = pa.Table.from_pandas(df, schema=schema(table), preserve_index=False)
+    if table in INTERVALS:
+        need = units_table(table)
+        df = with_intervals(table, df, aggregate(units_paths, need) if need else None, ci)
+    target = schema(table, aggregated=True)
+    arrow = pa.Table.from_pandas(df[target.names], schema=target, preserve_index=False)
     with atomic_path(out) as tmp:
         pq.write_table(arrow, tmp)
     return len(df)
@@ -148,5 +194,14 @@ def markdown_docs() -> str:
                                            c) for t, c in TABLES.items())]:
         lines += [f"## {title}", "", intro, "", "| column | dtype | unit | meaning |", "|---|---|---|---|"]
         lines += [f"| {c.name} | {c.dtype} | {c.unit} | {c.doc.replace('|', chr(92) + '|')} |" for c in cols]
+        if title in INTERVALS:
+            units = units_table(title)
+            source = f" from the per-run table `{units}`" if units else ""
+            lines += ["", f"Intervals, in `results/{title}.parquet` only (not in the per-run files): computed when the "
+                      f"table is aggregated (and when a figure is drawn){source}, at the config's `intervals` (level, "
+                      "bootstrap resamples, seed; `vitprobe.stats`).", "",
+                      "| column | dtype | unit | meaning |", "|---|---|---|---|"]
+            lines += [f"| {c.name} | {c.dtype} | {c.unit} | {c.doc.replace('|', chr(92) + '|')} |"
+                      for c in interval_columns(title)]
         lines.append("")
     return "\n".join(lines)

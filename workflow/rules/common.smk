@@ -12,6 +12,9 @@ from pathlib import Path
 
 from vitprobe.atomic import atomic_path
 from vitprobe.catalog import FIGURES, PROBES, SEARCH_TABLE
+from vitprobe.claims import TABLES as CLAIM_TABLES
+from vitprobe.claims import scorecard_spec
+from vitprobe.results import units_table
 from vitprobe.config.identity import RUN_ID_REGEX, train_hash
 from vitprobe.config.load import assemble, validate
 from vitprobe.config.paths import CORRUPTIONS_READY, DATA_READY, Layout
@@ -51,6 +54,7 @@ def _load_config():
 PLAN = _load_config()
 LAYOUT = Layout.of(config)
 TABLES = PLAN.tables
+SCORECARD_SPEC = scorecard_spec(PLAN)
 
 
 def unknown_targets_regex():
@@ -58,6 +62,7 @@ def unknown_targets_regex():
     and any <results_dir>/<name>.parquet but the aggregated tables and the search's table."""
     figures = [LAYOUT.figure("").format(figure=f).rstrip(".") for f in config["figures"]]
     tables = [LAYOUT.aggregate.format(table=t).removesuffix(".parquet") for t in [*TABLES, SEARCH_TABLE]]
+    tables += [LAYOUT.scorecard[k].removesuffix(".parquet") for k in ("claims", "runs")]
     known = "|".join(re.escape(p) for p in figures + tables) or "(?!)"
     return rf"(?!(?:{known})\.(?:pdf|png|parquet)$)(?:.*(?=\.(?:pdf|png)$)|{re.escape(LAYOUT.results)}/[^/]+(?=\.parquet$))"
 
@@ -265,6 +270,27 @@ def run_tables(table, runs=None, epoch=None):
     ]
 
 
+def aggregate_units(table):
+    """The per-run files a table's intervals are computed from (none for most tables)."""
+    units = units_table(table)
+    return run_tables(units) if units else []
+
+
+def units_arg(files):
+    return "--units " + " ".join(shlex.quote(str(f)) for f in files) if files else ""
+
+
+def interval_args():
+    i = config["intervals"]
+    return f"--level {i['level']} --resamples {i['resamples']} --seed {i['seed']}"
+
+
+def scorecard_inputs(wildcards):
+    """The aggregated tables the claims read, of those the config makes, and eval."""
+    wanted = [t for t in ("eval", *CLAIM_TABLES) if t in TABLES]
+    return {t: LAYOUT.aggregate.format(table=t) for t in dict.fromkeys(wanted)}
+
+
 def figure_inputs(figure, table):
     """The per-run files of `table` that the figure's series need."""
     if table == SEARCH_TABLE:
@@ -276,7 +302,7 @@ def figure_inputs(figure, table):
 def figure_params(figure):
     return {
         "figure": PLAN.figure_kind(figure),
-        "spec": lambda wildcards: as_json(config["figures"][figure]),
+        "spec": lambda wildcards: as_json({**config["figures"][figure], "intervals": config["intervals"]}),
     }
 
 
@@ -290,6 +316,7 @@ def all_targets():
     return (
         (search_targets() if search_needed() else [])
         + [LAYOUT.aggregate.format(table=t) for t in TABLES]
+        + ([LAYOUT.scorecard["claims"]] if "eval" in TABLES else [])
         + [LAYOUT.figure(ext).format(figure=f) for f in config["figures"] for ext in ("pdf", "png")]
     )
 
@@ -306,6 +333,7 @@ LOCAL_RULES = [
     *(["prepare_corruptions"] if "corruption" in config["probes"] else []),
     "import_weights",
     "aggregate",
+    "scorecard",
     *(["search_step", "search_table", "search_aggregate", "search"] if PLAN.search else []),
     *config["figures"],
     *(PROBES[p].rule_name for p in PLAN.probes if PLAN.shards(p) > 1),  # the merges of sharded probes

@@ -13,6 +13,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from vitprobe import claims
 from vitprobe.config.plan import Plan
 from vitprobe.data.registry import DATASETS
 from vitprobe.errors import ConfigError, first_line
@@ -213,7 +214,9 @@ def validate(config: dict, source: str = "config") -> Plan:
         raise ConfigError(f"{source}: " + "; ".join(_describe(e) for e in errors))
     resolve_last(config)
     try:
-        return Plan(config)
+        plan = Plan(config)
+        claims.check(plan)
+        return plan
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 

@@ -85,6 +85,12 @@ class Layout:
     def figure(self, ext: str = "pdf") -> str:
         return self.figures + "/{figure}." + ext
 
+    @property
+    def scorecard(self) -> dict:
+        """The scorecard's files: its claims and runs tables, and its Markdown and HTML pages."""
+        return {"claims": self.results + "/scorecard.parquet", "runs": self.results + "/scorecard_runs.parquet",
+                "markdown": self.figures + "/scorecard.md", "html": self.figures + "/scorecard.html"}
+
     def log(self, name: str) -> str:
         """Job log of a rule: <results>/logs/<name>.log (`tail -f` it while the job runs)."""
         return self.results + "/logs/" + name + ".log"

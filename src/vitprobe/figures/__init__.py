@@ -14,10 +14,12 @@ import importlib
 
 import pandas as pd
 
+from vitprobe import results
 from vitprobe.catalog import FIGURES
 from vitprobe.columns import GRID_COLUMNS
 from vitprobe.config.identity import Run, parse_fraction
-from vitprobe.results import TABLES, aggregate, schema
+from vitprobe.results import INTERVALS, TABLES, aggregate, schema, units_table
+from vitprobe.stats import Intervals
 
 #: The grid values `plot_tables` gives rows without them: an imported model's one checkpoint.
 GRID_DEFAULTS = {"dataset": "custom", "model": "model", "kernel_size": 0, "fraction": 1.0, "seed": 0, "epoch": 0}
@@ -42,7 +44,21 @@ def draw(name: str, spec: dict, frames: dict[str, pd.DataFrame], out):
     (closed once saved; its artists hold the plotted data)."""
     figure = _figure(name)
     frames = {t: frames[t] if t in frames else schema(t).empty_table().to_pandas() for t in figure.tables}
-    return importlib.import_module(figure.module).plot(spec, frames, out)
+    return importlib.import_module(figure.module).plot(spec, with_intervals(frames, spec), out)
+
+
+def with_intervals(frames: dict[str, pd.DataFrame], spec: dict) -> dict[str, pd.DataFrame]:
+    """Every table of `frames` that has intervals (`vitprobe.results.INTERVALS`) with its
+    interval columns, computed from its per-unit table in `frames`, at the spec's `intervals`
+    (the pipeline passes the config's; default: the schema's): the figure modules draw
+    `<column>_low`/`_high` as they find them in `results/<table>.parquet`."""
+    ci = Intervals.of(spec)
+    out = dict(frames)
+    for t, df in frames.items():
+        units = units_table(t)
+        if t in INTERVALS and (units is None or units in frames):
+            out[t] = results.with_intervals(t, df, frames.get(units), ci)
+    return out
 
 
 def _table_of(df: pd.DataFrame) -> str:

@@ -9,7 +9,11 @@ A probe module defines
 - ``run(model, inputs, settings, log)``: what it reads from a pipeline run
   (`vitprobe.analysis.inputs.RunInputs`), handed to ``compute``, with the job's start line;
 - ``headline(tables)``: the job's result line;
-- with ``shardable``, ``merge(spec, parts)``: one job's tables from its shards' tables.
+- with ``shardable``, ``merge(spec, parts)``: one job's tables from its shards' tables;
+- with ``intervals``, ``intervals(table, rows, units, ci)``: the interval columns of a
+  summary table, computed from its per-unit table (per image, per mini-batch) when tables
+  are aggregated or drawn (`vitprobe.results.with_intervals`), never in the probe's job, so
+  that another level (`intervals.level`) reruns no probe. numpy and pandas only.
 
 `vitprobe.catalog` finds every module here that defines ``PROBE``; the generic runner
 (`vitprobe.jobs.probe`) loads a checkpoint, calls ``run`` and writes the tables. Adding a
@@ -35,11 +39,18 @@ class Probe:
     rule: str = ""                 # Snakemake rule name (default: the probe's name)
     shardable: bool = False        # its job may be split (`shards`); the module then has `merge`
     exact: bool = False            # runs in float32 without autocast or channels_last (curvature, losses)
+    # summary table -> (the per-unit table its intervals are computed from, the interval columns
+    # of the aggregated table, `<column>_low`/`_high`); the module then has `intervals`
+    intervals: dict = field(default_factory=dict)
 
     def __post_init__(self):
         unknown = [r for r in self.reads if r not in READS]
         if unknown:
             raise ValueError(f"probe {self.name}: reads {unknown}; allowed: {', '.join(READS)}")
+        for table, (units, _) in self.intervals.items():
+            if table not in self.tables or (units is not None and units not in self.tables):
+                raise ValueError(f"probe {self.name}: intervals of {table!r} from {units!r}; both must be among its "
+                                 f"tables ({', '.join(self.tables)})")
 
     @property
     def rule_name(self) -> str:

@@ -29,6 +29,7 @@ from vitprobe.probes.hessian.block import batches_at_once as resolve_batches_at_
 from vitprobe.probes.hessian.block import top_eigenvalues_batched
 from vitprobe.probes.hessian.products import parameter_count
 from vitprobe.probes.hessian.solvers import top_eigenvalues
+from vitprobe.probes.hessian.summary import intervals as summary_intervals
 from vitprobe.probes.hessian.summary import spectrum_summary
 from vitprobe.probes.hessian.trace import hessian_trace
 
@@ -58,7 +59,18 @@ PROBE = Probe(
             Column("method", pa.string(), "", "eigensolver backend (block, lanczos, power, pyhessian)"),
         ],
     },
-    reads=("train",), shardable=True, exact=True)
+    reads=("train",), shardable=True, exact=True,
+    intervals={"hessian_summary": ("hessian", [
+        Column(f"{name}_{end}", pa.float64(), "", f"{'lower' if end == 'low' else 'upper'} end of the interval of "
+               f"{name}: {how}")
+        for name, how in [
+            ("nep", "expanded percentile bootstrap over the mini-batches (whole batches resampled, the share "
+                    "pooled per resample); NaN below 5 batches"),
+            ("ape", "the same bootstrap over the mini-batches"),
+            ("lambda_max", "the same bootstrap over the mini-batches"),
+            ("trace", "normal interval, trace ± z·trace_std_error"),
+            ("trace_nll", "normal interval, trace_nll ± z·trace_std_error")]
+        for end in ("low", "high")])})
 
 
 def _solve(model, batches, indices, *, k, weight_decay, loss, method, tol, seed, at_once, hvp, log):
@@ -224,3 +236,9 @@ def merge(spec: dict, parts: dict[str, list[pd.DataFrame]]) -> tuple[pd.DataFram
                        trace_std_error=float(np.sqrt(m2.sum() / (total - 1) / total)) if total > 1 else float("nan"))
     names = [c.name for c in PROBE.tables["hessian"]]
     return eig[names], pd.DataFrame([summary])
+
+
+def intervals(table: str, rows: pd.DataFrame, units: pd.DataFrame, ci) -> pd.DataFrame:
+    """hessian_summary with its interval columns, from the hessian table's eigenvalues
+    (`summary.intervals`)."""
+    return summary_intervals(rows, units, ci)

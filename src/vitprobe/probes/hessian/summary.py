@@ -56,3 +56,37 @@ def spectrum_summary(eigenvalues_per_batch: list, trace_samples_per_batch: list,
         "trace_samples": len(samples[0]) if samples else 0,
         "n_params": int(n_params),
     }
+
+
+def intervals(rows, eigenvalues, ci):
+    """The interval columns of hessian_summary rows (one per run and epoch) from the
+    `hessian` table's per-batch eigenvalues: NEP, APE and λ_max by the expanded percentile
+    bootstrap over the mini-batches (a resample draws whole batches, each with its k
+    eigenvalues; `vitprobe.stats`), the trace and trace_nll by the normal interval
+    ± z·trace_std_error. Fewer than `stats.MIN_UNITS` batches: NaN."""
+    from vitprobe import stats
+
+    out = rows.copy()
+    cols = {f"{c}_{end}": np.full(len(rows), np.nan) for c in ("nep", "ape", "lambda_max") for end in ("low", "high")}
+    groups = dict(tuple(eigenvalues.groupby(["run", "epoch"], sort=False)))
+    for i, (run, epoch) in enumerate(zip(rows["run"], rows["epoch"])):
+        eig = groups.get((run, epoch))
+        if eig is None:
+            continue
+        per = eig.groupby("batch")["eigenvalue"]
+        neg, count = per.apply(lambda v: (v < 0).sum()).to_numpy(float), per.size().to_numpy(float)
+        pos_sum = per.apply(lambda v: v[v > 0].sum()).to_numpy(float)
+        pos_n, top = per.apply(lambda v: (v > 0).sum()).to_numpy(float), per.max().to_numpy(float)
+        n = len(count)
+        if n < stats.MIN_UNITS:
+            continue
+        w = stats.weights(n, ci.resamples, ci.rng(run, epoch, "hessian"))
+        for name, reps in (("nep", stats.ratio_replicates(neg, count, w)),
+                           ("ape", stats.ratio_replicates(pos_sum, pos_n, w)),
+                           ("lambda_max", stats.ratio_replicates(top, 1.0, w))):
+            cols[f"{name}_low"][i], cols[f"{name}_high"][i] = stats.percentile(reps, n, ci.level)
+    z = stats.z_value(ci.level)
+    se = rows["trace_std_error"].to_numpy(float)
+    for name in ("trace", "trace_nll"):
+        cols[f"{name}_low"], cols[f"{name}_high"] = rows[name].to_numpy(float) - z * se, rows[name].to_numpy(float) + z * se
+    return out.assign(**cols)
