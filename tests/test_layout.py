@@ -13,15 +13,16 @@ PACKAGE = REPO / "src" / "vitprobe"
 
 # Layer of each module, bottom (0) up: an import may go to the same layer or below.
 LAYERS = [
-    ["vitprobe", "vitprobe.errors", "vitprobe.atomic", "vitprobe.columns", "vitprobe.search.walk"],
+    ["vitprobe", "vitprobe.errors", "vitprobe.atomic", "vitprobe.columns", "vitprobe.search.walk", "vitprobe.stats",
+     "vitprobe.paper"],
     ["vitprobe.config.identity", "vitprobe.config.paths", "vitprobe.data.registry"],
     ["vitprobe.device", "vitprobe.data.*", "vitprobe.models.*", "vitprobe.models"],
     ["vitprobe.analysis.*"],
     ["vitprobe.probes", "vitprobe.probes.*"],
     ["vitprobe.catalog"],
     ["vitprobe.results", "vitprobe.config.checks", "vitprobe.search.plan", "vitprobe.config.plan",
-     "vitprobe.config.load", "vitprobe.config.cost"],
-    ["vitprobe.training.*", "vitprobe.search.jobs", "vitprobe.jobs.*"],
+     "vitprobe.claims", "vitprobe.config.load", "vitprobe.config.cost"],
+    ["vitprobe.training.*", "vitprobe.search.jobs", "vitprobe.jobs.*", "vitprobe.scorecard"],
     ["vitprobe.figures", "vitprobe.figures.*"],
     ["vitprobe.api", "vitprobe.digest", "vitprobe.docs", "vitprobe.cli", "vitprobe.__main__"],
 ]

@@ -5,8 +5,15 @@ the pipeline's tables (`vitprobe.results.TABLES`, without the grid and provenanc
 `vitprobe.plot` draws them with the pipeline's figures).
 
     model = vitprobe.load_model("resnet50", weights="timm")        # or a path, a URL, "init"
-    api.fourier(model, images)                                      # table fourier
+    fourier, per_image = api.fourier(model, images)                 # tables fourier, fourier_images
     eigs, summary = api.hessian(model, (x, y))                      # tables hessian, hessian_summary
+    api.intervals((fourier, per_image))                             # fourier with its interval columns
+
+Every probe returns its tables in the order of `PROBE.tables`: a summary table and the
+per-unit table it is a mean over (per image: eval_images, fourier_images, variance_images,
+robustness_images, corruption_images; per mini-batch: hessian). `intervals` adds the
+summary's interval columns (`<column>_low`, `<column>_high`, `interval_level`), as the
+pipeline's aggregated tables have them (`vitprobe.stats`, docs/guide/intervals.md).
 
 Defaults. Every keyword argument that has a namesake in the probe's config block
 (`probes.<name>` of `src/vitprobe/config/schema.yaml`) takes the schema's default there, and
@@ -47,14 +54,15 @@ import os
 
 from torch import nn
 
-from vitprobe import models
+from vitprobe import figures, models, results
 from vitprobe.analysis.inputs import as_batches
 from vitprobe.catalog import PROBES, module_of
+from vitprobe.columns import GRID_COLUMNS
 from vitprobe.config import load
 from vitprobe.models import weights as w
 
 __all__ = ["load_model", "fourier", "variance", "hessian", "robustness", "landscape", "evaluate", "corruption",
-           "pipeline_defaults"]
+           "pipeline_defaults", "intervals"]
 
 _API_NAMES = {"eval": "evaluate"}  # probe -> its name here, where they differ
 
@@ -129,6 +137,32 @@ def __getattr__(name: str):
     if name in PROBES:
         return _probe(name)
     raise AttributeError(f"module 'vitprobe.api' has no attribute {name!r}; probes: {', '.join(PROBES)}")
+
+
+def intervals(tables, *, level: float | None = None, resamples: int | None = None, seed: int | None = None):
+    """The summary table of a probe's result with its interval columns: `tables` is what
+    `api.<probe>` returns (e.g. `api.evaluate`'s pair) or {table name: DataFrame}; `level`,
+    `resamples` and `seed` default to the schema's `intervals` block (95 %, 2000, 0). A
+    result with several summary tables gives {table: DataFrame}."""
+    frames = figures._frames(tables)
+    given = {k: v for k, v in (("level", level), ("resamples", resamples), ("seed", seed)) if v is not None}
+    ci = load.intervals({"intervals": given})
+    out = {}
+    for t, df in frames.items():
+        if t not in results.INTERVALS:
+            continue
+        units = results.units_table(t)
+        if units is not None and units not in frames:
+            raise ValueError(f"the intervals of table {t} need its per-unit table {units} too: pass the whole result "
+                             f"of the probe (got {', '.join(frames)})")
+        grid = {c.name for c in GRID_COLUMNS}
+        filled = {name: figures._with_grid(frames[name], figures.GRID_DEFAULTS) for name in (t, units) if name}
+        shown = results.with_intervals(t, filled[t], filled.get(units), ci)
+        out[t] = shown.drop(columns=[c for c in grid if c not in df.columns])
+    if not out:
+        raise ValueError(f"none of the tables {', '.join(frames)} has intervals; tables that do: "
+                         f"{', '.join(results.INTERVALS)}")
+    return next(iter(out.values())) if len(out) == 1 else out
 
 
 def load_model(arch: str, weights: str | os.PathLike = "init", num_classes: int | None = None, *, root="data",

@@ -277,7 +277,7 @@ def noise_change(t, role, label, low_freq: float = 0.5, **at) -> Quantity:
 def corrupted_accuracy(t, role, label, **at) -> Quantity:
     """Mean accuracy (%) over the corruptions and severities of CIFAR-C, per image."""
     rows = _rows(t.get("corruption_images"), "corruption_images", role, **at)
-    from vitprobe.data.cifar_c import CORRUPTIONS  # the 15 of the paper's mean (no torch at module level)
+    from vitprobe.data.cifar_c import CORRUPTIONS  # torchvision: only when CIFAR-C was probed
     rows = rows[rows["corruption"].isin(CORRUPTIONS)]
     return Quantity(label, _per_seed(rows, "CIFAR-C images", "image",
                                      lambda g: 100.0 * g.groupby("image")["correct"].mean()), "%")
@@ -492,19 +492,34 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
 TABLES = ("eval_images", "hessian", "fourier", "fourier_images", "variance", "variance_images", "robustness_images",
           "corruption_images")
 
-COLUMNS = ["claim", "says", "figure", "effect", "unit", "value", "low", "high", "verdict", "numbers", "runs",
-           "method", "missing", "level"]
+COLUMN_DOCS = {
+    "claim": "the claim's id (a key of vitprobe.claims.CLAIMS)",
+    "says": "what the paper says",
+    "figure": "where the paper shows it",
+    "effect": "what the effect is; positive = the paper's direction",
+    "unit": "the effect's unit (pp: percentage points)",
+    "value": "the effect (NaN: n/a)",
+    "low": "lower end of its interval (NaN: too few units for one, or n/a)",
+    "high": "upper end of its interval",
+    "verdict": "shows (low > 0), leans (value > 0, interval holds 0), leans against (value <= 0, interval holds 0), "
+               "contradicts (high < 0), n/a (missing says what is needed)",
+    "numbers": "each quantity the effect is made of, with its own interval",
+    "runs": "role: model of the runs it was scored on",
+    "method": "how the interval was computed: the units resampled and how seeds were treated",
+    "missing": "for n/a: the run, probe, epoch or table it needs",
+    "level": "the intervals' level (intervals.level)",
+}
+COLUMNS = list(COLUMN_DOCS)
 
 
 def _fmt(v: float) -> str:
     return "NaN" if np.isnan(v) else f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
 
 
-def score(tables: dict[str, pd.DataFrame], spec: dict) -> pd.DataFrame:
+def score(tables: dict[str, pd.DataFrame], spec: dict, ci: stats.Intervals) -> pd.DataFrame:
     """The scorecard's claim rows (COLUMNS): for every claim of `spec["only"]`, its effect,
-    interval and verdict on the runs of `spec["roles"]` (`scorecard_spec`), from `tables`
-    (aggregated result tables by name; those a claim needs and lacks make it n/a)."""
-    ci = stats.Intervals.of({"intervals": spec.get("intervals", {})})
+    interval (at `ci`) and verdict on the runs of `spec["roles"]` (`scorecard_spec`), from
+    `tables` (aggregated result tables by name; those a claim needs and lacks make it n/a)."""
     roles = spec["roles"]
     rows = []
     for name in spec["only"]:

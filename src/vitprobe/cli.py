@@ -15,7 +15,7 @@ from vitprobe import __version__, docs
 from vitprobe.atomic import atomic_path
 from vitprobe.catalog import FIGURES, PROBES
 from vitprobe.config import cost
-from vitprobe.config.load import load
+from vitprobe.config.load import intervals, load
 from vitprobe.data import cifar_c as corruptions
 from vitprobe.data import splits as data
 from vitprobe.data.synthetic import SYNTHETIC_KEYS
@@ -179,12 +179,8 @@ def cmd_merge(args):
 
 
 def _intervals(args):
-    from vitprobe.stats import Intervals
     given = {k: getattr(args, k) for k in ("level", "resamples", "seed") if getattr(args, k) is not None}
-    try:
-        return Intervals.of({"intervals": given})
-    except ValueError as exc:
-        raise VitprobeError(str(exc)) from None
+    return intervals({"intervals": given})
 
 
 def cmd_aggregate(args):
@@ -194,12 +190,10 @@ def cmd_aggregate(args):
 
 
 def cmd_scorecard(args):
-    from vitprobe import scorecard
-    from vitprobe.claims import TABLES as CLAIM_TABLES
+    from vitprobe import scorecard  # pandas and scipy: imported by scorecard jobs only
     spec = _spec(args.spec, "scorecard", "scorecard")
-    paths = _pairs(args.table, "--table", (*CLAIM_TABLES, "eval"))
-    import pandas as pd
-    tables = {name: pd.read_parquet(path) for name, path in paths.items()}
+    paths = _pairs(args.table, "--table", (*scorecard.claims.TABLES, "eval"))
+    tables = {name: scorecard.read(path) for name, path in paths.items()}
     claim_rows, run_rows = scorecard.build(tables, spec)
     results = str(Path(args.out).parent)
     md = scorecard.markdown(claim_rows, run_rows, results)

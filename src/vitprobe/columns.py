@@ -18,6 +18,13 @@ class Column:
     doc: str
 
 
+def bounds(name: str, how: str, unit: str = "") -> list[Column]:
+    """The two interval columns of `name` in an aggregated table: `<name>_low`, `<name>_high`
+    (`how`: the method, for the table reference)."""
+    return [Column(f"{name}_low", pa.float64(), unit, f"lower end of the interval of {name}: {how}"),
+            Column(f"{name}_high", pa.float64(), unit, f"upper end of the interval of {name}")]
+
+
 GRID_COLUMNS = [
     Column("run", pa.string(), "", "run id, <dataset>-<model>-k<kernel_size>-f<fraction>-s<seed> (its folder: results/runs/<run>/): the key to join tables on, with epoch"),
     Column("dataset", pa.string(), "", "the config's data.dataset: cifar10, cifar100, fashion_mnist, fashion_mnist_subset or synthetic"),

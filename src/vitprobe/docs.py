@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vitprobe import catalog, results
+from vitprobe import catalog, claims, paper, results, scorecard
 from vitprobe.atomic import atomic_path
 from vitprobe.config.load import schema
 
@@ -92,7 +92,33 @@ def config_page() -> str:
     return "\n".join(lines) + "\n"
 
 
-PAGES = {"tables.md": tables_page, "probes.md": probes_page, "figures.md": figures_page, "config.md": config_page}
+def claims_page() -> str:
+    lines = [GENERATED, "", "# Claims", "",
+             "The paper's claims that the scorecard scores (`vitprobe.claims.CLAIMS`; `claims.only` picks some): "
+             "each is an effect, positive in the paper's direction, with its interval and a verdict. How they are "
+             "computed and read: [how sure](../guide/intervals.md).", "",
+             "| claim | the paper says | figure | roles | effect | unit |", "|---|---|---|---|---|---|"]
+    lines += [f"| `{c.name}` | {c.says} | {c.figure} | {', '.join(c.roles)} | {c.effect} | {c.unit} |"
+              for c in claims.CLAIMS.values()]
+    lines += ["", "## Roles", "", "Found from the configured models' architectures; `claims.roles.<role>` names "
+              "the model where several fit.", "", "| role | a model that is |", "|---|---|"]
+    lines += [f"| `{r}` | {what} |" for r, what in claims.ROLES.items()]
+    lines += ["", "## scorecard.parquet", "", "One row per claim.", "", "| column | meaning |", "|---|---|"]
+    lines += [f"| {c} | {d} |" for c, d in claims.COLUMN_DOCS.items()]
+    lines += ["", "## scorecard_runs.parquet", "", "One row per run group (model, kernel size, fraction at its last "
+              "evaluated epoch, over its seeds), metric and matching paper number.", "", "| column | meaning |",
+              "|---|---|"]
+    lines += [f"| {c} | {d} |" for c, d in scorecard.RUN_COLUMN_DOCS.items()]
+    numbers = paper.numbers()
+    lines += ["", "## The paper's numbers", "", "`src/vitprobe/paper/numbers.csv`, read off the paper's figures "
+              "(about ±0.1 in each unit); `arch` is vitprobe's architecture for the paper's model.", "",
+              "| " + " | ".join(numbers.columns) + " |", "|" + "---|" * len(numbers.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in numbers.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+PAGES = {"tables.md": tables_page, "probes.md": probes_page, "figures.md": figures_page, "config.md": config_page,
+         "claims.md": claims_page}
 
 
 def write(out) -> list[Path]:

@@ -67,16 +67,13 @@ def schema(table: str, aggregated: bool = False) -> pa.Schema:
     return pa.schema([pa.field(c.name, c.dtype) for c in cols])
 
 
-def with_intervals(table: str, rows: pd.DataFrame, units: pd.DataFrame | None, ci=None) -> pd.DataFrame:
+def with_intervals(table: str, rows: pd.DataFrame, units: pd.DataFrame | None, ci) -> pd.DataFrame:
     """`rows` of `table` with its interval columns (`interval_columns`), computed by its
     probe's `intervals` from `units` (rows of `units_table(table)` of the same runs and
-    epochs) at `ci` (a `vitprobe.stats.Intervals`; default 95 %). A table without intervals
-    comes back unchanged."""
-    from vitprobe import stats
-
+    epochs) at `ci` (a `vitprobe.stats.Intervals`: `vitprobe.config.load.intervals`). A
+    table without intervals comes back unchanged."""
     if table not in INTERVALS:
         return rows
-    ci = ci or stats.Intervals()
     need = units_table(table)
     if need is not None and units is None:
         raise ValueError(f"the intervals of table {table!r} need its per-unit table {need!r}")

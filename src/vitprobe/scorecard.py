@@ -16,13 +16,28 @@ interval.
 
 from __future__ import annotations
 
+import html as h
+import re
+
 import numpy as np
 import pandas as pd
 
 from vitprobe import claims, paper, stats
+from vitprobe.config import load
 
-RUN_COLUMNS = ["model", "arch", "kernel_size", "fraction", "epoch", "n_seeds", "metric", "value", "low", "high", "sd",
-               "method", "paper_figure", "paper_model", "paper_value", "difference", "paper_inside", "level"]
+RUN_COLUMN_DOCS = {
+    "model": "model name as in the config", "arch": "its architecture", "kernel_size": "local-attention window",
+    "fraction": "share of the training set", "epoch": "the last evaluated epoch", "n_seeds": "seeds of the group",
+    "metric": "error (%), accuracy (%, where the paper gives it), nll_train, corrupted_accuracy (%)",
+    "value": "ours: the run's, or the mean over seeds", "low": "lower end of our interval",
+    "high": "upper end of our interval", "sd": "standard deviation over seeds (NaN for one seed)",
+    "method": "how the interval was computed (one seed: the run's own; several: the t-interval over seeds)",
+    "paper_figure": "the paper's figure of the matching number ('' if the run is not of the paper's grid)",
+    "paper_model": "the paper's name for the model", "paper_value": "the paper's number",
+    "difference": "value − paper_value", "paper_inside": "the paper's number lies in our interval",
+    "level": "the intervals' level",
+}
+RUN_COLUMNS = list(RUN_COLUMN_DOCS)
 METRICS = {"error": "test error (%)", "nll_train": "NLL_train", "accuracy": "test accuracy (%)",
            "corrupted_accuracy": "CIFAR-C mean accuracy (%)"}
 
@@ -55,7 +70,7 @@ def _run_metrics(ev: pd.DataFrame, corr: pd.DataFrame | None, ci) -> list[dict]:
         if corr is not None and not corr.empty:
             rows = corr[(corr["model"] == model) & (corr["kernel_size"] == k) & ((corr["fraction"] - f).abs() < 1e-9)]
             if not rows.empty:
-                from vitprobe.data.cifar_c import CORRUPTIONS
+                from vitprobe.data.cifar_c import CORRUPTIONS  # torchvision: only when CIFAR-C was probed
                 rows = rows[(rows["epoch"] == rows["epoch"].max()) & rows["corruption"].isin(CORRUPTIONS)]
                 per_seed = [(100 * s.groupby("image")["correct"].mean()).to_numpy() for _, s in rows.groupby("seed")]
                 vals = [v.mean() for v in per_seed]
@@ -67,11 +82,10 @@ def _run_metrics(ev: pd.DataFrame, corr: pd.DataFrame | None, ci) -> list[dict]:
     return out
 
 
-def runs_vs_paper(tables: dict[str, pd.DataFrame], spec: dict) -> pd.DataFrame:
+def runs_vs_paper(tables: dict[str, pd.DataFrame], spec: dict, ci: stats.Intervals) -> pd.DataFrame:
     """Scorecard rows per run group and metric (RUN_COLUMNS), the paper's value beside those
     of the paper's grid. `tables`: the aggregated eval table (with its intervals) and, if
-    configured, corruption_images."""
-    ci = stats.Intervals.of({"intervals": spec.get("intervals", {})})
+    configured, corruption_images; `ci`: how intervals are computed."""
     ev = tables.get("eval")
     if ev is None or ev.empty:
         return pd.DataFrame(columns=RUN_COLUMNS)
@@ -150,17 +164,21 @@ def markdown(claim_rows: pd.DataFrame, run_rows: pd.DataFrame, results: str = "r
     return "\n".join(lines)
 
 
+def read(path) -> pd.DataFrame:
+    """An aggregated table, for `build`."""
+    return pd.read_parquet(path)
+
+
 def build(tables: dict[str, pd.DataFrame], spec: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(claim rows, run rows) of the scorecard from the aggregated tables."""
-    return claims.score(tables, spec), runs_vs_paper(tables, spec)
+    """(claim rows, run rows) of the scorecard from the aggregated tables, at the spec's
+    `intervals` (the schema's defaults where it lacks them)."""
+    ci = load.intervals(spec)
+    return claims.score(tables, spec, ci), runs_vs_paper(tables, spec, ci)
 
 
 def html(md: str) -> str:
     """The Markdown page as a standalone HTML page (the report's Scorecard entry): its
     paragraphs and pipe tables, nothing else of Markdown."""
-    import html as h
-    import re
-
     def inline(text: str) -> str:
         text = h.escape(text)
         text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)

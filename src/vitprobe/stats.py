@@ -26,6 +26,7 @@ shared, so the interval of the difference sees only the spread of the per-unit d
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from dataclasses import dataclass
 
@@ -40,8 +41,7 @@ MIN_UNITS = 5
 
 @dataclass(frozen=True)
 class Intervals:
-    """How intervals are computed: the config block `intervals` (`of`; its defaults are the
-    schema's, `Intervals.of()`)."""
+    """How intervals are computed: the config block `intervals` (`of`)."""
     level: float
     resamples: int
     seed: int
@@ -53,11 +53,9 @@ class Intervals:
             raise ValueError(f"intervals.resamples must be at least 100; got {self.resamples}")
 
     @classmethod
-    def of(cls, config: dict | None = None) -> "Intervals":
-        """From a config (its `intervals` block), the schema's defaults where it says nothing."""
-        from vitprobe.config.load import defaults
-
-        block = {**defaults("intervals"), **((config or {}).get("intervals") or {})}
+    def of(cls, block: dict) -> "Intervals":
+        """From a complete `intervals` block (a validated config has one;
+        `vitprobe.config.load.intervals` fills a partial one from the schema)."""
         return cls(**{k: block[k] for k in ("level", "resamples", "seed")})
 
     def rng(self, *salt) -> np.random.Generator:
@@ -65,13 +63,9 @@ class Intervals:
         same resamples, whatever else is in the table."""
         return np.random.default_rng([self.seed, zlib.crc32("|".join(map(str, salt)).encode())])
 
-    @property
-    def method_note(self) -> str:
-        return f"{100 * self.level:g} % intervals, {self.resamples} bootstrap resamples, seed {self.seed}"
-
 
 def z_value(level: float) -> float:
-    from scipy.stats import norm
+    from scipy.stats import norm  # scipy.stats takes 0.3 s to import: only interval jobs pay it
 
     return float(norm.ppf(0.5 + level / 2))
 
@@ -91,7 +85,7 @@ def wilson(successes, n, level: float) -> tuple[np.ndarray, np.ndarray]:
 def t_interval(values, level: float) -> tuple[float, float, float, float]:
     """(mean, sd, low, high) of `values` (NaN dropped): mean ± t_{S−1}·sd/√S; sd, low, high
     NaN below 2 values."""
-    from scipy.stats import t
+    from scipy.stats import t  # scipy.stats takes 0.3 s to import: only interval jobs pay it
 
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v)]
@@ -108,7 +102,7 @@ def t_interval(values, level: float) -> tuple[float, float, float, float]:
 def expanded_alpha(n: int, level: float) -> float:
     """α' of the expanded percentile interval for n units (module docstring); NaN below
     `MIN_UNITS`."""
-    from scipy.stats import norm, t
+    from scipy.stats import norm, t  # scipy.stats takes 0.3 s to import: only interval jobs pay it
 
     if n < MIN_UNITS:
         return float("nan")
@@ -217,8 +211,6 @@ def percentile_columns(replicates: np.ndarray, n: int, level: float) -> tuple[np
     if np.isnan(a) or reps.size == 0:
         return np.full(reps.shape[1], np.nan), np.full(reps.shape[1], np.nan)
     with np.errstate(invalid="ignore"):
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN
             low, high = np.nanquantile(reps, [a / 2, 1 - a / 2], axis=0)
@@ -256,9 +248,28 @@ def mean_intervals(rows: pd.DataFrame, units: pd.DataFrame, keys: list[str], col
     return low, high
 
 
-def wilson_columns(rows: pd.DataFrame, percent: str, n: str, ci: Intervals, *, of_error: bool = False):
-    """Wilson (low, high) in % of a column in % (accuracy, or with `of_error` an error) over
-    the `n` column's images: the proportion's count is round(percent/100 · n)."""
+def checkpoint_intervals(rows: pd.DataFrame, units: pd.DataFrame, statistic, ci: Intervals, name: str,
+                         unit: str = "image") -> tuple[np.ndarray, np.ndarray]:
+    """For each row of `rows` (one per run and epoch), the interval of `statistic(units, w)`,
+    the replicates (resamples,) of a statistic of that checkpoint's units (sorted by `unit`)
+    under bootstrap weights w (resamples, units): e.g. `ece_replicates`."""
+    low, high = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
+    if units is None or units.empty:
+        return low, high
+    groups = dict(tuple(units.groupby(["run", "epoch"], sort=False)))
+    for i, (run, epoch) in enumerate(zip(rows["run"], rows["epoch"])):
+        sub = groups.get((run, epoch))
+        if sub is None or len(sub) < MIN_UNITS:
+            continue
+        sub = sub.sort_values(unit)
+        w = weights(len(sub), ci.resamples, ci.rng(run, epoch, name))
+        low[i], high[i] = percentile(statistic(sub, w), len(sub), ci.level)
+    return low, high
+
+
+def wilson_columns(rows: pd.DataFrame, percent: str, n: str, ci: Intervals):
+    """Wilson (low, high) in % of a column in % (an accuracy or an error) over the `n`
+    column's images: the proportion's count is round(percent/100 · n)."""
     k = np.round(rows[percent].to_numpy(dtype=float) / 100 * rows[n].to_numpy(dtype=float))
     low, high = wilson(k, rows[n].to_numpy(dtype=float), ci.level)
     return 100 * low, 100 * high

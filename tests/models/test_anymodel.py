@@ -244,7 +244,7 @@ def test_module_maps_read_any_model_by_module_names():
     assert [m.kind for m in maps] == ["module", "module"] and [m.depth for m in maps] == [0.0, 1.0]
     with pytest.raises(ValueError, match="'nope' are not in Sequential"):
         module_maps(model, x, ["nope"])
-    df = api.variance(model, x, modules=["0", "2"])
+    df, _ = api.variance(model, x, modules=["0", "2"])
     assert df["variance"].tolist() == [feature_map_variance(model[0](x)), feature_map_variance(model(x))]
 
 
@@ -433,9 +433,12 @@ def test_import_weights_writes_a_checkpoint_every_probe_reads(tmp_path):
     x = torch.randn(1, 3, 224, 224)
     torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
     spec = {**plan.probe_spec(run, "fourier"), "probe": {"n_images": 4, "seed": 0, "epochs": [0]}}
-    (df,) = run_probe("fourier", spec, ckpt, {"fourier": tmp_path / "f.parquet"}, resolve("cpu"))
+    df, per_image = run_probe("fourier", spec, ckpt, {"fourier": tmp_path / "f.parquet",
+                                                      "fourier_images": tmp_path / "fi.parquet"}, resolve("cpu"))
     import pandas as pd
     table = pd.read_parquet(tmp_path / "f.parquet")
+    assert sorted(set(pd.read_parquet(tmp_path / "fi.parquet")["image"])) == [0, 1, 2, 3]
+    assert len(per_image) == 4 * len(df)
     assert set(table["weights"]) == {"init"} and set(table["epoch"]) == {0} and set(table["dataset"]) == {"imagenet"}
     assert df["n_images"].iloc[0] == 4 and sorted(df["kind"].unique()) == ["embed", "mlp", "msa"]
 
@@ -556,8 +559,11 @@ def test_api_tables_have_the_pipelines_columns_and_landscape_takes_any_loss():
     model = models.create("resnet18_cifar", num_classes=10, widths=(4, 4, 8, 8)).eval()
     x_u8 = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
     x, y = (x_u8.float() / 255 - 0.5) / 0.25, torch.randint(0, 10, (6,))
-    frames = {"fourier": api.fourier(model, x, batch_size=4), "variance": api.variance(model, x),
-              "robustness": api.robustness(model, x_u8, y, (0.5,) * 3, (0.25,) * 3, freqs=[0.5], batch_size=4),
+    robustness, robustness_images = api.robustness(model, x_u8, y, (0.5,) * 3, (0.25,) * 3, freqs=[0.5], batch_size=4)
+    fourier, fourier_images = api.fourier(model, x, batch_size=4)
+    variance, variance_images = api.variance(model, x)
+    frames = {"fourier": fourier, "fourier_images": fourier_images, "variance": variance,
+              "variance_images": variance_images, "robustness": robustness, "robustness_images": robustness_images,
               "landscape": api.landscape(model, [(x, y)], points_1d=3, points_2d=2, weight_decay=0.1)}
     eigs, summary = api.hessian(model, [(x[:2], y[:2])], k=2, method="power", tol=1e-2)
     frames.update(hessian=eigs, hessian_summary=summary)

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import torch
 
@@ -140,6 +141,55 @@ def test_corruption_metrics_match_hand_computed_values(tmp_path):
     assert len(set(df["accuracy"])) > 1  # the rows differ: the check above is not vacuous
 
 
+def _per_image_by_hand(images_nhwc, labels, w, b, mean, std):
+    """Per image: argmax == label and NLL, in numpy."""
+    x = (images_nhwc / 255.0 - np.asarray(mean)) / np.asarray(std)
+    logits = x.mean((1, 2)) @ np.asarray(w).T + np.asarray(b)
+    logp = logits - logits.max(1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
+    return logits.argmax(1) == labels, -logp[np.arange(len(labels)), labels]
+
+
+def test_corruption_images_match_hand_computed_values_and_their_means_are_the_table(tmp_path):
+    """Through compute with a seeded subset: one row per (corruption, severity, image), image
+    = the index of the clean test image; the table is their means, exactly."""
+    from vitprobe.probes.corruption import PROBE, compute, headline
+    rng = np.random.default_rng(2)
+    w, b = rng.normal(0, 3, (10, 3)), rng.normal(0, 0.1, 10)
+    clean = rng.integers(0, 256, (N, 3, 32, 32), dtype=np.uint8)
+    arrays, labels = write_cifar_c(tmp_path, clean=clean)
+    test_labels = torch.from_numpy(labels[:N].astype(np.int64))
+    mean, std = mean_std("cifar100")
+    df, per = compute(ChannelMeans(w, b), tmp_path, torch.from_numpy(clean), test_labels, mean, std,
+                      severities=[2, 5], n_images=4, seed=1, batch_size=3, device="cpu")
+    assert list(per.columns) == [c.name for c in PROBE.tables["corruption_images"]]
+    schema = pa.schema([(c.name, c.dtype) for c in PROBE.tables["corruption_images"]])
+    assert [str(t) for t in per.drop(columns="corruption").dtypes] == ["int64", "int64", "bool", "float64", "bool",
+                                                                       "float64"]
+    pd.testing.assert_frame_equal(pa.Table.from_pandas(per, schema=schema, preserve_index=False).to_pandas(), per)
+    assert len(per) == 15 * 2 * 4 and len(df) == 15 * 2
+    index = torch.randperm(N, generator=torch.Generator().manual_seed(1))[:4].sort().values.numpy()
+    clean_correct, clean_nll = _per_image_by_hand(clean[index].transpose(0, 2, 3, 1), labels[index], w, b, mean, std)
+    for (name, severity), rows in per.groupby(["corruption", "severity"], sort=False):
+        np.testing.assert_array_equal(rows["image"], index)
+        block = (severity - 1) * N + index
+        correct, nll = _per_image_by_hand(arrays[name][block], labels[block], w, b, mean, std)
+        np.testing.assert_array_equal(rows["correct"], correct)
+        np.testing.assert_allclose(rows["nll"], nll, rtol=1e-6)
+        np.testing.assert_array_equal(rows["clean_correct"], clean_correct)
+        np.testing.assert_allclose(rows["clean_nll"], clean_nll, rtol=1e-6)
+        row = df[(df["corruption"] == name) & (df["severity"] == severity)].iloc[0]
+        assert row["accuracy"] == 100.0 * np.mean(rows["correct"].to_numpy(dtype=float))
+        assert row["nll"] == np.mean(rows["nll"].to_numpy())
+        assert row["clean_accuracy"] == 100.0 * np.mean(rows["clean_correct"].to_numpy(dtype=float))
+        assert row["clean_nll"] == np.mean(rows["clean_nll"].to_numpy())
+        assert row["n_images"] == 4
+    assert list(df[["corruption", "severity"]].itertuples(index=False, name=None)) == \
+        [(c, s) for c in corruptions.CORRUPTIONS for s in (2, 5)]
+    assert (per["nll"] != per["clean_nll"]).all()  # the corrupted copies differ from the clean images
+    assert "mean corrupted accuracy" in headline(df, per)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny run trained for one epoch by the CLI, and its test set in CIFAR-C files."""
@@ -165,10 +215,11 @@ def test_corruption_probe_through_the_cli(trained, capsys):
     from vitprobe.models.recipe import load_run_model as load_model
     plan, run, tmp = trained
     spec = plan.probe_spec(run, "corruption")
-    out = tmp / "corruption_e1.parquet"
+    out, out_images = tmp / "corruption_e1.parquet", tmp / "corruption_images_e1.parquet"
     assert main(["corruption", "--spec", json.dumps(spec), "--device", "cpu", "--checkpoint", str(tmp / "e1.pt"),
-                 "--out", f"corruption={out}"]) == 0
-    df = pd.read_parquet(out)
+                 "--out", f"corruption={out}", "--out", f"corruption_images={out_images}"]) == 0
+    df, per = pd.read_parquet(out), pd.read_parquet(out_images)
+    assert len(per) == 30 * 20 and (per["epoch"] == 1).all()
     assert len(df) == 30 and set(df["severity"]) == {1, 4} and (df["n_images"] == 20).all()
     assert (df["epoch"] == 1).all() and (df["model"] == "vit_demo").all()
     model, _ = load_model(tmp / "e1.pt", spec)
@@ -182,6 +233,12 @@ def test_corruption_probe_through_the_cli(trained, capsys):
         y = torch.from_numpy(labels[rows])
         assert row.accuracy == pytest.approx(100.0 * (logits.argmax(1) == y).double().mean().item())
         assert row.nll == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+        rows = per[(per["corruption"] == row.corruption) & (per["severity"] == row.severity)]
+        np.testing.assert_array_equal(rows["image"], idx.numpy())  # the clean test images' indices
+        np.testing.assert_array_equal(rows["correct"], (logits.argmax(1) == y).numpy())
+        np.testing.assert_allclose(rows["nll"], F.cross_entropy(logits, y, reduction="none").numpy(), rtol=1e-5)
+        assert row.accuracy == 100.0 * rows["correct"].mean()
+        assert row.nll == pytest.approx(rows["nll"].mean(), rel=1e-12)
     err = capsys.readouterr().err
     assert "corruption: accuracy and NLL on 20 test images under 15 corruptions x 2 severities" in err
     assert "mean corrupted accuracy" in err

@@ -151,7 +151,7 @@ def test_compute_gives_nan_for_maps_of_side_2_and_1_and_logs_one_note():
     model = nn.Sequential(*pools)  # 8x8 -> 4x4, 3x3, 2x2, 1x1
     images = torch.randn(5, 2, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     notes = []
-    df = compute(model, images, modules=["0", "1", "2", "3"], batch_size=2, log=notes.append)
+    df, per_image = compute(model, images, modules=["0", "1", "2", "3"], batch_size=2, log=notes.append)
 
     # truth, independently: pool the images by hand and run the release's notebook transcription
     x, expected = images, {}
@@ -165,6 +165,9 @@ def test_compute_gives_nan_for_maps_of_side_2_and_1_and_logs_one_note():
     for i in (2, 3):  # their one row, frequency 0, relative log amplitude 0 by construction
         rows = df[df["map_index"] == i]
         assert rows["freq"].tolist() == [0.0] and rows["log_amplitude"].tolist() == [0.0]
+        rows = per_image[per_image["map_index"] == i]  # and one row per image, the same
+        assert rows["image"].tolist() == list(range(5))
+        assert set(rows["freq"]) == {0.0} and set(rows["log_amplitude"]) == {0.0}
 
     assert len(notes) == 1
     note = notes[0]
@@ -196,3 +199,92 @@ def test_headline_when_every_map_is_too_small():
 
     df = pd.DataFrame({"map_index": [0, 1], "high_freq_delta": [float("nan")] * 2})
     assert headline(df) == "2 maps, no high-frequency Δ log amplitude (every map is 2x2 px or smaller: NaN)"
+
+
+# ---- per image: table fourier_images --------------------------------------------------------
+def _tiny_vit():
+    from vitprobe import models
+    torch.manual_seed(0)
+    return models.create("vit_ti_cifar", num_classes=10, patch_size=4, embed_dim=16, depth=2, num_heads=2).eval()
+
+
+def _pools():
+    from torch import nn
+    return nn.Sequential(nn.Conv2d(2, 3, 3), nn.AdaptiveAvgPool2d(3), nn.AdaptiveAvgPool2d(2),
+                         nn.AdaptiveAvgPool2d(1)).double()  # 9x9 -> 7x7, 3x3, 2x2, 1x1
+
+
+@pytest.mark.parametrize("case", ["vit", "pools"])
+def test_fourier_table_is_the_mean_over_images_of_fourier_images(case):
+    """7 random images in chunks of 3 (the last one of 1): the per-image table's mean over
+    images is the fourier table, every image's rows are that image's curve alone, and the
+    chunk size changes nothing."""
+    from vitprobe.probes.fourier import PROBE, compute
+
+    g = torch.Generator().manual_seed(1)
+    if case == "vit":
+        model, modules, images = _tiny_vit(), None, torch.randn(7, 3, 32, 32, generator=g)
+    else:
+        model, modules, images = _pools(), ["0", "1", "2", "3"], torch.randn(7, 2, 9, 9, generator=g,
+                                                                              dtype=torch.float64)
+    df, per_image = compute(model, images, modules=modules, batch_size=3)
+    assert PROBE.table_names == ("fourier", "fourier_images")
+    assert list(per_image.columns) == [c.name for c in PROBE.tables["fourier_images"]]
+    assert [str(t) for t in per_image.dtypes] == ["int64", "int64", "float64", "float64"]
+    assert len(per_image) == len(df) * 7 and not per_image.duplicated(["map_index", "freq", "image"]).any()
+    assert set(per_image["image"]) == set(range(7))
+
+    mean = per_image.groupby(["map_index", "freq"], sort=True)["log_amplitude"].mean()
+    main = df.set_index(["map_index", "freq"]).sort_index()
+    assert mean.index.equals(main.index)
+    np.testing.assert_allclose(mean.to_numpy(), main["log_amplitude"].to_numpy(), rtol=1e-12, atol=1e-15)
+    top = per_image[per_image["freq"] == per_image.groupby("map_index")["freq"].transform("max")]
+    high = top.groupby("map_index")["log_amplitude"].mean()
+    expected = df.groupby("map_index")["high_freq_delta"].first()
+    sides_ok = expected.notna()
+    np.testing.assert_allclose(high[sides_ok], expected[sides_ok], rtol=1e-12)
+    if case == "pools":
+        assert expected.isna().tolist() == [False, False, True, True]  # 2x2 and 1x1: NaN, one row per image
+
+    # image j's rows are the curve of image j alone (its position in `images`); the float32 ViT's
+    # forward pass may round differently on another batch size
+    tol = 1e-5 if case == "vit" else 1e-9
+    alone, _ = compute(model, images[5:6], modules=modules)
+    rows = per_image[per_image["image"] == 5].sort_values(["map_index", "freq"])
+    np.testing.assert_allclose(rows["log_amplitude"], alone.sort_values(["map_index", "freq"])["log_amplitude"],
+                               rtol=tol, atol=tol)
+    # one chunk of all 7: the same per-image table
+    _, whole = compute(model, images, modules=modules, batch_size=7)
+    np.testing.assert_allclose(whole["log_amplitude"], per_image["log_amplitude"], rtol=tol, atol=tol)
+    assert whole[["map_index", "image", "freq"]].equals(per_image[["map_index", "image", "freq"]])
+
+
+def test_a_pure_cosine_image_has_its_own_known_log_amplitude():
+    """Image 0 is cos(pi 0.5 (y + x)) in both channels of an 8x8 map: |F| = 32 at (2, 2), 0 at
+    (0, 0) and the other diagonal entries, so its own curve is log(32 + eps) - log(eps) at
+    frequency 0.5 and 0 elsewhere, whatever the random image 1 next to it."""
+    from torch import nn
+
+    from vitprobe.probes.fourier import compute
+
+    cosine = _diagonal_cosine(8, 2).expand(1, 2, 8, 8)
+    noise = torch.randn(1, 2, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    df, per_image = compute(nn.Sequential(nn.Identity()), torch.cat([cosine, noise]), modules=["0"], batch_size=1)
+    rows = per_image[per_image["image"] == 0].sort_values("freq")
+    np.testing.assert_allclose(rows["freq"], [0, 0.25, 0.5, 0.75])
+    peak = math.log(32 + EPS) - math.log(EPS)
+    np.testing.assert_allclose(rows["log_amplitude"], [0, 0, peak, 0], atol=1e-4)
+    mine = per_image[per_image["image"] == 1].sort_values("freq")["log_amplitude"].to_numpy()
+    np.testing.assert_allclose(df.sort_values("freq")["log_amplitude"], (rows["log_amplitude"].to_numpy() + mine) / 2,
+                               rtol=1e-12)
+
+
+def test_relative_log_amplitude_per_image_is_each_images_own_curve():
+    from vitprobe.probes.fourier import relative_log_amplitude_per_image
+
+    fmap = torch.randn(4, 3, 7, 7, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    curves = relative_log_amplitude_per_image(fmap)
+    assert curves.shape == (4, 4) and curves.dtype == torch.float64 and (curves[:, 0] == 0).all()
+    for b in range(4):
+        np.testing.assert_allclose(curves[b].numpy(), release_curve(fmap[b:b + 1].numpy()), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(curves.mean(dim=0).numpy(), release_curve(fmap.numpy()), rtol=1e-10, atol=1e-12)

@@ -122,6 +122,9 @@ def test_probe_logs_start_progress_and_result(trained, probe, tmp_path, capsys):
         assert "on 60 test images, NLL on 240 augmented training images, batches of 64" in start
         assert value("error ") == pytest.approx(df["error"].iloc[0], abs=0.01)
         assert value("NLL test ") == pytest.approx(df["nll_test"].iloc[0], abs=1e-4)
+        per = tables["eval_images"]
+        assert len(per) == 60 and df["error"].iloc[0] == 100.0 * (1.0 - per["correct"].mean())
+        assert df["nll_train_std_error"].iloc[0] > 0
     elif probe in ("fourier", "variance"):
         assert f"on {p['n_images']} test images, chunks of 64" in start
         n_maps = df["map_index"].nunique()
@@ -133,6 +136,8 @@ def test_probe_logs_start_progress_and_result(trained, probe, tmp_path, capsys):
         assert f"accuracy on {p['n_images']} test images" in start and "at 2 frequencies 0.3..0.7" in start
         assert value("clean accuracy ") == pytest.approx(df["clean_accuracy"].iloc[0], abs=0.01)
         assert value("worst delta ") == pytest.approx(df["delta_accuracy"].min(), abs=0.01)
+        per = tables["robustness_images"]
+        assert len(per) == 2 * p["n_images"] and sorted(set(per["image"])) == list(range(p["n_images"]))
     elif probe == "landscape":
         assert "at 3 points on a line and 3×3 points on a plane" in start
         assert value("min loss ") == pytest.approx(df["loss"].min(), rel=1e-3)
@@ -144,15 +149,16 @@ def test_probe_log_file_as_snakemake_writes_it(trained, tmp_path):
     """stderr to a file (not a terminal): the start line, the bar's first and last state and
     the result line are all in it."""
     plan, run, ckpt = trained
-    out = tmp_path / f"variance_e{EPOCH}.parquet"
+    outs = [tmp_path / f"{table}_e{EPOCH}.parquet" for table in tables_of("variance")]
     log = tmp_path / "variance.log"
     cmd = [sys.executable, "-m", "vitprobe", "variance", "--spec", json.dumps(plan.probe_spec(run, "variance")),
-           "--device", "cpu", "--checkpoint", str(ckpt), "--out", f"variance={out}"]
+           "--device", "cpu", "--checkpoint", str(ckpt),
+           *[a for t, o in zip(tables_of("variance"), outs) for a in ("--out", f"{t}={o}")]]
     with open(log, "w") as f:
         proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=f, timeout=300)
     text = log.read_text(encoding="utf-8")
     assert proc.returncode == 0, text
-    _check_log(text, "variance", run.id, [str(out)])
+    _check_log(text, "variance", run.id, [str(o) for o in outs])
 
 
 def test_probe_loops_take_a_progress_wrapper_that_changes_nothing():

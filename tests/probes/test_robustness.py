@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -124,3 +125,107 @@ def test_noisy_images_are_clipped_before_normalization():
     pixels = torch.cat(seen)
     assert pixels.min() >= -1e-6 and pixels.max() <= 1 + 1e-6
     assert not torch.allclose(seen[1], seen[0])  # the noisy pass differs from the clean one
+
+
+def _direct_correct(model, images, labels, eps=None, f=None, batch_size=None, seed=0):
+    """Per image: argmax == label, the noise drawn batch by batch from one generator seeded `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    batch_size = batch_size or len(images)
+    hits = []
+    for i in range(0, len(images), batch_size):
+        x = images[i:i + batch_size].float() / 255
+        if f is not None:
+            x = (x + band_noise(x.shape, eps, f, 0.1, generator=g)).clamp(0, 1)
+        hits.append((model(normalize(x, MEAN, STD)).argmax(1) == labels[i:i + batch_size]).numpy())
+    return np.concatenate(hits)
+
+
+def _labels_about_two_thirds_right(model, images):
+    with torch.no_grad():
+        pred = model(normalize(images, MEAN, STD)).argmax(1)
+    return torch.where(torch.arange(len(images)) % 3 == 0, (pred + 1) % 4, pred)
+
+
+def _check_means(df, per_image):
+    """Table robustness = the means x 100 of table robustness_images, frequency by frequency."""
+    assert list(per_image["freq"].unique()) == list(df["freq"])
+    for row in df.itertuples():
+        at = per_image[per_image["freq"] == row.freq]
+        assert row.accuracy == 100.0 * np.mean(at["correct"].to_numpy(dtype=float))
+        assert row.clean_accuracy == 100.0 * np.mean(at["clean_correct"].to_numpy(dtype=float))
+        assert row.delta_accuracy == pytest.approx(100.0 * np.mean(at["correct"].to_numpy(dtype=float)
+                                                                   - at["clean_correct"].to_numpy(dtype=float)))
+        assert row.n_images == len(at)
+
+
+def test_robustness_images_reproduce_the_table():
+    from vitprobe.probes.robustness import PROBE, compute, headline
+    model = _tiny_model()
+    images = _data()
+    labels = _labels_about_two_thirds_right(model, images)
+    freqs = [0.7, 0.1, 0.5]
+    df, per_image = compute(model, images, labels, MEAN, STD, eps=0.3, freqs=freqs, batch_size=16)
+    assert list(per_image.columns) == [c.name for c in PROBE.tables["robustness_images"]]
+    assert [str(t) for t in per_image.dtypes] == ["int64", "float64", "bool", "bool"]
+    assert len(per_image) == 3 * 40
+    with torch.no_grad():
+        clean = _direct_correct(model, images, labels)
+        for f in freqs:
+            at = per_image[per_image["freq"] == f]
+            np.testing.assert_array_equal(at["image"], np.arange(40))
+            np.testing.assert_array_equal(at["clean_correct"], clean)
+            np.testing.assert_array_equal(at["correct"], _direct_correct(model, images, labels, 0.3, f, 16))
+    _check_means(df, per_image)
+    assert (per_image["correct"] != per_image["clean_correct"]).any()  # the noise changes some: not vacuous
+    assert "worst delta" in headline(df, per_image)
+    with pytest.raises(ValueError, match="freqs must be distinct"):
+        compute(model, images, labels, MEAN, STD, freqs=[0.5, 0.5])
+
+
+def test_chunked_run_numbers_the_images_by_their_position_in_the_sample():
+    """Decoded image folders go chunk by chunk (noise seeded seed + chunk start): each image
+    keeps its position 0..n-1 in the sample, and the table holds the means over all of them."""
+    from vitprobe.probes.robustness import compute, run
+
+    model = _tiny_model()
+    images = _data(40)
+    labels = _labels_about_two_thirds_right(model, images)
+
+    class Sample:  # what `image_sample` gives for a class-folder directory: len() and chunk(i, j)
+        chunk_size = 4
+
+        def __len__(self):
+            return len(images)
+
+        def chunk(self, start, stop):
+            return images[start:stop], labels[start:stop]
+
+    class Inputs:
+        images_described = "images of a folder"
+        device = None
+
+        def image_sample(self, model, n_images, seed):
+            return Sample(), MEAN, STD
+
+    class Log:
+        def __call__(self, message):
+            pass
+
+        def bar(self, what, total=None):
+            return lambda iterable: iterable
+
+    settings = {"n_images": 40, "seed": 3, "eps": 0.3, "freqs": [0.2, 0.8], "width": 0.1, "batch_size": 16}
+    df, per_image = run(model, Inputs(), settings, Log())  # chunks of 16 images: at 0, 16, 32
+    assert len(per_image) == 2 * 40 and (df["n_images"] == 40).all()
+    for f in (0.2, 0.8):
+        np.testing.assert_array_equal(per_image.loc[per_image["freq"] == f, "image"], np.arange(40))
+        with torch.no_grad():
+            expected = np.concatenate([_direct_correct(model, images[i:i + 16], labels[i:i + 16], 0.3, f, seed=3 + i)
+                                       for i in (0, 16, 32)])
+        np.testing.assert_array_equal(per_image.loc[per_image["freq"] == f, "correct"], expected)
+    _check_means(df, per_image)
+    # each chunk's rows are what compute gives on that chunk alone
+    _, part = compute(model, images[16:32], labels[16:32], MEAN, STD, eps=0.3, freqs=[0.2, 0.8], batch_size=16,
+                      seed=3 + 16)
+    got = per_image[(per_image["image"] >= 16) & (per_image["image"] < 32)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, part.assign(image=part["image"] + 16))

@@ -65,7 +65,7 @@ def test_compute_gives_nan_for_1x1_maps_and_logs_one_note():
     model = nn.Sequential(*pools)  # 8x8 -> 4x4, 2x1 (two positions: defined), 1x1
     images = torch.randn(5, 2, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     notes = []
-    df = compute(model, images, modules=["0", "1", "2"], batch_size=2, log=notes.append)
+    df, per_image = compute(model, images, modules=["0", "1", "2"], batch_size=2, log=notes.append)
 
     # truth, independently: pool by hand, numpy's ddof=1 variance over positions, mean over (b, c)
     x, expected = images, []
@@ -76,6 +76,7 @@ def test_compute_gives_nan_for_1x1_maps_and_logs_one_note():
     assert df["variance"][1] == pytest.approx(expected[1], rel=1e-12)
     assert math.isnan(df["variance"][2])
     assert df["n_images"].tolist() == [5, 5, 5]
+    assert per_image[per_image["map_index"] == 2]["variance"].isna().all()  # NaN for every image, too
 
     assert notes == ["1 feature map of one spatial position, 1x1 (2 (depth 1.00)): the variance over one position "
                      "with Bessel's correction divides by n - 1 = 0 and is undefined, so its variance is NaN "
@@ -87,11 +88,64 @@ def test_compute_gives_nan_for_1x1_maps_and_logs_one_note():
 
 def test_compute_logs_nothing_when_every_map_has_two_positions_or_more():
     notes = []
-    df = compute(nn.Sequential(nn.AdaptiveAvgPool2d((1, 2))), torch.randn(3, 2, 8, 8), modules=["0"],
-                 log=notes.append)
-    assert notes == [] and not df["variance"].isna().any()
+    df, per_image = compute(nn.Sequential(nn.AdaptiveAvgPool2d((1, 2))), torch.randn(3, 2, 8, 8), modules=["0"],
+                            log=notes.append)
+    assert notes == [] and not df["variance"].isna().any() and not per_image["variance"].isna().any()
 
 
 def test_headline_when_every_map_is_1x1():
     df = pd.DataFrame({"map_index": [0, 1], "variance": [float("nan")] * 2})
     assert headline(df) == "2 maps, no variance (every map is 1x1: NaN)"
+
+
+# ---- per image: table variance_images -------------------------------------------------------
+@pytest.mark.parametrize("case", ["vit", "pools"])
+def test_variance_table_is_the_mean_over_images_of_variance_images(case):
+    """7 random images in chunks of 3 (the last one of 1): the per-image table's mean over
+    images is the variance table, and every image's row is that image's value alone."""
+    from vitprobe import models
+    from vitprobe.probes.variance import PROBE
+
+    g = torch.Generator().manual_seed(1)
+    if case == "vit":
+        torch.manual_seed(0)
+        model = models.create("vit_ti_cifar", num_classes=10, patch_size=4, embed_dim=16, depth=2, num_heads=2).eval()
+        modules, images = None, torch.randn(7, 3, 32, 32, generator=g)
+    else:
+        model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.AdaptiveAvgPool2d((2, 1)), nn.AdaptiveAvgPool2d(1)).double()
+        modules, images = ["0", "1", "2"], torch.randn(7, 2, 9, 9, generator=g, dtype=torch.float64)
+    df, per_image = compute(model, images, modules=modules, batch_size=3)
+    assert PROBE.table_names == ("variance", "variance_images")
+    assert list(per_image.columns) == [c.name for c in PROBE.tables["variance_images"]]
+    assert [str(t) for t in per_image.dtypes] == ["int64", "int64", "float64"]
+    assert len(per_image) == len(df) * 7
+    assert per_image.groupby("map_index")["image"].apply(list).tolist() == [list(range(7))] * len(df)
+
+    mean = per_image.groupby("map_index", sort=True)["variance"].mean()  # NaN stays NaN (all NaN)
+    main = df.set_index("map_index")["variance"].sort_index()
+    np.testing.assert_allclose(mean.to_numpy(), main.to_numpy(), rtol=1e-12, equal_nan=True)
+    if case == "pools":
+        assert main.isna().tolist() == [False, False, True]
+
+    tol = 1e-5 if case == "vit" else 1e-12  # the float32 ViT may round differently on another batch size
+    alone, _ = compute(model, images[4:5], modules=modules)
+    np.testing.assert_allclose(per_image[per_image["image"] == 4]["variance"], alone["variance"], rtol=tol,
+                               equal_nan=True)
+
+
+def test_a_constant_image_has_variance_0_next_to_a_random_one():
+    """Image 0 is constant in space (a level per channel): its own variance is 0, whatever the
+    random image 1; image 1's is numpy's, and the table's value is their mean."""
+    from vitprobe.probes.variance import feature_map_variance_per_image
+
+    constant = torch.tensor([1.5, -2.0, 7.0], dtype=torch.float64).view(1, 3, 1, 1).expand(1, 3, 6, 6)
+    noise = torch.randn(1, 3, 6, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    images = torch.cat([constant, noise])
+    df, per_image = compute(nn.Sequential(nn.Identity()), images, modules=["0"], batch_size=1)
+    v0, v1 = per_image.sort_values("image")["variance"]
+    assert v0 == pytest.approx(0.0, abs=1e-12)
+    expected = noise.numpy().reshape(3, -1).var(axis=-1, ddof=1).mean()
+    assert v1 == pytest.approx(expected, rel=1e-12)
+    assert df["variance"].item() == pytest.approx(expected / 2, rel=1e-12)
+    np.testing.assert_allclose(feature_map_variance_per_image(images).numpy(), [v0, v1], rtol=1e-12, atol=1e-12)
+    assert math.isnan(feature_map_variance_per_image(torch.ones(2, 3, 1, 1))[1])

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vitprobe import claims, scorecard
+from vitprobe import claims, scorecard, stats
 from vitprobe.config.load import load
 from vitprobe.errors import ConfigError
 
@@ -26,8 +26,11 @@ def _eval_images(model, wrong, n=1000, seed=0, epoch=6):
                          "seed": seed, "epoch": epoch, "image": np.arange(n), "correct": correct})
 
 
+CI = stats.Intervals(level=0.95, resamples=1000, seed=0)
+
+
 def _score(tables, only, **kw):
-    return claims.score(tables, _spec(only, **kw)).set_index("claim")
+    return claims.score(tables, _spec(only, **kw), CI).set_index("claim")
 
 
 @pytest.mark.parametrize("cnn_wrong, vit_wrong, verdict", [
@@ -81,7 +84,7 @@ def test_nep_claim_bootstraps_over_mini_batches():
 def test_missing_roles_runs_and_epochs_are_na_and_say_what_is_needed():
     t = {"eval_images": _eval_images("c", range(10)), "hessian": _hessian("v", [3] * 6, epoch=6)}
     out = claims.score(t, _spec(["cnn_beats_vit", "gap_beats_class_token", "vit_more_negative_eigenvalues",
-                                 "less_data_hurts_vit", "alternet_more_robust"])).set_index("claim")
+                                 "less_data_hurts_vit", "alternet_more_robust"]), CI).set_index("claim")
     assert (out["verdict"] == "n/a").all()
     assert "eval_images rows of v" in out.loc["cnn_beats_vit", "missing"]
     assert "a ViT with a global-average-pooling head" in out.loc["gap_beats_class_token", "missing"]
@@ -120,8 +123,8 @@ def test_roles_are_found_by_architecture_on_the_paper_grid_and_the_demo():
         assert {r for c in claims.CLAIMS.values() for r in c.roles} <= set(roles)
     config, plan = load("config.yaml")
     roles = claims.resolve_roles(plan)
-    assert roles["cnn"]["model"] == "resnet50_cifar"  # claims.roles chooses among resnet18_cifar, resnet50_cifar
-    assert roles["cnn"]["candidates"] == ["resnet18_cifar", "resnet50_cifar"]
+    assert roles["cnn"]["model"] == "resnet50_cifar"  # the first configured of the two ResNets
+    assert roles["cnn"]["candidates"] == ["resnet50_cifar", "resnet18_cifar"]
     assert roles["gap"]["model"] == "vit_ti_gap_cifar" and roles["lmsa"]["kernel_sizes"] == [3, 5, 8]
     _, demo = load("profiles/demo/demo.yaml")
     demo_roles = claims.resolve_roles(demo)
@@ -166,7 +169,7 @@ def test_runs_beside_the_paper_numbers():
     spec = {"dataset": "cifar100", "intervals": {}, "models": {
         "resnet50_cifar": {"arch": "resnet50_cifar", "kwargs": {}},
         "small": {"arch": "resnet50_cifar", "kwargs": {"widths": [8, 16, 32, 64]}}}}
-    runs = scorecard.runs_vs_paper({"eval": ev}, spec)
+    runs = scorecard.runs_vs_paper({"eval": ev}, spec, CI)
     r50 = runs[runs["model"] == "resnet50_cifar"].set_index(["metric", "paper_figure"])
     assert r50.loc[("error", "Fig. 5a"), "paper_value"] == 17.26
     assert r50.loc[("error", "Fig. 5a"), "difference"] == pytest.approx(0.24)
@@ -176,7 +179,7 @@ def test_runs_beside_the_paper_numbers():
     assert (small["paper_figure"] == "").all() and set(small["metric"]) == {"error", "nll_train"}
     # two seeds: mean, sd and the t-interval over seeds
     two = pd.concat([ev[:1], ev[:1].assign(seed=1, error=18.5)])
-    row = scorecard.runs_vs_paper({"eval": two}, spec).query("metric == 'error'").iloc[0]
+    row = scorecard.runs_vs_paper({"eval": two}, spec, CI).query("metric == 'error'").iloc[0]
     assert row["value"] == 18.0 and row["sd"] == pytest.approx(np.sqrt(0.5))
     assert row["high"] - row["value"] == pytest.approx(12.7062 * np.sqrt(0.5) / np.sqrt(2), abs=1e-3)
     assert row["method"] == "t-interval over 2 seeds"
@@ -184,8 +187,27 @@ def test_runs_beside_the_paper_numbers():
 
 def test_scorecard_markdown_counts_the_verdicts():
     t = {"eval_images": pd.concat([_eval_images("c", range(100)), _eval_images("v", range(300))])}
-    rows = claims.score(t, _spec(["cnn_beats_vit", "gap_beats_class_token"]))
-    md = scorecard.markdown(rows, scorecard.runs_vs_paper({}, {"dataset": "cifar100", "models": {}}))
+    rows = claims.score(t, _spec(["cnn_beats_vit", "gap_beats_class_token"]), CI)
+    md = scorecard.markdown(rows, scorecard.runs_vs_paper({}, {"dataset": "cifar100", "models": {}}, CI))
     assert "1 show, 0 lean, 0 lean against, 0 contradict, 1 n/a (of 2 claims)" in md
     assert "| a CNN has a lower test error than a ViT on small data sets | Fig. 5a | **shows** | 20.0 [" in md
     assert "<table>" in scorecard.html(md)
+
+
+def test_depth_rise_skips_maps_without_a_high_frequency():
+    """The CNN's maps: high-frequency values -4.0 and -1.5, then a 2x2 map (frequency 0
+    only): its rise is -1.5 - (-4.0) = 2.5; the ViT's -3 then -5 falls by 2: effect
+    min(2.5, 2) = 2."""
+    def rows(model, values):
+        out = []
+        for m, v in enumerate(values):
+            for i in range(20):
+                curve = [(0.0, 0.0)] + ([] if v is None else [(0.75, v + 0.001 * (i % 5 - 2))])
+                out += [{"run": f"x-{model}-k0-f1-s0", "model": model, "kernel_size": 0, "fraction": 1.0, "seed": 0,
+                         "epoch": 6, "map_index": m, "image": i, "freq": f, "log_amplitude": a} for f, a in curve]
+        return out
+    items = pd.DataFrame(rows("c", [-4.0, -1.5, None]) + rows("v", [-3.0, -5.0]))
+    meta = items[["run", "epoch", "map_index"]].drop_duplicates().assign(kind="conv")
+    row = _score({"fourier_images": items, "fourier": meta}, ["msa_low_pass_conv_high_pass"]).iloc[0]
+    assert row["value"] == pytest.approx(2.0) and row["verdict"] == "shows"
+    assert "CNN 2.5 [" in row["numbers"] and "ViT -2 [" in row["numbers"]

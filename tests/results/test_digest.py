@@ -1,50 +1,39 @@
-"""The README's demo numbers: the paper's claims checked on hand-built tables, and the README
-block they replace."""
+"""The README's demo numbers: the scorecard and the Hessian summary as Markdown, and the
+README block they replace."""
 
 import math
 
 import pandas as pd
 import pytest
 
-from vitprobe import digest
+from vitprobe import digest, scorecard
 from vitprobe.errors import VitprobeError
 
 
-def _row(model, kernel=0, fraction=1.0, epoch=6, **values):
-    return {"model": digest.DEMO[model], "kernel_size": kernel, "fraction": fraction, "seed": 0, "epoch": epoch,
-            **values}
-
-
-def _tables(vit_error=40.0, nep_vit_warmup=0.3):
-    ev = pd.DataFrame([_row("cnn", error=20.0), _row("vit", error=vit_error), _row("vit", fraction=1 / 16, error=70.0),
-                       _row("lmsa", 3, error=30.0), _row("lmsa", 8, error=35.0), _row("preact", error=25.0),
-                       _row("alternet", error=24.0)])
-    hs = pd.DataFrame([_row("cnn", epoch=1, nep=0.1), _row("vit", epoch=1, nep=nep_vit_warmup),
-                       _row("vit", epoch=6, nep=0.2), _row("vit", fraction=1 / 16, epoch=6, nep=0.4),
-                       _row("vit", epoch=0, nep=0.9)])  # epoch 0 is initialization, not the end of warmup
-    fo = pd.DataFrame([_row(m, map_index=i, freq=f, log_amplitude=a, high_freq_delta=last)
-                       for m, amps in (("cnn", (-4.0, -1.0)), ("vit", (-3.0, -5.0)))
-                       for i, last in enumerate(amps) for f, a in ((0.0, 0.0), (0.5, last / 2), (0.75, last))])
-    ro = pd.DataFrame([_row(m, freq=f, delta_accuracy=d, n_images=500) for m, d in (("cnn", -4.0), ("vit", -1.0))
-                       for f in (0.1, 0.5, 0.9)])
-    return {"eval": ev, "hessian_summary": hs, "fourier": fo, "robustness": ro}
-
-
-def test_claims_hold_on_tables_built_to_show_them():
-    claims = digest._claims(_tables())
-    assert all(ok for _, _, ok, _ in claims), [c for c in claims if not c[2]]
-    text = {effect: numbers for effect, _, _, numbers in claims}
-    assert text["CNN beats ViT on small data sets"] == "test error ResNet 20.0 %, ViT 40.0 %"
-    assert text["MSAs reduce high-frequency signals, convs amplify them"].endswith("ViT -2.00, ResNet +3.00")
-    assert "NEP at epoch 1: ViT 30 %, ResNet 10 %" in text[
-        "ViT's Hessian has more negative eigenvalues than the CNN's at the end of warmup"]
-
-
-def test_claims_that_fail_say_no():
-    claims = {effect: ok for effect, _, ok, _ in digest._claims(_tables(vit_error=10.0, nep_vit_warmup=0.05))}
-    assert not claims["CNN beats ViT on small data sets"]
-    assert not claims["ViT's Hessian has more negative eigenvalues than the CNN's at the end of warmup"]
-    assert claims["local MSA beats global MSA"]
+def test_digest_is_the_scorecard_and_the_hessian_summary_with_intervals(tmp_path):
+    claims = pd.DataFrame([
+        {"claim": "cnn_beats_vit", "says": "a CNN has a lower test error than a ViT", "figure": "Fig. 5a",
+         "effect": "ViT error − CNN error", "unit": "pp", "value": 20.0, "low": 15.0, "high": 25.0, "verdict": "shows",
+         "numbers": "CNN 10 [8, 12], ViT 30 [27, 33]", "runs": "cnn: c, vit: v", "method": "bootstrap", "missing": "",
+         "level": 0.95},
+        {"claim": "alternet_more_robust", "says": "AlterNet is more robust", "figure": "Fig. 12b", "effect": "x",
+         "unit": "pp", "value": math.nan, "low": math.nan, "high": math.nan, "verdict": "n/a", "numbers": "",
+         "runs": "", "method": "", "missing": "needs table corruption_images", "level": 0.95}])
+    claims.to_parquet(tmp_path / "scorecard.parquet")
+    pd.DataFrame(columns=scorecard.RUN_COLUMNS).to_parquet(tmp_path / "scorecard_runs.parquet")
+    pd.DataFrame([{"model": "v", "kernel_size": 0, "fraction": 0.0625, "seed": 0, "epoch": 1, "n_batches": 8,
+                   "nep": 0.25, "nep_low": 0.1, "nep_high": 0.4, "ape": 3.0, "ape_low": 2.0, "ape_high": 4.0,
+                   "trace_nll": 50.0, "trace_nll_low": 40.0, "trace_nll_high": 60.0, "interval_level": 0.95}]
+                 ).to_parquet(tmp_path / "hessian_summary.parquet")
+    text = digest.digest(tmp_path)
+    assert "1 show, 0 lean, 0 lean against, 0 contradict, 1 n/a (of 2 claims)" in text
+    assert "| AlterNet is more robust | Fig. 12b | **n/a** | – | needs table corruption_images |" in text
+    assert "| v on 1/16 of the data | 0 | 1 | 8 | 25 % [10, 40] | 3 [2, 4] | 50 [40, 60] |" in text
+    (tmp_path / "scorecard.parquet").unlink()
+    with pytest.raises(VitprobeError, match="no scorecard.parquet; run the pipeline first"):
+        digest.digest(tmp_path)
+    with pytest.raises(VitprobeError, match="no scorecard.parquet, scorecard_runs.parquet, hessian_summary.parquet"):
+        digest.digest(tmp_path / "empty")
 
 
 def test_readme_block_is_replaced_and_the_rest_kept(tmp_path):
@@ -55,16 +44,3 @@ def test_readme_block_is_replaced_and_the_rest_kept(tmp_path):
     (tmp_path / "other.md").write_text("no block")
     with pytest.raises(VitprobeError, match="no <!-- digest:begin -->"):
         digest.update_readme(tmp_path / "other.md", "x")
-
-
-def test_missing_results_are_one_line(tmp_path):
-    with pytest.raises(VitprobeError, match="no eval.parquet, hessian_summary.parquet; run the pipeline first"):
-        digest.digest(tmp_path)
-
-
-def test_depth_change_skips_maps_without_a_high_frequency_value():
-    nan = float("nan")
-    maps = pd.DataFrame([_row("cnn", map_index=i, high_freq_delta=v) for i, v in enumerate((-4.0, -1.5, nan))]
-                        + [_row("vit", map_index=i, high_freq_delta=nan) for i in range(3)])
-    assert digest._depth_change(maps, "cnn") == pytest.approx(2.5)  # last map with a value: -1.5 - (-4.0)
-    assert math.isnan(digest._depth_change(maps, "vit"))  # every map NaN

@@ -106,7 +106,8 @@ def test_verdicts(effect, low, high, expected):
 
 
 def test_intervals_config_is_checked():
-    assert stats.Intervals.of({"intervals": {"level": 0.9}}).level == 0.9
-    assert stats.Intervals.of() == stats.Intervals(level=0.95, resamples=2000, seed=0)  # the schema's defaults
+    from vitprobe.config.load import intervals
+    assert intervals({"intervals": {"level": 0.9}}).level == 0.9
+    assert intervals() == stats.Intervals(level=0.95, resamples=2000, seed=0)  # the schema's defaults
     with pytest.raises(ValueError, match="intervals.level must be in"):
         stats.Intervals(level=95, resamples=2000, seed=0)

@@ -31,7 +31,8 @@ The same classes built by timm for ImageNet (`resnet50`, `vit_tiny_patch16_224`,
 14x14 -> 7x7 (PiT) and 56 -> 28 -> 14 -> 7 (Swin): odd sides are fine for every probe.
 A model of another class: `module_maps(model, images, ["name", ...])` reads the outputs of
 the modules named (kind "module"); `map_statistics` reduces maps inside the forward pass
-(the probes' streaming path: one map in memory at a time).
+(the probes' streaming path: one map in memory at a time), and `map_per_image` does so over
+chunks of images, keeping one value (or array) per image and map.
 
 `depth` = index / (n - 1). Maps keep the model's dtype (half precision is cast to
 float32) and device.
@@ -271,21 +272,48 @@ def _attach(model: nn.Module, found: list, handles: list) -> None:
                         "SwinTransformer, MlpMixer, ResNet, and vitprobe's PreActResNet/AlterNet")
 
 
-def map_means(model: nn.Module, chunks, statistic: Callable, modules: list[str] | None = None,
-              progress=lambda it: it) -> tuple[list[tuple[int, str, str, float, int, "np.ndarray"]], int]:
-    """Per feature map, the image-weighted mean of `statistic(map)` (an array or a float,
-    itself a mean over the chunk's images) over `chunks` of images: [(index, name, kind,
-    depth, side, mean)], and the number of images. Both statistics of the probes (the mean
-    log-amplitude curve, the mean spatial variance) are means over images, so chunking
-    changes nothing but memory; each map is reduced inside the forward pass
-    (`map_statistics`), so memory does not grow with the number of images."""
-    meta, sums, n = None, None, 0
+def _per_image(value, n: int, name: str) -> np.ndarray:
+    """`value` (a tensor or an array, first axis = the chunk's `n` images) as a float64 numpy
+    array on the CPU, or a ValueError naming the map whose statistic has another first axis."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+    out = np.asarray(value, dtype=np.float64)
+    if out.ndim == 0 or out.shape[0] != n:
+        raise ValueError(f"map {name}: the per-image statistic has shape {out.shape}; its first axis must be the "
+                         f"chunk's {n} images")
+    return out
+
+
+def map_per_image(model: nn.Module, chunks, statistic: Callable, modules: list[str] | None = None,
+                  progress=lambda it: it) -> tuple[list[tuple[int, str, str, float, int, "np.ndarray"]], int]:
+    """Per feature map, `statistic(map)` of every image over `chunks` of images: [(index, name,
+    kind, depth, side, values)] in forward order, and the number of images n. `statistic` takes
+    a chunk's (B, C, H, W) map and returns one value or one array per image (a tensor or an
+    array whose first axis is the B images); `values` is their float64 concatenation over the
+    chunks, (n, ...), row j the j-th image given (its position in `chunks`). Each map is
+    reduced inside the forward pass (`map_statistics`), so memory grows only with n times the
+    size of one image's value, never with the maps."""
+    meta, parts, n = None, None, 0
     for x in progress(chunks):
-        maps = map_statistics(model, x, {"s": lambda t: np.asarray(statistic(t), dtype=np.float64)}, modules)
-        stats = [m[-1]["s"] * len(x) for m in maps]
-        meta = meta or [m[:5] for m in maps]
-        sums = stats if sums is None else [a + b for a, b in zip(sums, stats)]
+        maps = map_statistics(model, x, {"s": statistic}, modules)
+        stats = [_per_image(m[-1]["s"], len(x), m[1]) for m in maps]
+        if meta is None:
+            meta, parts = [m[:5] for m in maps], [[s] for s in stats]
+        elif [m[:5] for m in maps] != meta:
+            raise ValueError(f"chunk of images {n}..{n + len(x) - 1} gave other feature maps than the first chunk")
+        else:
+            for part, s in zip(parts, stats):
+                part.append(s)
         n += len(x)
     if not n:
         raise ValueError("no images given")
-    return [(*m, total / n) for m, total in zip(meta, sums)], n
+    return [(*m, np.concatenate(part)) for m, part in zip(meta, parts)], n
+
+
+def map_means(model: nn.Module, chunks, statistic: Callable, modules: list[str] | None = None,
+              progress=lambda it: it) -> tuple[list[tuple[int, str, str, float, int, "np.ndarray"]], int]:
+    """Per feature map, the mean over images of `map_per_image` (same `statistic`: one value
+    or array per image): [(index, name, kind, depth, side, mean)], and the number of images.
+    Chunking changes nothing but memory."""
+    maps, n = map_per_image(model, chunks, statistic, modules, progress)
+    return [(*m[:5], m[5].mean(axis=0)) for m in maps], n

@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from vitprobe import claims
+from vitprobe import claims, stats
 from vitprobe.config.plan import Plan
 from vitprobe.data.registry import DATASETS
 from vitprobe.errors import ConfigError, first_line
@@ -243,6 +243,16 @@ def defaults(*keys: str):
     for key in keys:
         config = config[key]
     return copy.deepcopy(config)
+
+
+def intervals(config: dict | None = None) -> stats.Intervals:
+    """How intervals are computed for a config or a job spec (its `intervals` block, the
+    schema's defaults for what it lacks)."""
+    block = {**defaults("intervals"), **((config or {}).get("intervals") or {})}
+    try:
+        return stats.Intervals.of(block)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def assemble(files, overrides: dict | None = None, default=None) -> dict:

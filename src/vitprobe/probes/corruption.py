@@ -6,15 +6,21 @@ normalized with the clean dataset's mean/std, as clean test images are. Clean ac
 NLL on the clean test set (the same image indices) go into every row, so the table alone
 gives the paper's Fig. 12b (clean accuracy against the mean over 15 corruptions x 5
 severities).
+
+Table corruption_images keeps, per (corruption, severity, image), correctness and NLL of the
+corrupted image beside those of the clean one, so that intervals over images (Wilson,
+paired bootstrap clean vs corrupted) need no rerun; table corruption holds their means.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
 
-from vitprobe.columns import Column
+from vitprobe import stats
+from vitprobe.columns import Column, bounds
 from vitprobe.data import cifar_c as corruptions
 from vitprobe.data.registry import ARCHIVES
 from vitprobe.device import Device
@@ -25,43 +31,91 @@ from vitprobe.probes.evaluate import clean_metrics
 
 PROBE = Probe(
     "corruption", "accuracy and NLL on CIFAR-10-C/100-C per corruption and severity",
-    tables={"corruption": [
-        Column("corruption", pa.string(), "", "CIFAR-C corruption, e.g. gaussian_noise (vitprobe.data.cifar_c.CORRUPTIONS)"),
-        Column("severity", pa.int64(), "", "corruption severity, 1 (mild) .. 5 (strong)"),
-        Column("accuracy", pa.float64(), "%", "top-1 accuracy on the corrupted test images"),
-        Column("nll", pa.float64(), "nats", "mean NLL on the corrupted test images"),
-        Column("clean_accuracy", pa.float64(), "%", "top-1 accuracy on the same test images, uncorrupted"),
-        Column("clean_nll", pa.float64(), "nats", "mean NLL on the same test images, uncorrupted"),
-        Column("n_images", pa.int64(), "images", "test images per (corruption, severity)"),
-    ]},
-    reads=("test", "corruptions"))
+    tables={
+        "corruption": [
+            Column("corruption", pa.string(), "", "CIFAR-C corruption, e.g. gaussian_noise (vitprobe.data.cifar_c.CORRUPTIONS)"),
+            Column("severity", pa.int64(), "", "corruption severity, 1 (mild) .. 5 (strong)"),
+            Column("accuracy", pa.float64(), "%", "top-1 accuracy on the corrupted test images (100 · mean of "
+                   "corruption_images.correct)"),
+            Column("nll", pa.float64(), "nats", "mean NLL on the corrupted test images"),
+            Column("clean_accuracy", pa.float64(), "%", "top-1 accuracy on the same test images, uncorrupted"),
+            Column("clean_nll", pa.float64(), "nats", "mean NLL on the same test images, uncorrupted"),
+            Column("n_images", pa.int64(), "images", "test images per (corruption, severity)"),
+        ],
+        "corruption_images": [
+            Column("image", pa.int64(), "", "index of the clean test image (its row in each severity block of CIFAR-C)"),
+            Column("corruption", pa.string(), "", "CIFAR-C corruption, as in table corruption"),
+            Column("severity", pa.int64(), "", "corruption severity, 1 (mild) .. 5 (strong)"),
+            Column("correct", pa.bool_(), "", "argmax logit == label on the corrupted image"),
+            Column("nll", pa.float64(), "nats", "cross-entropy on the corrupted image"),
+            Column("clean_correct", pa.bool_(), "", "argmax logit == label on the same image, uncorrupted"),
+            Column("clean_nll", pa.float64(), "nats", "cross-entropy on the same image, uncorrupted"),
+        ],
+    },
+    reads=("test", "corruptions"),
+    intervals={"corruption": ("corruption_images", [
+        *bounds("accuracy", "Wilson score interval over the n_images images", "%"),
+        *bounds("nll", "expanded percentile bootstrap over the images of corruption_images", "nats"),
+        *bounds("clean_accuracy", "Wilson score interval over the n_images images", "%"),
+    ])})
+
+
+SUMMARY_COLUMNS = ["corruption", "severity", "accuracy", "nll", "clean_accuracy", "clean_nll", "n_images"]
+IMAGE_COLUMNS = ["image", "corruption", "severity", "correct", "nll", "clean_correct", "clean_nll"]
+
+
+def summarize(images: pd.DataFrame) -> pd.DataFrame:
+    """Table corruption from table corruption_images: per (corruption, severity), in the
+    order of first appearance, the means (accuracies ×100) and the number of images."""
+    rows = []
+    for (name, severity), g in images.groupby(["corruption", "severity"], sort=False):
+        rows.append({"corruption": name, "severity": int(severity),
+                     "accuracy": 100.0 * float(np.mean(g["correct"].to_numpy(dtype=np.float64))),
+                     "nll": float(np.mean(g["nll"].to_numpy(dtype=np.float64))),
+                     "clean_accuracy": 100.0 * float(np.mean(g["clean_correct"].to_numpy(dtype=np.float64))),
+                     "clean_nll": float(np.mean(g["clean_nll"].to_numpy(dtype=np.float64))),
+                     "n_images": len(g)})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 def corruption_metrics(model, folder, names, severities, mean, std, device: Device, clean_images, clean_labels,
                        index: torch.Tensor | None = None, batch_size: int = 500, dataset: str | None = None,
-                       progress=no_progress) -> pd.DataFrame:
+                       progress=no_progress, per_image: bool = False):
     """One row per (corruption, severity): accuracy, nll, clean_accuracy, clean_nll, n_images.
     ``index`` picks the same rows of every severity block (default: all of them);
-    ``clean_images``/``clean_labels`` are the clean test images of the same indices."""
-    clean = clean_metrics(model, clean_images, clean_labels, mean, std, device, batch_size)
-    rows = []
+    ``clean_images``/``clean_labels`` are the clean test images of the same indices. With
+    ``per_image``, (that table, table corruption_images: one row per (corruption, severity,
+    image), image = the entry of ``index`` (default: the row), the first table their means
+    (`summarize`))."""
+    _, clean = clean_metrics(model, clean_images, clean_labels, mean, std, device, batch_size, per_image=True)
+    image = (index.cpu().numpy() if index is not None else np.arange(len(clean_labels))).astype(np.int64)
+    parts = []
     for name, severity in progress([(c, s) for c in names for s in severities]):
         images, labels = corruptions.read(folder, name, severity, dataset, index)
-        m = clean_metrics(model, images, labels, mean, std, device, batch_size)
-        rows.append({"corruption": name, "severity": severity, "accuracy": 100.0 - m["error"], "nll": m["nll_test"],
-                     "clean_accuracy": 100.0 - clean["error"], "clean_nll": clean["nll_test"],
-                     "n_images": len(labels)})
-    return pd.DataFrame(rows)
+        _, m = clean_metrics(model, images, labels, mean, std, device, batch_size, per_image=True)
+        parts.append(pd.DataFrame({"image": image, "corruption": name, "severity": np.int64(severity),
+                                   "correct": m["correct"].astype(bool), "nll": m["nll"].astype(np.float64),
+                                   "clean_correct": clean["correct"].astype(bool),
+                                   "clean_nll": clean["nll"].astype(np.float64)}, columns=IMAGE_COLUMNS))
+    per_rows = (pd.concat(parts, ignore_index=True) if parts else
+                pd.DataFrame({c: [] for c in IMAGE_COLUMNS}).astype(
+                    {"image": "int64", "corruption": "object", "severity": "int64", "correct": "bool",
+                     "nll": "float64", "clean_correct": "bool", "clean_nll": "float64"}))
+    table = summarize(per_rows)
+    return (table, per_rows) if per_image else table
 
 
 def compute(model, folder, test_images, test_labels, mean, std, *, extra: bool = False,
             severities=corruptions.SEVERITIES, n_images: int | None = None, seed: int = 0, batch_size: int = 500,
-            dataset: str | None = None, device=None, log=no_log, progress=no_progress) -> pd.DataFrame:
-    """Table corruption: accuracy and NLL on the CIFAR-C copies in `folder` of the clean test
-    set (`test_images` uint8, `test_labels`), per corruption (the 15, with `extra` the 19)
-    and severity, beside the clean values of the same images: all of them, or `n_images`
-    drawn by a permutation seeded `seed` (the same rows of every severity block). `log` gets
-    one line saying what it computes, once the folder is checked."""
+            dataset: str | None = None, device=None, log=no_log,
+            progress=no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tables (corruption, corruption_images). corruption: accuracy and NLL on the CIFAR-C
+    copies in `folder` of the clean test set (`test_images` uint8, `test_labels`), per
+    corruption (the 15, with `extra` the 19) and severity, beside the clean values of the
+    same images: all of them, or `n_images` drawn by a permutation seeded `seed` (the same
+    rows of every severity block). corruption_images: per (corruption, severity, image), the
+    image's index in the test set, correct and NLL corrupted and clean; corruption holds
+    their means. `log` gets one line saying what it computes, once the folder is checked."""
     names = corruptions.corruption_names(extra)
     n = corruptions.check(folder, names, dataset)
     if len(test_labels) != n:
@@ -76,7 +130,7 @@ def compute(model, folder, test_images, test_labels, mean, std, *, extra: bool =
         f"severities from {folder}, batches of {batch_size}")
     return corruption_metrics(model, folder, names, list(severities), mean, std, device_of(device, model),
                               test_images[clean_idx], test_labels[clean_idx], index=index, batch_size=batch_size,
-                              dataset=dataset, progress=progress)
+                              dataset=dataset, progress=progress, per_image=True)
 
 
 def run(model, inputs, settings: dict, log):
@@ -88,7 +142,7 @@ def run(model, inputs, settings: dict, log):
                    progress=log.bar("(corruption, severity) blocks"))
 
 
-def headline(df: pd.DataFrame) -> str:
+def headline(df: pd.DataFrame, images: pd.DataFrame | None = None) -> str:
     return (f"clean accuracy {df['clean_accuracy'].iloc[0]:.2f} %, mean corrupted accuracy "
             f"{df['accuracy'].mean():.2f} %")
 
@@ -100,3 +154,14 @@ def check(settings: dict, config: dict) -> None:
         raise ConfigError(f"probes.corruption.folder: required for data.dataset {dataset!r}, which has no "
                           f"published corrupted test set (only {', '.join(ARCHIVES)}: CIFAR-10-C, CIFAR-100-C); "
                           f"give a folder in the CIFAR-C layout or remove probes.corruption")
+
+
+def intervals(table: str, rows: pd.DataFrame, units: pd.DataFrame, ci) -> pd.DataFrame:
+    """corruption with its interval columns (`vitprobe.stats`): accuracies by Wilson, nll by
+    the bootstrap over images."""
+    acc_low, acc_high = stats.wilson_columns(rows, "accuracy", "n_images", ci)
+    clean_low, clean_high = stats.wilson_columns(rows, "clean_accuracy", "n_images", ci)
+    keys = ["corruption", "severity"]
+    nll_low, nll_high = stats.mean_intervals(rows, units, keys, "nll", ci)
+    return rows.assign(accuracy_low=acc_low, accuracy_high=acc_high, nll_low=nll_low, nll_high=nll_high,
+                       clean_accuracy_low=clean_low, clean_accuracy_high=clean_high)

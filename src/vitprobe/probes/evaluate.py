@@ -4,19 +4,25 @@
 - nll_test: mean negative log-likelihood on the clean test set.
 - nll_train: mean NLL with soft targets on the *augmented* training set (the training
   augmentation, Mixup/CutMix and label smoothing included), model in eval mode, as the
-  paper's NLL_train.
+  paper's NLL_train; nll_train_std_error its standard error over those images.
 - ece: expected calibration error, 10 equal-width confidence bins:
   sum_b |B_b|/n · |accuracy(B_b) − mean confidence(B_b)|.
+
+Table eval_images keeps each clean test image's label, correctness, NLL and confidence, so
+that intervals over test images (Wilson, bootstrap) need no rerun: error = 100·(1 − mean
+correct), nll_test = mean nll and ece = `calibration_error(confidence, correct)` of it.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
-from vitprobe.columns import Column
+from vitprobe import stats
+from vitprobe.columns import Column, bounds
 from vitprobe.data.augment import BatchAugment, normalize
 from vitprobe.device import Device
 from vitprobe.device import of as device_of
@@ -25,83 +31,139 @@ from vitprobe.probes import Probe, no_progress
 
 PROBE = Probe(
     "eval", "test error, NLL, ECE and NLL_train of a checkpoint",
-    tables={"eval": [
-        Column("error", pa.float64(), "%", "top-1 error on the clean test set"),
-        Column("nll_test", pa.float64(), "nats", "mean NLL on the clean test set"),
-        Column("nll_train", pa.float64(), "nats", "mean NLL (soft targets) on the augmented training set, eval mode"),
-        Column("ece", pa.float64(), "", "expected calibration error on the test set, 10 equal-width bins"),
-        Column("n_test", pa.int64(), "images", "test images evaluated"),
-        Column("n_train", pa.int64(), "images", "augmented training images evaluated"),
-    ]},
-    reads=("train", "test"), rule="evaluate")
+    tables={
+        "eval": [
+            Column("error", pa.float64(), "%", "top-1 error on the clean test set: 100·(1 − mean of eval_images.correct)"),
+            Column("nll_test", pa.float64(), "nats", "mean NLL on the clean test set (mean of eval_images.nll)"),
+            Column("nll_train", pa.float64(), "nats", "mean NLL (soft targets) on the augmented training set, eval mode"),
+            Column("nll_train_std_error", pa.float64(), "nats", "standard error of nll_train over the augmented training "
+                   "images: sd (ddof 1) of their NLLs / √n_train (NaN without training images or below 2)"),
+            Column("ece", pa.float64(), "", "expected calibration error on the test set, 10 equal-width bins "
+                   "(from eval_images.confidence and .correct)"),
+            Column("n_test", pa.int64(), "images", "test images evaluated"),
+            Column("n_train", pa.int64(), "images", "augmented training images evaluated"),
+        ],
+        "eval_images": [
+            Column("image", pa.int64(), "", "index of the image in the test split"),
+            Column("label", pa.int64(), "", "its class label"),
+            Column("correct", pa.bool_(), "", "argmax logit == label"),
+            Column("nll", pa.float64(), "nats", "its cross-entropy, −log softmax(logits)[label]"),
+            Column("confidence", pa.float64(), "", "its max softmax probability"),
+        ],
+    },
+    reads=("train", "test"), rule="evaluate",
+    intervals={"eval": ("eval_images", [
+        *bounds("error", "Wilson score interval over the n_test test images", "%"),
+        *bounds("nll_test", "expanded percentile bootstrap over the test images of eval_images", "nats"),
+        *bounds("ece", "the same bootstrap over the test images (binning redone per resample)"),
+        *bounds("nll_train", "normal interval, nll_train ± z·nll_train_std_error", "nats"),
+    ])})
 
 
-def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 10) -> float:
+N_BINS = 10
+
+
+def calibration_error(confidence, correct, n_bins: int = N_BINS) -> float:
+    """ECE of per-image max softmax probabilities `confidence` and bools `correct` (array-likes
+    of one length): sum_b |B_b|/n · |accuracy(B_b) − mean confidence(B_b)| over `n_bins`
+    equal-width bins, bin b holding confidences in (b/n_bins, (b+1)/n_bins]."""
+    return stats.ece(confidence, correct, n_bins)  # the one implementation, also the bootstrap's (stats.ece_replicates)
+
+
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = N_BINS) -> float:
+    """ECE of softmax outputs `probs` (N, K) against `labels` (`calibration_error`)."""
     conf, pred = probs.max(dim=1)
-    correct = (pred == labels).double()
-    # bin b holds confidences in (b/n, (b+1)/n]; confidence 0 cannot occur for softmax outputs
-    bins = torch.clamp(torch.ceil(conf.double() * n_bins).long() - 1, 0, n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        mask = bins == b
-        if mask.any():
-            ece += mask.double().mean().item() * abs(correct[mask].mean().item() - conf[mask].double().mean().item())
-    return ece
+    return calibration_error(conf.double().cpu().numpy(), (pred == labels).cpu().numpy(), n_bins)
+
+
+def per_image_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict:
+    """numpy arrays per image of `logits` (N, K): correct (bool, argmax == label), nll
+    (float64, cross-entropy in nats, computed in float64) and confidence (float64, max
+    softmax probability)."""
+    logits, labels = logits.float().cpu(), labels.cpu()
+    return {"correct": (logits.argmax(1) == labels).numpy(),
+            "nll": F.cross_entropy(logits.double(), labels, reduction="none").numpy(),
+            "confidence": logits.softmax(1).max(1).values.double().numpy()}
+
+
+def summary(per_image: dict) -> dict:
+    """Error (%), NLL and ECE from `per_image_metrics`' arrays, as table eval computes them."""
+    correct = per_image["correct"]
+    return {"error": 100.0 * (1.0 - float(np.mean(correct))), "nll_test": float(np.mean(per_image["nll"])),
+            "ece": calibration_error(per_image["confidence"], correct), "n_test": len(correct)}
 
 
 @torch.no_grad()
 def clean_metrics(model, images_u8, labels, mean, std, device: Device, batch_size: int = 500,
-                  progress=no_progress) -> dict:
-    """Error (%), NLL and ECE of `model` (eval mode) on uint8 images. `progress` wraps the
-    loop over batches (a list of batch start indices), e.g. in a progress bar."""
+                  progress=no_progress, per_image: bool = False):
+    """Error (%), NLL and ECE of `model` (eval mode) on uint8 images, a dict (error, nll_test,
+    ece, n_test); with `per_image`, (that dict, `per_image_metrics`' arrays: correct, nll,
+    confidence), the dict computed from the arrays (`summary`). `progress` wraps the loop
+    over batches (a list of batch start indices), e.g. in a progress bar."""
     logits = []
     with eval_mode(model):
         for i in progress(range(0, len(images_u8), batch_size)):
             x = normalize(images_u8[i:i + batch_size].to(device.torch_device), mean, std)
             with device.autocast():
                 logits.append(model(device.prepare_input(x)).float().cpu())
-    logits = torch.cat(logits)
-    nll = F.cross_entropy(logits, labels, reduction="mean").item()
-    error = 100.0 * (logits.argmax(1) != labels).double().mean().item()
-    return {"error": error, "nll_test": nll, "ece": expected_calibration_error(logits.softmax(1), labels),
-            "n_test": len(labels)}
+    arrays = per_image_metrics(torch.cat(logits), labels)
+    row = summary(arrays)
+    return (row, arrays) if per_image else row
+
+
+def std_error(values) -> float:
+    """sd (ddof 1) / √n of `values`; NaN below 2 values."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
 @torch.no_grad()
 def augmented_nll(model, images_u8, labels, augment: BatchAugment, device: Device, batch_size: int = 500,
-                  generator: torch.Generator | None = None, progress=no_progress) -> float:
-    """Mean soft-target NLL on augmented training batches, model in eval mode. `progress`
-    wraps the loop over batches as in `clean_metrics`."""
-    total, n = 0.0, 0
+                  generator: torch.Generator | None = None, progress=no_progress, with_std_error: bool = False):
+    """Mean soft-target NLL on augmented training batches, model in eval mode; with
+    `with_std_error`, (mean, its standard error over the images: `std_error` of the
+    per-image NLLs). `progress` wraps the loop over batches as in `clean_metrics`."""
+    nlls = []
     with eval_mode(model):
         for i in progress(range(0, len(images_u8), batch_size)):
             x, y = augment(images_u8[i:i + batch_size].to(device.torch_device),
                            labels[i:i + batch_size].to(device.torch_device), generator)
             with device.autocast():
                 logp = model(device.prepare_input(x)).float().log_softmax(1)
-            total += -(y * logp).sum().item()
-            n += len(x)
-    return total / n
+            nlls.append(-(y.cpu().double() * logp.cpu().double()).sum(1).numpy())
+    nlls = np.concatenate(nlls) if nlls else np.zeros(0)
+    mean = float(np.mean(nlls)) if len(nlls) else float("nan")
+    return (mean, std_error(nlls)) if with_std_error else mean
 
 
 def compute(model, test_images, test_labels, mean, std, *, train=None, augment: BatchAugment | None = None,
             batch_size: int = 500, seed: int = 0, device=None, progress=no_progress,
-            train_progress=no_progress) -> pd.DataFrame:
-    """Table eval, one row: error (%), NLL and ECE on the uint8 test images (normalised inside
-    with `mean`/`std`) and, with `train` = (uint8 images, labels) and the run's `augment`
-    (`vitprobe.data.augment.BatchAugment`), the soft-target NLL on the augmented training
-    images, augmentation seeded with `seed` (NaN without them)."""
+            train_progress=no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tables (eval, eval_images). eval, one row: error (%), NLL and ECE on the uint8 test
+    images (normalised inside with `mean`/`std`) and, with `train` = (uint8 images, labels)
+    and the run's `augment` (`vitprobe.data.augment.BatchAugment`), the soft-target NLL on
+    the augmented training images with its standard error, augmentation seeded with `seed`
+    (NaN without them). eval_images: one row per test image (its index, label, correct,
+    nll, confidence), from which eval's error, nll_test and ece are computed."""
     device = device_of(device, model)
-    row = clean_metrics(model, test_images, test_labels, mean, std, device, batch_size, progress=progress)
-    row["nll_train"], row["n_train"] = float("nan"), 0
+    clean, arrays = clean_metrics(model, test_images, test_labels, mean, std, device, batch_size, progress=progress,
+                                  per_image=True)
+    nll_train, nll_train_se, n_train = float("nan"), float("nan"), 0
     if train is not None:
         if augment is None:
             raise ValueError("train images need the training augmentation (augment=BatchAugment(...)), as NLL_train "
                              "is defined on augmented images")
         gen = torch.Generator(device=device.torch_device).manual_seed(seed)
-        row["nll_train"] = augmented_nll(model, *train, augment, device, batch_size, gen, progress=train_progress)
-        row["n_train"] = len(train[1])
-    return pd.DataFrame([row])
+        nll_train, nll_train_se = augmented_nll(model, *train, augment, device, batch_size, gen,
+                                                progress=train_progress, with_std_error=True)
+        n_train = len(train[1])
+    row = {"error": clean["error"], "nll_test": clean["nll_test"], "nll_train": nll_train,
+           "nll_train_std_error": nll_train_se, "ece": clean["ece"], "n_test": clean["n_test"], "n_train": n_train}
+    images = pd.DataFrame({"image": np.arange(len(arrays["correct"]), dtype=np.int64),
+                           "label": torch.as_tensor(test_labels).cpu().numpy().astype(np.int64),
+                           "correct": arrays["correct"].astype(bool), "nll": arrays["nll"].astype(np.float64),
+                           "confidence": arrays["confidence"].astype(np.float64)})
+    return pd.DataFrame([row]), images
 
 
 def run(model, inputs, settings: dict, log):
@@ -114,7 +176,21 @@ def run(model, inputs, settings: dict, log):
                    train_progress=log.bar("training batches"))
 
 
-def headline(df: pd.DataFrame) -> str:
+def headline(df: pd.DataFrame, images: pd.DataFrame | None = None) -> str:
     row = df.iloc[0]
     return (f"error {row['error']:.2f} %, NLL test {row['nll_test']:.4f}, NLL train {row['nll_train']:.4f}, "
             f"ECE {row['ece']:.4f}")
+
+
+def intervals(table: str, rows: pd.DataFrame, units: pd.DataFrame, ci) -> pd.DataFrame:
+    """eval with its interval columns (`vitprobe.stats`): error by Wilson over n_test images,
+    nll_test and ece by the bootstrap over the test images of eval_images, nll_train by
+    ± z·nll_train_std_error."""
+    err_low, err_high = stats.wilson_columns(rows, "error", "n_test", ci)
+    nll_low, nll_high = stats.mean_intervals(rows, units, [], "nll", ci)
+    ece_low, ece_high = stats.checkpoint_intervals(
+        rows, units, lambda u, w: stats.ece_replicates(u["confidence"], u["correct"], w, N_BINS), ci, "ece")
+    z, se = stats.z_value(ci.level), rows["nll_train_std_error"].to_numpy(float)
+    return rows.assign(error_low=err_low, error_high=err_high, nll_test_low=nll_low, nll_test_high=nll_high,
+                       ece_low=ece_low, ece_high=ece_high, nll_train_low=rows["nll_train"] - z * se,
+                       nll_train_high=rows["nll_train"] + z * se)

@@ -20,6 +20,14 @@ position 0, before c; 32 stops at 0.9375 π, 4 at 0.5 π); taking it for 2x2 alo
 that point a different quantity from the others, so it is not taken. Their
 ``high_freq_delta`` is NaN (not 0, which would read as "measured, no change"); the smallest
 side with a value is 3 (frequency 2/3 π). ``run`` names such maps in the job log.
+
+Per image (table ``fourier_images``, for intervals over images): image b's curve is
+curve_b[i] = mean_c A[b, c, c + i, c + i] - mean_c A[b, c, c, c], its own relative log amplitude
+(``relative_log_amplitude_per_image``). The curve above is exactly their mean over images: every
+image has the same C channels, so mean_b curve_b[i] = mean_(b,c) A[b, c, c+i, c+i] - mean_(b,c)
+A[b, c, c, c] = curve[i] (the mean of differences is the difference of means: linear after the
+log), and ``high_freq_delta`` is the mean over images of curve_b's last value. ``compute``
+writes the table ``fourier`` as these means, so the two tables agree to rounding.
 """
 
 from __future__ import annotations
@@ -30,9 +38,10 @@ import pyarrow as pa
 import torch
 from torch import Tensor, nn
 
-from vitprobe.analysis.featuremaps import map_means
+from vitprobe import stats
+from vitprobe.analysis.featuremaps import map_per_image
 from vitprobe.analysis.inputs import chunks
-from vitprobe.columns import Column
+from vitprobe.columns import Column, bounds
 from vitprobe.probes import Probe, no_log, no_progress
 
 PROBE = Probe(
@@ -48,8 +57,22 @@ PROBE = Probe(
                "the map's log_amplitude at its highest frequency (Δ log amplitude); NaN for maps of side <= 2, "
                "which have no frequency above 0 on the curve"),
         Column("n_images", pa.int64(), "images", "test images the maps were computed on"),
+    ], "fourier_images": [
+        Column("map_index", pa.int64(), "", "feature map position in forward order, as in table fourier"),
+        Column("image", pa.int64(), "", "position of the image in the probe's sample (0..n_images-1): the same "
+               "position is the same test image in every run of one data set with the same n_images and seed"),
+        Column("freq", pa.float64(), "π rad", "frequency along the spectrum's diagonal, as in table fourier"),
+        Column("log_amplitude", pa.float64(), "",
+               "that image's relative log amplitude: log|F| on the diagonal, mean over channels, minus its own "
+               "value at frequency 0; fourier.log_amplitude is the mean over images of it"),
     ]},
-    reads=("test",), exact=True)
+    reads=("test",), exact=True,
+    intervals={"fourier": ("fourier_images", [
+        *bounds("log_amplitude", "expanded percentile bootstrap over the images of fourier_images (one resample "
+                "for all of the checkpoint's rows)"),
+        *bounds("high_freq_delta", "the same bootstrap of the per-image values at the map's highest frequency "
+                "(NaN for maps of side <= 2)"),
+    ])})
 
 EPS = 1e-6
 MIN_SIDE = 3  # the smallest map side whose curve has a frequency above 0 (see the module docstring)
@@ -62,23 +85,29 @@ def _check(fmap: Tensor) -> tuple[int, int]:
     return fmap.shape[0], fmap.shape[-1]
 
 
-def relative_log_amplitude(fmap: Tensor) -> Tensor:
-    """float64 curve of ceil(H/2) values: relative log amplitude at ``frequencies(H)``.
-
-    See the module docstring for the definition. The FFT runs in float64 on batch chunks.
-    """
+def relative_log_amplitude_per_image(fmap: Tensor) -> Tensor:
+    """float64 (B, ceil(H/2)): each image's relative log amplitude at ``frequencies(H)``, the
+    mean over channels of log(|F| + eps) on the diagonal minus its own value at frequency 0
+    (module docstring). The FFT runs in float64 on batch chunks; the result stays on the map's
+    device."""
     b, h = _check(fmap)
     # After the roll, position c + i holds frequency i, i.e. unshifted index i: read the
     # diagonal straight from the unshifted spectrum.
     idx = torch.arange(h - h // 2, device=fmap.device)
     step = max(1, _CHUNK_ELEMENTS // max(1, fmap[0].numel()))
-    total = torch.zeros(len(idx), dtype=torch.float64, device=fmap.device)
+    parts = []
     for i in range(0, b, step):
         spec = torch.fft.fft2(fmap[i:i + step].detach().to(torch.float64))
         diag = spec[..., idx, idx]  # (b', C, ceil(H/2))
-        total += torch.log(diag.abs() + EPS).sum(dim=(0, 1))
-    curve = total / (b * fmap.shape[1])
-    return (curve - curve[0]).cpu()
+        parts.append(torch.log(diag.abs() + EPS).mean(dim=1))
+    curves = torch.cat(parts)
+    return curves - curves[:, :1]
+
+
+def relative_log_amplitude(fmap: Tensor) -> Tensor:
+    """float64 curve of ceil(H/2) values: relative log amplitude at ``frequencies(H)``, on the
+    CPU: the mean over images of ``relative_log_amplitude_per_image`` (module docstring)."""
+    return relative_log_amplitude_per_image(fmap).mean(dim=0).cpu()
 
 
 def frequencies(h: int) -> np.ndarray:
@@ -117,22 +146,35 @@ def small_maps_note(maps: list[tuple[str, float, int]], most: int = 10) -> str |
 
 
 def compute(model: nn.Module, images, *, modules: list[str] | None = None, batch_size: int = 64,
-            progress=no_progress, log=no_log) -> pd.DataFrame:
-    """Table fourier: the relative log amplitude of every feature map's spectrum, mean over
-    images and channels, along the diagonal; one row per (map, frequency). `images`: what the
+            progress=no_progress, log=no_log) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tables fourier and fourier_images. fourier: the relative log amplitude of every feature
+    map's spectrum, mean over images and channels, along the diagonal; one row per (map,
+    frequency). fourier_images: each image's own curve (mean over channels), one row per (map,
+    frequency, image), `image` its position in `images`; fourier's `log_amplitude` and
+    `high_freq_delta` are the means over images of these (module docstring). `images`: what the
     model's forward takes (normalised), a tensor (cut into chunks of `batch_size`) or an
     iterable of tensors or of (images, labels) batches; `modules`: the names whose outputs are
     the maps, for a model whose maps vitprobe does not know (`vitprobe.analysis.featuremaps`).
-    Maps of side 1 and 2 keep their one row (frequency 0) with ``high_freq_delta`` NaN, and
-    `log` gets one note naming them."""
-    maps, n = map_means(model, chunks(images, batch_size), lambda t: relative_log_amplitude(t).cpu(), modules,
-                        progress)
+    Maps of side 1 and 2 keep their one row (frequency 0) per image, with ``high_freq_delta``
+    NaN, and `log` gets one note naming them."""
+    maps, n = map_per_image(model, chunks(images, batch_size), relative_log_amplitude_per_image, modules, progress)
     note = small_maps_note([(name, depth, side) for _, name, _, depth, side, _ in maps])
     if note:
         log(note)
-    return pd.DataFrame([{"map_index": i, "map_name": name, "kind": kind, "depth": depth, "freq": float(f),
-                          "log_amplitude": float(a), "high_freq_delta": high_value(curve), "n_images": n}
-                         for i, name, kind, depth, side, curve in maps for f, a in zip(frequencies(side), curve)])
+    rows, per_image = [], []
+    for i, name, kind, depth, side, curves in maps:  # curves: (n, ceil(side/2))
+        curve, freqs = curves.mean(axis=0), frequencies(side)
+        high = high_value(curve)
+        rows += [{"map_index": i, "map_name": name, "kind": kind, "depth": depth, "freq": float(f),
+                  "log_amplitude": float(a), "high_freq_delta": high, "n_images": n} for f, a in zip(freqs, curve)]
+        per_image.append(pd.DataFrame({  # map, then frequency, then image
+            "map_index": np.full(curves.size, i, dtype=np.int64),
+            "image": np.tile(np.arange(n, dtype=np.int64), len(freqs)),
+            "freq": np.repeat(freqs.astype(np.float64), n),
+            "log_amplitude": curves.T.reshape(-1)}))
+    images_table = (pd.concat(per_image, ignore_index=True) if per_image else
+                    pd.DataFrame({c.name: [] for c in PROBE.tables["fourier_images"]}))
+    return pd.DataFrame(rows), images_table
 
 
 def run(model, inputs, settings: dict, log):
@@ -140,7 +182,8 @@ def run(model, inputs, settings: dict, log):
     return compute(model, images, progress=progress, log=log)
 
 
-def headline(df: pd.DataFrame) -> str:
+def headline(df: pd.DataFrame, images: pd.DataFrame | None = None) -> str:
+    """The job's result line, from table fourier (`images`, table fourier_images, adds nothing)."""
     deltas = df.groupby("map_index")["high_freq_delta"].first()
     known = deltas.dropna()
     if known.empty:
@@ -150,3 +193,17 @@ def headline(df: pd.DataFrame) -> str:
     if len(known) < len(deltas):
         text += f", {len(deltas) - len(known)} maps of 2x2 px or smaller left out (NaN)"
     return text
+
+
+def intervals(table: str, rows: pd.DataFrame, units: pd.DataFrame, ci) -> pd.DataFrame:
+    """fourier with its interval columns: the bootstrap over images (`vitprobe.stats`) of
+    each (map, frequency)'s mean log amplitude, and of each map's value at its highest
+    frequency."""
+    low, high = stats.mean_intervals(rows, units, ["map_index", "freq"], "log_amplitude", ci)
+    top = units.groupby(["run", "epoch", "map_index"])["freq"].transform("max")
+    at_top = units[(units["freq"] == top) & (top > 0)]
+    hf_low, hf_high = stats.mean_intervals(rows, at_top, ["map_index"], "log_amplitude", ci)
+    known = ~rows["high_freq_delta"].isna().to_numpy()
+    return rows.assign(log_amplitude_low=low, log_amplitude_high=high,
+                       high_freq_delta_low=np.where(known, hf_low, np.nan),
+                       high_freq_delta_high=np.where(known, hf_high, np.nan))

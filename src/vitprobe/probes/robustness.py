@@ -7,18 +7,24 @@ ring is symmetric under (ky, kx) -> (-ky, -kx), so the filtered noise is real up
 
 Accuracy: images in [0, 1] pixel units (uint8 / 255) plus the noise, clipped back to [0, 1]
 (``clip=True``, default), then normalized with the dataset mean/std as for clean images.
+
+Table robustness_images keeps, per frequency and image, whether the image is classified
+correctly with and without the noise, so that intervals over images (Wilson, paired
+bootstrap) need no rerun; table robustness holds their means (`summarize`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
 from torch import Tensor
 
-from vitprobe.columns import Column
+from vitprobe import stats
+from vitprobe.columns import Column, bounds
 from vitprobe.data.augment import normalize
 from vitprobe.data.imagefolder import TensorSample
 from vitprobe.device import Device
@@ -28,16 +34,33 @@ from vitprobe.probes import Probe, no_progress
 
 PROBE = Probe(
     "robustness", "accuracy under frequency-band noise",
-    tables={"robustness": [
-        Column("freq", pa.float64(), "π rad", "centre f of the noise's frequency band (Chebyshev radius in [f-w, f+w])"),
-        Column("accuracy", pa.float64(), "%", "test accuracy with the band-limited noise added"),
-        Column("clean_accuracy", pa.float64(), "%", "test accuracy without noise"),
-        Column("delta_accuracy", pa.float64(), "pp", "accuracy - clean_accuracy"),
-        Column("eps", pa.float64(), "", "noise amplitude before band filtering, in [0, 1] pixel units"),
-        Column("width", pa.float64(), "π rad", "half width w of the frequency band"),
-        Column("n_images", pa.int64(), "images", "test images evaluated"),
-    ]},
-    reads=("test",))
+    tables={
+        "robustness": [
+            Column("freq", pa.float64(), "π rad", "centre f of the noise's frequency band (Chebyshev radius in [f-w, f+w])"),
+            Column("accuracy", pa.float64(), "%", "test accuracy with the band-limited noise added: 100 · mean of "
+                   "robustness_images.correct at freq"),
+            Column("clean_accuracy", pa.float64(), "%", "test accuracy without noise: 100 · mean of "
+                   "robustness_images.clean_correct"),
+            Column("delta_accuracy", pa.float64(), "pp", "accuracy - clean_accuracy"),
+            Column("eps", pa.float64(), "", "noise amplitude before band filtering, in [0, 1] pixel units"),
+            Column("width", pa.float64(), "π rad", "half width w of the frequency band"),
+            Column("n_images", pa.int64(), "images", "test images evaluated"),
+        ],
+        "robustness_images": [
+            Column("image", pa.int64(), "", "position of the image in the probe's sample (0..n_images-1): the same "
+                   "position is the same test image in every run of one data set with the same n_images and seed"),
+            Column("freq", pa.float64(), "π rad", "centre f of the noise's frequency band, as in table robustness"),
+            Column("correct", pa.bool_(), "", "argmax logit == label under the noise at that frequency"),
+            Column("clean_correct", pa.bool_(), "", "argmax logit == label for the same image without noise"),
+        ],
+    },
+    reads=("test",),
+    intervals={"robustness": ("robustness_images", [
+        *bounds("accuracy", "Wilson score interval over the n_images images", "%"),
+        *bounds("clean_accuracy", "Wilson score interval over the n_images images", "%"),
+        *bounds("delta_accuracy", "paired bootstrap over the images (each image clean and noisy; expanded "
+                "percentile)", "pp"),
+    ])})
 
 FREQS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 _TOL = 1e-9  # ring edges are inclusive; absorbs rounding of f ± width (e.g. 0.3 - 0.1)
@@ -66,28 +89,65 @@ def band_noise(shape: Sequence[int], eps: float, f: float, width: float = 0.1,
     return torch.fft.ifft2(spec).real.mul_(eps)
 
 
+SUMMARY_COLUMNS = ["freq", "accuracy", "clean_accuracy", "delta_accuracy", "eps", "width"]
+IMAGE_COLUMNS = ["image", "freq", "correct", "clean_correct"]
+
+
+def image_table(freqs: Sequence[float], clean: np.ndarray, noisy: Sequence[np.ndarray]) -> pd.DataFrame:
+    """Table robustness_images of per-image bools: `clean` (n,) and one (n,) array of
+    `noisy` per frequency of `freqs`; images numbered 0 .. n - 1. Rows frequency by
+    frequency, images in order."""
+    n = len(clean)
+    image = np.arange(n, dtype=np.int64)
+    return pd.DataFrame({
+        "image": np.tile(image, len(freqs)),
+        "freq": np.repeat(np.asarray(freqs, dtype=np.float64), n),
+        "correct": np.concatenate([np.asarray(c, dtype=bool) for c in noisy]) if len(freqs) else np.zeros(0, bool),
+        "clean_correct": np.tile(np.asarray(clean, dtype=bool), len(freqs)),
+    }, columns=IMAGE_COLUMNS)
+
+
+def summarize(images: pd.DataFrame, eps: float, width: float) -> pd.DataFrame:
+    """Table robustness (without n_images) from table robustness_images: per frequency, in
+    the order of first appearance, accuracy = 100 · mean correct, clean_accuracy = 100 ·
+    mean clean_correct, delta_accuracy = their difference."""
+    rows = []
+    for f, group in images.groupby("freq", sort=False):
+        acc = 100.0 * float(np.mean(group["correct"].to_numpy(dtype=np.float64)))
+        clean = 100.0 * float(np.mean(group["clean_correct"].to_numpy(dtype=np.float64)))
+        rows.append({"freq": float(f), "accuracy": acc, "clean_accuracy": clean, "delta_accuracy": acc - clean,
+                     "eps": float(eps), "width": float(width)})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
 @torch.no_grad()
 def noise_robustness(model, images_u8: Tensor, labels: Tensor, mean, std, eps: float,
                      freqs: Sequence[float] = FREQS, width: float = 0.1, batch_size: int = 500,
                      seed: int = 0, device: Device | torch.device | str | None = None,
-                     clip: bool = True, progress=no_progress) -> pd.DataFrame:
-    """Top-1 accuracy (%) under band noise at each frequency in ``freqs``, model in eval mode.
+                     clip: bool = True, progress=no_progress, per_image: bool = False):
+    """Top-1 accuracy (%) under band noise at each frequency in ``freqs`` (distinct), model
+    in eval mode.
 
     Each frequency uses a fresh generator seeded with ``seed`` (on the device), so all
     frequencies filter the same sign pattern; the noise is drawn batch by batch, so it
     depends on ``batch_size``. ``device``: a ``vitprobe.device.Device`` (autocast etc.), a
     torch device, or None for the model's device.
     Columns: freq, accuracy, clean_accuracy, delta_accuracy (= accuracy - clean_accuracy,
-    percentage points), eps, width; one row per frequency. ``progress`` wraps the loop over
-    the passes through the images, a list: None (clean) first, then each frequency.
+    percentage points), eps, width; one row per frequency. With ``per_image``, (that table,
+    table robustness_images: image (index in ``images_u8``), freq, correct, clean_correct),
+    the first computed from the second (`summarize`). ``progress`` wraps the loop over the
+    passes through the images, a list: None (clean) first, then each frequency.
     """
     if len(images_u8) == 0 or len(images_u8) != len(labels):
         raise ValueError(f"need as many labels as images (> 0); got {len(images_u8)} images, {len(labels)} labels")
+    freqs = [float(f) for f in freqs]
+    if len(set(freqs)) != len(freqs):
+        raise ValueError(f"freqs must be distinct (the per-image rows are keyed by frequency); got {freqs}")
     dev = device_of(device, model)
 
-    def accuracy(f: float | None) -> float:
+    def correct(f: float | None) -> np.ndarray:
         gen = torch.Generator(device=dev.torch_device).manual_seed(seed)
-        correct = 0
+        hits = []
         for i in range(0, len(images_u8), batch_size):
             x = images_u8[i:i + batch_size].to(dev.torch_device).float().div_(255)
             if f is not None:
@@ -96,28 +156,27 @@ def noise_robustness(model, images_u8: Tensor, labels: Tensor, mean, std, eps: f
                     x.clamp_(0, 1)
             with dev.autocast():
                 logits = model(dev.prepare_input(normalize(x, mean, std)))
-            correct += (logits.argmax(1).cpu() == labels[i:i + batch_size].cpu()).sum().item()
-        return 100.0 * correct / len(images_u8)
+            hits.append((logits.argmax(1).cpu() == labels[i:i + batch_size].cpu()).numpy())
+        return np.concatenate(hits)
 
-    freqs = [float(f) for f in freqs]
     with eval_mode(model):
-        clean, *noisy = [accuracy(f) for f in progress([None, *freqs])]
-    rows = []
-    for f, acc in zip(freqs, noisy):
-        rows.append({"freq": float(f), "accuracy": acc, "clean_accuracy": clean,
-                     "delta_accuracy": acc - clean, "eps": float(eps), "width": float(width)})
-    return pd.DataFrame(rows, columns=["freq", "accuracy", "clean_accuracy", "delta_accuracy", "eps", "width"])
+        clean, *noisy = [correct(f) for f in progress([None, *freqs])]
+    images = image_table(freqs, clean, noisy)
+    table = summarize(images, eps, width)
+    return (table, images) if per_image else table
 
 
 def compute(model, images_u8: Tensor, labels: Tensor, mean, std, *, eps: float = 0.1, freqs=FREQS,
             width: float = 0.1, batch_size: int = 500, seed: int = 0, device=None,
-            progress=no_progress) -> pd.DataFrame:
-    """Table robustness: top-1 accuracy (%) under frequency-band noise against clean accuracy
-    (`noise_robustness`); `images_u8` uint8 (N, 3, H, W), normalised inside with `mean`/`std`
-    after the noise is added in [0, 1] pixel units."""
-    df = noise_robustness(model, images_u8, labels, mean, std, eps=eps, freqs=list(freqs), width=width,
-                          batch_size=batch_size, seed=seed, device=device, progress=progress)
-    return df.assign(n_images=len(images_u8))
+            progress=no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tables (robustness, robustness_images): top-1 accuracy (%) under frequency-band noise
+    against clean accuracy (`noise_robustness`), and per (frequency, image) whether the image
+    (its index in `images_u8`) is classified correctly with and without the noise;
+    `images_u8` uint8 (N, 3, H, W), normalised inside with `mean`/`std` after the noise is
+    added in [0, 1] pixel units."""
+    df, images = noise_robustness(model, images_u8, labels, mean, std, eps=eps, freqs=list(freqs), width=width,
+                                  batch_size=batch_size, seed=seed, device=device, progress=progress, per_image=True)
+    return df.assign(n_images=len(images_u8)), images
 
 
 def run(model, inputs, settings: dict, log):
@@ -125,7 +184,7 @@ def run(model, inputs, settings: dict, log):
     images, mean, std = inputs.image_sample(model, p["n_images"], p["seed"])
     freqs = p["freqs"]
     # images in memory: one pass (noise drawn batch by batch); decoded files: a chunk of
-    # batches at a time, accuracies weighted by chunk size
+    # batches at a time (noise seeded seed + chunk start), accuracies over all the chunks' images
     chunk = len(images) if isinstance(images, TensorSample) else max(p["batch_size"], images.chunk_size)
     log(f"accuracy on {len(images)} {inputs.images_described}, clean and under band noise (eps "
         f"{p['eps']:g}, width {p['width']:g}) at {len(freqs)} frequencies {min(freqs):g}..{max(freqs):g}, "
@@ -138,18 +197,42 @@ def run(model, inputs, settings: dict, log):
     if chunk == len(images):
         return compute(model, *images.chunk(0, chunk), mean, std, seed=p["seed"],
                        progress=log.bar("passes (clean, then each frequency)"), **settings)
-    parts = [compute(model, *images.chunk(i, i + chunk), mean, std, seed=p["seed"] + i, **settings)
-             for i in log.bar(f"chunks of {chunk} images")(range(0, len(images), chunk))]
-    df = parts[0].copy()
-    for col in ("accuracy", "clean_accuracy"):
-        df[col] = sum(part[col].to_numpy() * min(chunk, len(images) - i)
-                      for i, part in zip(range(0, len(images), chunk), parts)) / len(images)
-    df["delta_accuracy"] = df["accuracy"] - df["clean_accuracy"]
-    df["n_images"] = len(images)
-    return df
+    return chunked(model, images, mean, std, chunk, seed=p["seed"],
+                   progress=log.bar(f"chunks of {chunk} images"), **settings)
 
 
-def headline(df: pd.DataFrame) -> str:
+def chunked(model, images, mean, std, chunk: int, *, eps: float = 0.1, freqs=FREQS, width: float = 0.1,
+            batch_size: int = 500, seed: int = 0, device=None, progress=no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`compute` on `images` (`len()` and `chunk(i, j)`, as `vitprobe.data.imagefolder`'s
+    samples) `chunk` images at a time, the noise of the chunk at i seeded `seed` + i:
+    table robustness_images with the images numbered by their position in `images`, table
+    robustness computed from it over all of them. `progress` wraps the loop over the chunks'
+    start positions."""
+    parts = []
+    for i in progress(range(0, len(images), chunk)):
+        _, part = compute(model, *images.chunk(i, min(i + chunk, len(images))), mean, std, eps=eps, freqs=freqs,
+                          width=width, batch_size=batch_size, seed=seed + i, device=device)
+        parts.append(part.assign(image=part["image"] + i))
+    per_image = pd.concat(parts, ignore_index=True)
+    # frequency by frequency (in the order given), images in order
+    order = {float(f): k for k, f in enumerate(freqs)}
+    per_image = per_image.sort_values(["freq", "image"], key=lambda c: c.map(order) if c.name == "freq" else c,
+                                      kind="stable", ignore_index=True)
+    return summarize(per_image, eps, width).assign(n_images=len(images)), per_image
+
+
+def headline(df: pd.DataFrame, images: pd.DataFrame | None = None) -> str:
     worst = df.loc[df["delta_accuracy"].idxmin()]
     return (f"clean accuracy {worst['clean_accuracy']:.2f} %, worst delta {worst['delta_accuracy']:+.2f} pp "
             f"at frequency {worst['freq']:g}")
+
+
+def intervals(table: str, rows: pd.DataFrame, units: pd.DataFrame, ci) -> pd.DataFrame:
+    """robustness with its interval columns (`vitprobe.stats`): accuracies by Wilson over
+    the images, delta_accuracy by the paired bootstrap of correct − clean_correct per image."""
+    acc_low, acc_high = stats.wilson_columns(rows, "accuracy", "n_images", ci)
+    clean_low, clean_high = stats.wilson_columns(rows, "clean_accuracy", "n_images", ci)
+    change = units.assign(change=100.0 * (units["correct"].astype(float) - units["clean_correct"].astype(float)))
+    d_low, d_high = stats.mean_intervals(rows, change, ["freq"], "change", ci)
+    return rows.assign(accuracy_low=acc_low, accuracy_high=acc_high, clean_accuracy_low=clean_low,
+                       clean_accuracy_high=clean_high, delta_accuracy_low=d_low, delta_accuracy_high=d_high)

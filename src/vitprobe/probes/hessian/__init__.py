@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from vitprobe import device as devices
 from vitprobe.analysis.inputs import as_batches
-from vitprobe.columns import Column
+from vitprobe.columns import Column, bounds
 from vitprobe.config.identity import train_hash
 from vitprobe.errors import VitprobeError
 from vitprobe.models.losses import nll, trainable
@@ -61,16 +61,13 @@ PROBE = Probe(
     },
     reads=("train",), shardable=True, exact=True,
     intervals={"hessian_summary": ("hessian", [
-        Column(f"{name}_{end}", pa.float64(), "", f"{'lower' if end == 'low' else 'upper'} end of the interval of "
-               f"{name}: {how}")
-        for name, how in [
-            ("nep", "expanded percentile bootstrap over the mini-batches (whole batches resampled, the share "
-                    "pooled per resample); NaN below 5 batches"),
-            ("ape", "the same bootstrap over the mini-batches"),
-            ("lambda_max", "the same bootstrap over the mini-batches"),
-            ("trace", "normal interval, trace ± z·trace_std_error"),
-            ("trace_nll", "normal interval, trace_nll ± z·trace_std_error")]
-        for end in ("low", "high")])})
+        *bounds("nep", "expanded percentile bootstrap over the mini-batches (whole batches resampled, the share "
+                "pooled per resample); NaN below 5 mini-batches"),
+        *bounds("ape", "the same bootstrap over the mini-batches"),
+        *bounds("lambda_max", "the same bootstrap over the mini-batches"),
+        *bounds("trace", "normal interval, trace ± z·trace_std_error"),
+        *bounds("trace_nll", "normal interval, trace_nll ± z·trace_std_error"),
+    ])})
 
 
 def _solve(model, batches, indices, *, k, weight_decay, loss, method, tol, seed, at_once, hvp, log):

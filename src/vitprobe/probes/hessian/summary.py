@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vitprobe import stats
+
 
 def nep_ape(values) -> tuple[float, float]:
     """NEP = share of negative eigenvalues; APE = mean of the positive ones (NaN if none)."""
@@ -64,8 +66,6 @@ def intervals(rows, eigenvalues, ci):
     bootstrap over the mini-batches (a resample draws whole batches, each with its k
     eigenvalues; `vitprobe.stats`), the trace and trace_nll by the normal interval
     ± z·trace_std_error. Fewer than `stats.MIN_UNITS` batches: NaN."""
-    from vitprobe import stats
-
     out = rows.copy()
     cols = {f"{c}_{end}": np.full(len(rows), np.nan) for c in ("nep", "ape", "lambda_max") for end in ("low", "high")}
     groups = dict(tuple(eigenvalues.groupby(["run", "epoch"], sort=False)))
