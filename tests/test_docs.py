@@ -6,7 +6,7 @@ import re
 
 from conftest import REPO
 
-from vitprobe import catalog, docs, results
+from vitprobe import catalog, claims, docs, results
 from vitprobe.config.load import schema
 
 
@@ -15,8 +15,13 @@ def test_reference_pages_hold_every_column_probe_figure_and_key(tmp_path):
     assert sorted(written) == sorted(docs.PAGES)
     for table, columns in results.TABLES.items():
         section = written["tables.md"].split(f"\n## {table}\n")[1].split("\n## ")[0]
-        assert [line.split(" | ")[0].lstrip("| ") for line in section.splitlines() if line.startswith("| ")][1:] \
+        own, _, bounds = section.partition("\nIntervals, in ")
+        assert [line.split(" | ")[0].lstrip("| ") for line in own.splitlines() if line.startswith("| ")][1:] \
             == [c.name for c in columns], table
+        assert [line.split(" | ")[0].lstrip("| ") for line in bounds.splitlines() if line.startswith("| ")][1:] \
+            == [c.name for c in results.interval_columns(table)], table
+    for claim in claims.CLAIMS:
+        assert f"| `{claim}` |" in written["claims.md"]
     for probe in catalog.PROBES.values():
         assert f"| `{probe.name}` | {probe.help} |" in written["probes.md"]
     for figure in catalog.FIGURES.values():

@@ -22,7 +22,7 @@ def tables():
     vit = models.create("vit_ti_cifar", num_classes=10, patch_size=4, embed_dim=16, depth=2, num_heads=2).eval()
     cnn = models.create("resnet18_cifar", num_classes=10, layers=(1, 1, 1, 1), widths=(4, 4, 8, 8)).eval()
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
-    out = {name: {"fourier": api.fourier(m, x, batch_size=4), "variance": api.variance(m, x)}
+    out = {name: {"fourier": api.fourier(m, x, batch_size=4)[0], "variance": api.variance(m, x)[0]}
            for name, m in [("vit", vit), ("cnn", cnn)]}
     out["vit"]["hessian"] = api.hessian(vit, [(x[:4], y[:4]), (x[4:], y[4:])], k=3, trace_samples=0)
     return out
@@ -122,7 +122,7 @@ def test_plot_errors_say_what_is_allowed(tmp_path, tables):
     vit, cnn = tables["vit"], tables["cnn"]
     with pytest.raises(ValueError, match="unknown figure 'fig_nope'; allowed: fig_hessian"):
         vitprobe.plot("fig_nope", vit["fourier"], tmp_path / "f.pdf")
-    with pytest.raises(ValueError, match="fig_hessian draws table\\(s\\) hessian; got fourier"):
+    with pytest.raises(ValueError, match="fig_hessian draws table\\(s\\) hessian, hessian_summary; got fourier"):
         vitprobe.plot("fig_hessian", vit["fourier"], tmp_path / "f.pdf")
     with pytest.raises(ValueError, match="model 'same' is in the tables of 'a' and 'b'"):
         vitprobe.plot("fig_variance", {"a": vit["variance"].assign(model="same"),

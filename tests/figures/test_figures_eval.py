@@ -1,6 +1,6 @@
 """Evaluation figures (Fig. 5, 6, 7, 12) drawn from hand-built tables: the plotted data is
-what the tables say (means over seeds, min..max error bars, curves in order), and a series
-without rows is listed on the figure."""
+what the tables say (means over seeds, t-intervals over seeds or the run's own interval as
+error bars, curves in order), and a series without rows is listed on the figure."""
 
 import numpy as np
 import pandas as pd
@@ -24,8 +24,8 @@ def _write(tmp_path, table, rows: dict, *, model, fraction=1.0, seed=0, kernel_s
 
 
 def _eval(tmp_path, model, error, nll_train, **run):
-    rows = {"error": [error], "nll_test": [1.0], "nll_train": [nll_train], "ece": [0.05], "n_test": [100],
-            "n_train": [100]}
+    rows = {"error": [error], "nll_test": [1.0], "nll_train": [nll_train], "nll_train_std_error": [0.01],
+            "ece": [0.05], "n_test": [100], "n_train": [100]}
     return _write(tmp_path, "eval", rows, model=model, **run)
 
 
@@ -57,10 +57,13 @@ def _curves(ax):
 
 
 def _bar_extents(container):
-    """(lo, hi) of every error bar segment of a container, x bars then y bars."""
+    """(lo, hi) of every error bar segment of a container, x bars then y bars (a NaN
+    interval draws no segment)."""
     out = []
     for col in container.lines[2]:
         for seg in col.get_segments():
+            if not len(seg):
+                continue
             (x0, y0), (x1, y1) = seg
             out.append((min(x0, x1), max(x0, x1)) if y0 == y1 else (min(y0, y1), max(y0, y1)))
     return out
@@ -101,7 +104,11 @@ def test_nll_error_figure_plots_the_table(tmp_path):
     assert markers["ViT (25% data)"] == pytest.approx((3.0, 60.0))  # the series' own fraction
     assert set(markers) == {"ResNet", "ViT", "ViT (25% data)"}
     resnet = next(c for c in ax_a.containers if c.get_label() == "ResNet")
-    assert _bar_extents(resnet) == [pytest.approx((2.0, 2.2)), pytest.approx((20.0, 22.0))]  # min..max
+    half = 4.302653 * 0.1 / np.sqrt(3)  # t(0.975, 2 dof) · sd / √3 seeds
+    assert _bar_extents(resnet) == [pytest.approx((2.1 - half, 2.1 + half)),
+                                    pytest.approx((21 - 10 * half, 21 + 10 * half))]
+    vit = next(c for c in ax_a.containers if c.get_label() == "ViT")
+    assert _bar_extents(vit) == []  # one seed, and the table has no interval: no bar
     assert {t.get_text() for t in ax_a.texts} == {"ResNet", "ViT", "ViT (25% data)"}
     # (b, c): only ViT has several fractions
     assert list(_curves(ax_err)) == ["ViT"] and list(_curves(ax_nll)) == ["ViT"]
@@ -143,8 +150,10 @@ def test_gap_figure_plots_error_nll_and_spectra(tmp_path):
     out = tmp_path / "fig.pdf"
     fig = fig_gap.plot(spec, _tables(files), out)
     _pdf(out)
-    ax_a, ax_neg, ax_pos = fig.axes
+    ax_a, ax_neg, ax_pos, ax_nep, ax_ape = fig.axes
     assert _markers(ax_a) == {"ViT (CLS)": pytest.approx((2.6, 35.0)), "ViT (GAP)": pytest.approx((2.3, 30.0))}
+    assert _markers(ax_nep) == {"ViT (CLS)": pytest.approx((0, 50.0))}  # from the eigenvalues: no summary rows
+    assert _markers(ax_ape) == {"ViT (CLS)": pytest.approx((0, 6.0))}
     assert _legend(fig) == ["ViT (CLS) (NEP 50.0%, APE 6)"]
     assert fig.legends[0].get_title().get_text() == f"Hessian max-eigenvalue spectra at epoch {EPOCH}"
     # the density of the negative panel integrates to the share of negative eigenvalues
@@ -186,7 +195,7 @@ def test_kernel_size_figure_groups_a_series_by_kernel(tmp_path):
     np.testing.assert_allclose(nll, [[3, 2.45], [5, 2.40], [8, 2.47]])
     assert [t.get_text() for t in _nll_axes(fig).get_xticklabels()] == ["3×3", "5×5", "8×8"]
     k3 = ax_a.containers[0]
-    assert _bar_extents(k3)[0] == pytest.approx((27.0, 29.0))
+    assert _bar_extents(k3)[0] == pytest.approx((28 - 12.706205, 28 + 12.706205))  # t over the two k=3 seeds
     assert _legend(fig) == ["Local MSA 3×3 (NEP 25.0%, APE 4)", "Local MSA 8×8 (NEP 50.0%, APE 6)"]
     assert not any(t.startswith("no results") for t in _texts(fig))
 
@@ -219,7 +228,8 @@ def test_alternet_figure_plots_accuracy_robustness_and_spectra(tmp_path):
     ax_a = fig.axes[0]
     assert _markers(ax_a) == {"ResNet": pytest.approx((83.0, 62.0)), "AlterNet": pytest.approx((84.0, 69.0))}
     resnet = next(c for c in ax_a.containers if c.get_label() == "ResNet")
-    assert _bar_extents(resnet) == [pytest.approx((82.0, 84.0)), pytest.approx((60.0, 64.0))]
+    t = 12.706205  # t(0.975, 1 dof); sd/√2 over two seeds: 1 (accuracy), 2 (robustness)
+    assert _bar_extents(resnet) == [pytest.approx((83 - t, 83 + t)), pytest.approx((62 - 2 * t, 62 + 2 * t))]
     assert {t.get_text() for t in ax_a.texts} == {"ResNet", "AlterNet"}
     assert _legend(fig) == ["ResNet (NEP 25.0%, APE 3)", "AlterNet (NEP 25.0%, APE 4)"]
     assert "no results yet for: ViT (robustness, hessian)" in _texts(fig)

@@ -259,7 +259,8 @@ def _table(rows):
 
 def test_fig_corruption_points_are_clean_vs_mean_over_the_15_corruptions(tmp_path):
     """Per model: x = clean accuracy, y = per-run mean over the 15 standard corruptions (the
-    extra ones left out), then mean over seeds with bars over min..max; by hand."""
+    extra ones left out), then mean over seeds with the t-interval over the 2 seeds as bars
+    (t_{1, 0.975} = 12.706); by hand."""
     from vitprobe.figures import corruption as fig
     rows = []
     for model, seed, clean, offset in [("a", 0, 80.0, 0.0), ("a", 1, 82.0, 4.0), ("b", 0, 70.0, 10.0)]:
@@ -274,8 +275,10 @@ def test_fig_corruption_points_are_clean_vs_mean_over_the_15_corruptions(tmp_pat
     points, missing = fig.accuracy_robustness_points(table, series, 5)
     mean_k = sum(range(15)) / 15 + 3.0  # mean of k + severity over 15 corruptions x severities 1, 5
     (la, _, xa, ya), (lb, _, xb, yb) = points
-    assert (la, xa.mean, xa.lo, xa.hi, xa.n) == ("A", 81.0, 80.0, 82.0, 2)
-    assert (ya.mean, ya.lo, ya.hi) == pytest.approx((30 + mean_k + 2.0, 30 + mean_k, 30 + mean_k + 4.0))
+    t = 12.7062047  # the two seeds differ by 2 (clean) and 4 (corrupted): sd √2 and 2√2, half width t·sd/√2
+    assert (la, xa.mean, xa.n) == ("A", 81.0, 2) and (xa.lo, xa.hi) == pytest.approx((81 - t, 81 + t))
+    assert (ya.mean, ya.lo, ya.hi) == pytest.approx((30 + mean_k + 2.0, 30 + mean_k + 2 - 2 * t,
+                                                     30 + mean_k + 2 + 2 * t))
     assert (lb, xb.mean, yb.mean) == ("B", 70.0, pytest.approx(40 + mean_k))
     assert missing == ["C"]
     fig.plot({"series": series, "epoch": 5}, {"corruption": table}, [tmp_path / "f.pdf", tmp_path / "f.png"])

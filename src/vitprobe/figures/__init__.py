@@ -17,9 +17,9 @@ import pandas as pd
 from vitprobe import results
 from vitprobe.catalog import FIGURES
 from vitprobe.columns import GRID_COLUMNS
+from vitprobe.config import load
 from vitprobe.config.identity import Run, parse_fraction
 from vitprobe.results import INTERVALS, TABLES, aggregate, schema, units_table
-from vitprobe.stats import Intervals
 
 #: The grid values `plot_tables` gives rows without them: an imported model's one checkpoint.
 GRID_DEFAULTS = {"dataset": "custom", "model": "model", "kernel_size": 0, "fraction": 1.0, "seed": 0, "epoch": 0}
@@ -52,7 +52,7 @@ def with_intervals(frames: dict[str, pd.DataFrame], spec: dict) -> dict[str, pd.
     interval columns, computed from its per-unit table in `frames`, at the spec's `intervals`
     (the pipeline passes the config's; default: the schema's): the figure modules draw
     `<column>_low`/`_high` as they find them in `results/<table>.parquet`."""
-    ci = Intervals.of(spec)
+    ci = load.intervals(spec)
     out = dict(frames)
     for t, df in frames.items():
         units = units_table(t)

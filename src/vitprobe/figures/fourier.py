@@ -11,7 +11,9 @@
     that has any are shaded as light grey bands. Maps without a value (NaN: side 1 or 2, no
     frequency above 0, see `vitprobe.probes.fourier`) get no point, and the line joins the maps
     that have one; a series with no such map keeps its legend entry, marked "(no map above
-    2x2 px)".
+    2x2 px)". A band in the series' colour over each map's interval (`vitprobe.figures.bars`):
+    with several seeds the t-interval of the per-seed values, with one the run's bootstrap
+    over images (``high_freq_delta_low``/``_high``); the note under the figure says which.
 
 Rows are taken at the figure's ``epoch`` (default: each series' latest epoch); several seeds
 of a run are averaged. A series without rows is named on the figure (``note_missing``).
@@ -24,16 +26,18 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import ListedColormap, Normalize
 
+from vitprobe.figures.bars import IMAGES, level_of, seed_profile
 from vitprobe.figures.panels import (
     draw_depth_profile,
     epoch_title,
+    finish,
     grid_rows,
     label_panels,
     panel_grid,
     seed_mean,
     series_rows,
 )
-from vitprobe.figures.style import FULL_WIDTH, color, note_missing, paper_style, plt, save
+from vitprobe.figures.style import FULL_WIDTH, color, paper_style, plt
 
 # Sequential, perceptually uniform; the pale yellow end of viridis is cut off so that the
 # deepest maps stay visible on white.
@@ -42,18 +46,19 @@ DEPTH_NORM = Normalize(0.0, 1.0)
 NO_VALUE = "(no map above 2x2 px)"  # legend mark of a series whose every high-frequency value is NaN
 
 
-def series_data(table: pd.DataFrame, series: list[dict], epoch: int | None):
-    """Per present series: (curves, high-frequency profile, epoch). `curves` has one row per
-    (map, frequency) with the seed-mean log amplitude; the profile one row per map."""
+def series_data(table: pd.DataFrame, series: list[dict], epoch: int | None, level: float):
+    """Per present series: (curves, high-frequency profile, epoch, the profile's Stats).
+    `curves` has one row per (map, frequency) with the seed-mean log amplitude; the profile
+    one row per map with its interval (`seed_profile`)."""
     data = {}
     for s in series:
         rows = series_rows(table, s, epoch, one_run=True)
         if not len(rows):
             continue
         curves = seed_mean(rows, ["map_index", "freq"], ["log_amplitude"], ("depth", "kind"))
-        profile = seed_mean(rows, ["map_index"], ["high_freq_delta"], ("depth", "kind"))
+        profile, found = seed_profile(rows, ["map_index"], "high_freq_delta", level, IMAGES, ("depth", "kind"))
         profile = profile.dropna(subset=["high_freq_delta"])  # maps of side <= 2: no value, no point
-        data[s["label"]] = (curves, profile, int(rows["epoch"].iloc[0]))
+        data[s["label"]] = (curves, profile, int(rows["epoch"].iloc[0]), found)
     return data
 
 
@@ -66,7 +71,8 @@ def draw_curves(ax, curves: pd.DataFrame) -> None:
 
 def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
     series = spec["series"]
-    data = series_data(tables["fourier"], series, spec.get("epoch"))
+    level = level_of(spec, tables["fourier"])
+    data = series_data(tables["fourier"], series, spec.get("epoch"), level)
     colors = {s["label"]: color(i) for i, s in enumerate(series)}
     n_panels = max(len(data), 1)
     rows_a = grid_rows(n_panels)
@@ -74,7 +80,7 @@ def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
         fig = plt.figure(figsize=(FULL_WIDTH, 1.75 * rows_a + 2.5), layout="constrained")
         top, bottom = fig.subfigures(2, 1, height_ratios=[1.75 * rows_a + 0.3, 2.2])
         axes_a = panel_grid(top, n_panels, sharex=True, sharey=True)
-        for ax, (label, (curves, _, _)) in zip(axes_a, data.items()):
+        for ax, (label, (curves, *_)) in zip(axes_a, data.items()):
             draw_curves(ax, curves)
             ax.set_title(label)
         label_panels(axes_a, "Frequency (units of π)", "Δ log amplitude")
@@ -96,6 +102,6 @@ def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
         ax_b.set_title("(b) Δ log amplitude at the highest frequency vs depth")
         if handles:
             ax_b.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5))
-        note_missing(fig, [s["label"] for s in series if s["label"] not in data])
-        save(fig, out)
+        finish(fig, level, {"Δ": [st for v in data.values() for st in v[3]]},
+               [s["label"] for s in series if s["label"] not in data], out, kind="bands in (b)")
     return fig

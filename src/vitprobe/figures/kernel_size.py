@@ -5,13 +5,17 @@ latest epoch of each table).
 (a) Test error (%, top) and nll_train (nats, below) against the kernel size, from the
     `eval` table (columns error, nll_train, kernel_size), one curve per model: a series
     naming a kernel_size gives that kernel's point, a series without one gives a point per
-    kernel size in its rows. With several seeds, the mean and error bars over the runs'
-    min..max.
+    kernel size in its rows.
 (b, c) Hessian max-eigenvalue spectra per kernel size from the `hessian` table (column
-    eigenvalue, pooled over batches and ranks): negative eigenvalues left, positive right;
-    NEP and APE in the legend.
+    eigenvalue, pooled over batches, ranks and seeds, the legend saying how many seeds):
+    negative eigenvalues left, positive right; NEP and APE of the histogram in the legend.
+(d) NEP (%) and APE per kernel size from the `hessian_summary` table.
 
-A series without rows is listed under the figure (with the table it lacks) instead of failing.
+Bars (`vitprobe.figures.bars`): with several seeds the mean over seeds and the t-interval of
+the per-seed values; with one seed the run's own interval (error: Wilson over the test
+images; nll_train: ± z·standard error over the training images; NEP, APE: bootstrap over the
+mini-batches); the note under the figure says which. A series without rows is listed under
+the figure (with the table it lacks) instead of failing.
 """
 
 from __future__ import annotations
@@ -20,17 +24,21 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from vitprobe.figures.bars import NLL_TRAIN, WILSON_TEST, level_of, stat
 from vitprobe.figures.panels import (
     ERROR_LABEL,
     NLL_LABEL,
+    draw_spectra_panels,
     empty_panel,
     errorbar,
     figure_epoch,
-    finish_with_spectra,
+    finish,
     layout,
     missing_label,
+    seeds_of,
     series_rows,
-    stat,
+    spectrum_quantities,
+    spectrum_stats,
 )
 from vitprobe.figures.style import color, paper_style, plt
 
@@ -48,7 +56,7 @@ def by_kernel(rows: pd.DataFrame, series: dict) -> dict[int, pd.DataFrame]:
     return {int(k): rows[rows["kernel_size"] == k] for k in sorted(rows["kernel_size"].unique())}
 
 
-def kernel_curves(table: pd.DataFrame, series: list[dict], epoch: int | None):
+def kernel_curves(table: pd.DataFrame, series: list[dict], epoch: int | None, level: float):
     """Per model, in order of first appearance: (model, kernels ascending, error Stats,
     nll_train Stats). A kernel selected by two series of a model is counted once."""
     per_model: dict[str, dict[int, pd.DataFrame]] = {}
@@ -60,23 +68,28 @@ def kernel_curves(table: pd.DataFrame, series: list[dict], epoch: int | None):
     for model, found in per_model.items():
         if found:
             kernels = sorted(found)
-            curves.append((model, kernels, [stat(found[k], "error") for k in kernels],
-                           [stat(found[k], "nll_train") for k in kernels]))
+            curves.append((model, kernels, [stat(found[k], "error", level, WILSON_TEST) for k in kernels],
+                           [stat(found[k], "nll_train", level, NLL_TRAIN) for k in kernels]))
     return curves
 
 
-def kernel_values(table: pd.DataFrame, series: list[dict], epoch: int | None) -> dict[str, np.ndarray]:
-    """Eigenvalues per spectrum label: the series label when it names a kernel size, else
-    'label k×k' per kernel size found (an empty array for a series without rows)."""
-    values = {}
+def kernel_spectra(tables: dict[str, pd.DataFrame], series: list[dict], epoch: int | None, level: float):
+    """Per spectrum label (the series label when it names a kernel size, else 'label k×k' per
+    kernel size found): its eigenvalues (an empty array for a series without rows), its (NEP,
+    APE) Stats from `hessian_summary` (`spectrum_stats`) and how many seeds it pools."""
+    values, found, seeds = {}, {}, {}
+    summaries = tables.get("hessian_summary")
     for s in series:
-        groups = by_kernel(series_rows(table, s, epoch), s)
+        groups = by_kernel(series_rows(tables["hessian"], s, epoch), s)
+        summary = series_rows(summaries, s, epoch) if summaries is not None else None
         if not groups:
-            values[s["label"]] = np.array([])
+            values[s["label"]], found[s["label"]], seeds[s["label"]] = np.array([]), None, 0
         for k, rows in groups.items():
             name = s["label"] if "kernel_size" in s else f"{s['label']} {kernel_name(k)}"
-            values[name] = rows["eigenvalue"].to_numpy()
-    return values
+            own = summary[summary["kernel_size"] == k] if summary is not None else rows.iloc[:0]
+            values[name], found[name], seeds[name] = (rows["eigenvalue"].to_numpy(),
+                                                      spectrum_stats(own, rows, level), seeds_of(rows))
+    return values, found, seeds
 
 
 def draw_kernel_curves(ax_err, ax_nll, curves) -> None:
@@ -104,13 +117,16 @@ def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
     series = spec["series"]
     eval_epoch = figure_epoch(tables["eval"], spec.get("epoch"))
     hess_epoch = figure_epoch(tables["hessian"], spec.get("epoch"))
-    curves = kernel_curves(tables["eval"], series, eval_epoch)
-    values = kernel_values(tables["hessian"], series, hess_epoch)
+    level = level_of(spec, tables["eval"], tables.get("hessian_summary"))
+    curves = kernel_curves(tables["eval"], series, eval_epoch, level)
+    values, found, seeds = kernel_spectra(tables, series, hess_epoch, level)
     missing = [missing_label(s["label"], [t for t, e in [("eval", eval_epoch), ("hessian", hess_epoch)]
                                           if not len(series_rows(tables[t], s, e))], 2) for s in series]
     with paper_style():
-        fig, (ax_err, ax_nll), ax_neg, ax_pos = layout(height=2.6, a_rows=2)
+        fig, (ax_err, ax_nll), axes = layout(height=2.6, a_rows=2)
         ax_err.set_title("(a) Error and NLL" + (f", epoch {eval_epoch}" if eval_epoch is not None else ""))
         draw_kernel_curves(ax_err, ax_nll, curves)
-        finish_with_spectra(fig, ax_neg, ax_pos, values, spec.get("bins", 40), hess_epoch, missing, out)
+        draw_spectra_panels(fig, axes, values, found, seeds, spec.get("bins", 40), hess_epoch)
+        finish(fig, level, {"error": [e for c in curves for e in c[2]], "NLL_train": [n for c in curves for n in c[3]],
+                            **spectrum_quantities(found)}, missing, out)
     return fig

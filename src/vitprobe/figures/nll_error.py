@@ -6,8 +6,12 @@
 (b) Test error (%) and (c) nll_train (nats) against the training-data fraction (log2 axis,
     ticks 1/64 ... 1), one curve per series that has runs at several fractions.
 
-With several seeds, a point is the mean over runs of the column and its error bars span the
-runs' min..max. A series without rows is listed under the figure instead of failing.
+Bars on both axes (`vitprobe.figures.bars`): with several seeds, the mean over seeds and the
+t-interval of the per-seed values; with one seed, the run's own interval (error: Wilson over
+the n_test test images; nll_train: mean ± z·standard error over the n_train augmented
+training images); none where NaN. The note under the figure says which, at what level and
+over how many seeds and images. A series without rows is listed under the figure instead of
+failing.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from fractions import Fraction
 
 import pandas as pd
 
+from vitprobe.figures.bars import NLL_TRAIN, WILSON_TEST, level_of, stat
 from vitprobe.figures.panels import (
     ERROR_LABEL,
     NLL_LABEL,
@@ -24,11 +29,11 @@ from vitprobe.figures.panels import (
     empty_panel,
     errorbar,
     figure_epoch,
+    finish,
     nll_error_points,
     series_rows,
-    stat,
 )
-from vitprobe.figures.style import FULL_WIDTH, color, note_missing, paper_style, plt, save
+from vitprobe.figures.style import FULL_WIDTH, color, paper_style, plt
 
 FRACTION_LABEL = "Fraction of training data"
 
@@ -49,7 +54,7 @@ def fraction_axis(ax, fractions) -> None:
     ax.set_xlabel(FRACTION_LABEL)
 
 
-def fraction_curves(table: pd.DataFrame, series: list[dict], epoch: int | None):
+def fraction_curves(table: pd.DataFrame, series: list[dict], epoch: int | None, level: float):
     """Per series with several fractions: (label, index, fractions ascending, error Stats,
     nll_train Stats)."""
     curves = []
@@ -59,8 +64,9 @@ def fraction_curves(table: pd.DataFrame, series: list[dict], epoch: int | None):
         if len(fractions) < 2:
             continue
         groups = [rows[rows["fraction"] == f] for f in fractions]
-        curves.append((s["label"], i, [float(f) for f in fractions], [stat(g, "error") for g in groups],
-                       [stat(g, "nll_train") for g in groups]))
+        curves.append((s["label"], i, [float(f) for f in fractions],
+                       [stat(g, "error", level, WILSON_TEST) for g in groups],
+                       [stat(g, "nll_train", level, NLL_TRAIN) for g in groups]))
     return curves
 
 
@@ -83,8 +89,11 @@ def draw_fraction_curves(ax_err, ax_nll, curves) -> None:
 def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
     table = tables["eval"]
     epoch = figure_epoch(table, spec.get("epoch"))
-    points, missing = nll_error_points(table, spec["series"], epoch)
-    curves = fraction_curves(table, spec["series"], epoch)
+    level = level_of(spec, table)
+    points, missing = nll_error_points(table, spec["series"], epoch, level)
+    curves = fraction_curves(table, spec["series"], epoch, level)
+    found = {"error": [p[3] for p in points] + [s for c in curves for s in c[3]],
+             "NLL_train": [p[2] for p in points] + [s for c in curves for s in c[4]]}
     with paper_style():
         fig, (ax_a, ax_err, ax_nll) = plt.subplots(
             1, 3, figsize=(FULL_WIDTH, 2.3), gridspec_kw={"width_ratios": [1.3, 1, 1], "wspace": 0.42})
@@ -94,6 +103,5 @@ def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
         ax_nll.set_title(r"(c) NLL$_\mathrm{train}$ vs data size")
         draw_fraction_curves(ax_err, ax_nll, curves)
         draw_nll_error(ax_a, points)
-        note_missing(fig, missing)
-        save(fig, out)
+        finish(fig, level, found, missing, out)
     return fig

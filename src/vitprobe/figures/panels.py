@@ -1,31 +1,31 @@
-"""What the figures share: the rows a series selects, seed means and min..max statistics,
-the epoch shown, axis labels, and the panels several figures draw (labelled points, Hessian
-spectra, depth profiles, grids of small panels). Figure modules import this module and
-`style`, never each other."""
+"""What the figures share: the rows a series selects, the epoch shown, axis labels, error
+bars and bands (their values and note: `bars`), and the panels several figures draw
+(labelled points, Hessian spectra with NEP/APE, depth profiles, grids of small panels).
+Figure modules import this module, `bars` and `style`, never each other."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Bbox
 
 from vitprobe.config.identity import series_matches
-from vitprobe.figures.style import FULL_WIDTH, color, note_missing, plt, save
+from vitprobe.figures.bars import MINIBATCHES, NLL_TRAIN, RUN_KEYS, WILSON_TEST, Stat, bars_note, scaled, stat
+from vitprobe.figures.style import FULL_WIDTH, color, note_bars, note_missing, plt, save
 from vitprobe.probes.hessian.summary import nep_ape
 
-# The columns that name one run in every table; a run's other rows differ only in what was measured.
-RUN_KEYS = ["dataset", "model", "kernel_size", "fraction", "seed"]
 NLL_LABEL = r"NLL$_\mathrm{train}$ (nats)"
 ERROR_LABEL = "Test error (%)"
 PANELS_PER_ROW = 4
 MSA_KINDS = ("msa",)
 BAND_COLOR = "0.88"
 BAND_GID = "msa-band"
+INTERVAL_GID = "interval-band"  # the band of an interval over depth or frequency
 
 
 # ---- rows -------------------------------------------------------------------------------
@@ -74,27 +74,9 @@ def seed_mean(rows: pd.DataFrame, keys: list[str], mean: list[str], first: tuple
     return rows.groupby(keys, sort=True, as_index=False).agg(agg)
 
 
-@dataclass(frozen=True)
-class Stat:
-    """A value over runs (seeds): mean, min and max of the per-run values, and how many runs."""
-    mean: float
-    lo: float
-    hi: float
-    n: int
-
-
-def stat(rows: pd.DataFrame, column: str) -> Stat | None:
-    """Per-run mean of `column` (e.g. over noise frequencies), then mean/min/max over runs."""
-    if not len(rows):
-        return None
-    per_run = rows.groupby(RUN_KEYS, dropna=False)[column].mean()
-    return Stat(float(per_run.mean()), float(per_run.min()), float(per_run.max()), len(per_run))
-
-
-def shifted(s: Stat, offset: float, scale: float = 1.0) -> Stat:
-    """offset + scale * s (min and max swap when scale < 0), e.g. accuracy = 100 - error."""
-    lo, hi = sorted((offset + scale * s.lo, offset + scale * s.hi))
-    return Stat(offset + scale * s.mean, lo, hi, s.n)
+def seeds_of(rows: pd.DataFrame) -> int:
+    """How many runs (seeds) the rows come from."""
+    return rows.groupby(RUN_KEYS, dropna=False).ngroups if len(rows) else 0
 
 
 # ---- labels -----------------------------------------------------------------------------
@@ -121,22 +103,38 @@ def empty_panel(ax, message: str) -> None:
             wrap=True)
 
 
-# ---- labelled points: one marker per series, bars over its runs' min..max ---------------
+# ---- error bars and bands: a Stat's interval (`bars`) ------------------------------------
 def _centre_and_bars(values):
     means = np.array([v.mean if isinstance(v, Stat) else float(v) for v in values])
-    lo = np.array([v.lo if isinstance(v, Stat) else float(v) for v in values])
-    hi = np.array([v.hi if isinstance(v, Stat) else float(v) for v in values])
-    bars = np.vstack([means - lo, hi - means])
-    return means, (bars if np.any(bars > 0) else None)
+    lo = np.array([v.lo if isinstance(v, Stat) else math.nan for v in values])
+    hi = np.array([v.hi if isinstance(v, Stat) else math.nan for v in values])
+    bars = np.clip(np.vstack([means - lo, hi - means]), 0, None)  # NaN stays NaN: no bar
+    return means, (None if np.isnan(bars).all() else bars)
 
 
 def errorbar(ax, xs, ys, **kwargs):
-    """Points at the means of `xs`/`ys` (Stats or plain numbers) with min..max error bars
-    where the runs spread. Returns the ErrorbarContainer (its .lines[0] holds the means)."""
+    """Points at the means of `xs`/`ys` (Stats or plain numbers) with error bars over each
+    Stat's lo..hi (none where NaN). Returns the ErrorbarContainer (.lines[0]: the means)."""
     x, xerr = _centre_and_bars(xs)
     y, yerr = _centre_and_bars(ys)
     kwargs = {"fmt": "o", "ms": 4, "capsize": 1.5, "elinewidth": 0.8, "capthick": 0.8, **kwargs}
     return ax.errorbar(x, y, xerr=xerr, yerr=yerr, **kwargs)
+
+
+def band(ax, x, lo, hi, color: str, alpha: float = 0.22) -> list:
+    """Shade lo..hi over `x` (ascending) in `color` where both bounds are known (NaN: a gap);
+    a known point between gaps gets a short vertical bar. Artists with gid `INTERVAL_GID`."""
+    x, lo, hi = (np.asarray(a, dtype=float) for a in (x, lo, hi))
+    known = np.flatnonzero(~(np.isnan(lo) | np.isnan(hi)))
+    artists = []
+    for run in np.split(known, np.flatnonzero(np.diff(known) > 1) + 1) if len(known) else []:
+        if len(run) > 1:
+            artists.append(ax.fill_between(x[run], lo[run], hi[run], color=color, alpha=alpha, lw=0, zorder=1,
+                                           gid=INTERVAL_GID))
+        else:
+            artists.append(ax.vlines(x[run], lo[run], hi[run], color=color, alpha=0.6, lw=2, zorder=1,
+                                     gid=INTERVAL_GID))
+    return artists
 
 
 _OFFSETS = [(4, 2, "left", "bottom"), (4, -2, "left", "top"), (-4, 2, "right", "bottom"),
@@ -177,8 +175,8 @@ def label_points(ax, points: list[tuple[str, float, float]]) -> list:
 
 
 def draw_labelled_points(ax, points, xlabel: str, ylabel: str, margins=(0.2, 0.15)) -> None:
-    """One labelled marker per series at (x, y), in the series' colours, with bars over
-    min..max of its runs; `points` holds (label, series index, x Stat, y Stat)."""
+    """One labelled marker per series at (x, y), in the series' colours, with bars over the
+    Stats' intervals; `points` holds (label, series index, x Stat, y Stat)."""
     for label, i, x, y in points:
         errorbar(ax, [x], [y], color=color(i), label=label)
     ax.set_xlabel(xlabel)
@@ -191,7 +189,7 @@ def draw_labelled_points(ax, points, xlabel: str, ylabel: str, margins=(0.2, 0.1
     label_points(ax, [(label, x.mean, y.mean) for label, _, x, y in points])
 
 
-def nll_error_points(table: pd.DataFrame, series: list[dict], epoch: int | None):
+def nll_error_points(table: pd.DataFrame, series: list[dict], epoch: int | None, level: float):
     """(label, series index, nll_train Stat, error Stat) per series with full-data rows in the
     `eval` table, and the labels of the series without ("label (full data)" when it only has
     smaller fractions)."""
@@ -200,7 +198,8 @@ def nll_error_points(table: pd.DataFrame, series: list[dict], epoch: int | None)
         rows = series_rows(table, s, epoch)
         full = full_data(rows, s)
         if len(full):
-            points.append((s["label"], i, stat(full, "nll_train"), stat(full, "error")))
+            points.append((s["label"], i, stat(full, "nll_train", level, NLL_TRAIN),
+                           stat(full, "error", level, WILSON_TEST)))
         else:
             missing.append(s["label"] if not len(rows) else f"{s['label']} (full data)")
     return points, missing
@@ -212,10 +211,12 @@ def draw_nll_error(ax, points) -> None:
 
 
 # ---- Hessian spectra: negative eigenvalues left, positive right -------------------------
-def draw_spectra(ax_neg, ax_pos, values: dict[str, np.ndarray], bins: int = 40) -> list:
+def draw_spectra(ax_neg, ax_pos, values: dict[str, np.ndarray], bins: int = 40,
+                 seeds: dict[str, int] | None = None) -> list:
     """Histogram densities of each series' eigenvalues, negative part on `ax_neg` and the rest
     on `ax_pos`, normalized over the whole spectrum (both panels together integrate to 1).
-    Returns legend handles labelled with NEP and APE."""
+    Returns legend handles labelled with the NEP and APE of the histogram's eigenvalues, and
+    "k seeds pooled" where `seeds` says a series' eigenvalues come from k > 1 runs."""
     present = {k: v for k, v in values.items() if len(v)}
     allv = np.concatenate(list(present.values())) if present else np.array([0.0])
     extent = max(np.abs(allv).max(), 1e-12)
@@ -226,11 +227,12 @@ def draw_spectra(ax_neg, ax_pos, values: dict[str, np.ndarray], bins: int = 40) 
         if not len(v):
             continue
         nep, ape = nep_ape(v)
+        pooled = (seeds or {}).get(label, 1)
+        text = f"{label} (NEP {100 * nep:.1f}%, APE {ape:.3g}" + (f"; {pooled} seeds pooled)" if pooled > 1 else ")")
         for ax, edges, part in [(ax_neg, bins_neg, v[v < 0]), (ax_pos, bins_pos, v[v >= 0])]:
             counts, _ = np.histogram(part, bins=edges)
             density = counts / (len(v) * np.diff(edges))
-            h = ax.stairs(np.where(density > 0, density, np.nan), edges, color=color(i),
-                          label=f"{label} (NEP {100 * nep:.1f}%, APE {ape:.3g})")
+            h = ax.stairs(np.where(density > 0, density, np.nan), edges, color=color(i), label=text)
         handles.append(h)
     for ax, part in [(ax_neg, allv[allv < 0]), (ax_pos, allv[allv >= 0])]:
         ax.set_xlabel("Max eigenvalue")
@@ -246,14 +248,79 @@ def draw_spectra(ax_neg, ax_pos, values: dict[str, np.ndarray], bins: int = 40) 
     return handles
 
 
+def spectrum_stats(summary: pd.DataFrame, eigenvalues: pd.DataFrame, level: float) -> tuple[Stat, Stat] | None:
+    """NEP (%) and APE of one spectrum over its seeds: from its hessian_summary rows (a run's
+    own interval: the bootstrap over its mini-batches), else from each run's eigenvalues (no
+    run interval); None without either."""
+    if len(summary):
+        rows = scaled(summary, "nep", 100.0)
+        return stat(rows, "nep", level, MINIBATCHES), stat(rows, "ape", level, MINIBATCHES)
+    if not len(eigenvalues):
+        return None
+    rows = pd.DataFrame([{**dict(zip(RUN_KEYS, key)), **dict(zip(("nep", "ape"), nep_ape(g["eigenvalue"])))}
+                         for key, g in eigenvalues.groupby(RUN_KEYS, dropna=False)])
+    rows = scaled(rows, "nep", 100.0)
+    return stat(rows, "nep", level), stat(rows, "ape", level)
+
+
+def series_spectra(tables: dict[str, pd.DataFrame], series: list[dict], epoch: int | None, level: float):
+    """Per series label, from the `hessian` and `hessian_summary` tables at `epoch`: its
+    eigenvalues, the (NEP, APE) Stats (`spectrum_stats`) and how many seeds its rows pool."""
+    values, found, seeds = {}, {}, {}
+    summaries = tables.get("hessian_summary")
+    for s in series:
+        eig = series_rows(tables["hessian"], s, epoch)
+        summary = series_rows(summaries, s, epoch) if summaries is not None else eig.iloc[:0]
+        values[s["label"]] = eig["eigenvalue"].to_numpy()
+        found[s["label"]] = spectrum_stats(summary, eig, level)
+        seeds[s["label"]] = seeds_of(eig)
+    return values, found, seeds
+
+
+def spectrum_quantities(found: dict) -> dict[str, list]:
+    """The NEP and APE Stats of `series_spectra`, for `bars_note`."""
+    return {"NEP": [f[0] for f in found.values() if f], "APE": [f[1] for f in found.values() if f]}
+
+
+def draw_nep_ape(ax_nep, ax_ape, found: dict) -> None:
+    """NEP (%) above APE: one marker per spectrum with bars over its interval, at the spectrum's
+    place and in its colour in `draw_spectra` (the same order of labels)."""
+    for i, (label, pair) in enumerate(found.items()):
+        for ax, s in zip((ax_nep, ax_ape), pair or ()):
+            if s is not None and not np.isnan(s.mean):
+                errorbar(ax, [i], [s], color=color(i), label=label, ms=3.5)
+    n = max(len(found), 1)
+    for ax, name in [(ax_nep, "NEP (%)"), (ax_ape, "APE")]:
+        ax.set_ylabel(name, labelpad=1)
+        ax.set_xticks(range(n), [""] * n)
+        ax.set_xlim(-0.6, n - 0.4)
+        ax.margins(y=0.25)
+        ax.yaxis.set_major_locator(MaxNLocator(3))
+    ax_nep.set_title("(d) NEP, APE")
+
+
+def spectra_axes(fig, cell):
+    """In a gridspec `cell`: the two spectrum panels close together, sharing their (log)
+    density axis, then a narrow column of NEP above APE; (neg, pos, nep, ape)."""
+    outer = cell.subgridspec(1, 2, width_ratios=[2, 0.5], wspace=0.3)
+    sub = outer[0, 0].subgridspec(1, 2, wspace=0.08)
+    ax_neg = fig.add_subplot(sub[0, 0])
+    ax_pos = fig.add_subplot(sub[0, 1], sharey=ax_neg)
+    ax_pos.tick_params(which="both", labelleft=False)
+    right = outer[0, 1].subgridspec(2, 1, hspace=0.15)
+    ax_nep = fig.add_subplot(right[0, 0])
+    ax_ape = fig.add_subplot(right[1, 0], sharex=ax_nep)
+    ax_nep.tick_params(labelbottom=False)
+    return ax_neg, ax_pos, ax_nep, ax_ape
+
+
 def layout(height: float = 2.4, wspace: float = 0.32, a_rows: int = 1):
     """A full-width row: panel (a) (split into `a_rows` stacked axes sharing x, returned as a
-    tuple when more than one), then the two spectrum panels close together, sharing their
-    (log) density axis; `wspace` is the gap between (a) and the spectra, as a share of the
-    mean panel width."""
+    tuple when more than one), then the spectrum and NEP/APE panels (`spectra_axes`, a
+    tuple); `wspace` is the gap between (a) and the spectra, as a share of the mean panel
+    width. Returns (fig, (a), spectra axes)."""
     fig = plt.figure(figsize=(FULL_WIDTH, height))
-    gs = fig.add_gridspec(1, 2, width_ratios=[1, 2.1], wspace=wspace, left=0.08, right=0.99, bottom=0.2)
-    sub = gs[0, 1].subgridspec(1, 2, wspace=0.08)
+    gs = fig.add_gridspec(1, 2, width_ratios=[1, 2.6], wspace=wspace, left=0.08, right=0.99, bottom=0.2)
     if a_rows == 1:
         ax_a = fig.add_subplot(gs[0, 0])
     else:
@@ -262,10 +329,7 @@ def layout(height: float = 2.4, wspace: float = 0.32, a_rows: int = 1):
         ax_a += tuple(fig.add_subplot(left[i, 0], sharex=ax_a[0]) for i in range(1, a_rows))
         for ax in ax_a[:-1]:
             ax.tick_params(labelbottom=False)
-    ax_neg = fig.add_subplot(sub[0, 0])
-    ax_pos = fig.add_subplot(sub[0, 1], sharey=ax_neg)
-    ax_pos.tick_params(which="both", labelleft=False)
-    return fig, ax_a, ax_neg, ax_pos
+    return fig, ax_a, spectra_axes(fig, gs[0, 1])
 
 
 def spectra_legend(fig, ax_neg, ax_pos, handles, epoch) -> None:
@@ -280,13 +344,20 @@ def spectra_legend(fig, ax_neg, ax_pos, handles, epoch) -> None:
                columnspacing=1.2)
 
 
-def finish_with_spectra(fig, ax_neg, ax_pos, values: dict, bins: int, epoch, missing: list, out) -> None:
-    """Panels (b, c) of a `layout` figure: the Hessian spectra with their NEP/APE legend; then
-    the missing-series note, and save."""
-    handles = draw_spectra(ax_neg, ax_pos, values, bins)
-    ax_neg.set_title("(b) Negative eigenvalues")
-    ax_pos.set_title("(c) Positive eigenvalues")
+def draw_spectra_panels(fig, axes, values: dict, found: dict, seeds: dict, bins: int, epoch) -> None:
+    """The Hessian spectra (b, c) with their legend above and NEP/APE (d) on `spectra_axes`."""
+    ax_neg, ax_pos, ax_nep, ax_ape = axes
+    handles = draw_spectra(ax_neg, ax_pos, values, bins, seeds)
+    ax_neg.set_title("(b) Negative part")
+    ax_pos.set_title("(c) Positive part")
+    draw_nep_ape(ax_nep, ax_ape, found)
     spectra_legend(fig, ax_neg, ax_pos, handles, epoch)
+
+
+def finish(fig, level: float, found: dict[str, list], missing: list, out, kind: str = "bars") -> None:
+    """Under the figure, what its bars are (`bars_note` of the Stats drawn, by quantity) and
+    the series without data; then save."""
+    note_bars(fig, bars_note(level, found, kind))
     note_missing(fig, [m for m in missing if m])
     save(fig, out)
 
@@ -300,10 +371,11 @@ def _band_half_width(depths: np.ndarray) -> float:
 def draw_depth_profile(ax, profiles: dict[str, pd.DataFrame], value: str, colors: dict[str, str]) -> list:
     """One line per series of `value` against normalized depth, in map order, on `ax`.
 
-    `profiles[label]` has one row per map with columns map_index, depth, kind and `value`.
-    Markers: filled for MSA maps, open for the others. The MSA depths of the first series
-    that has MSA maps are shaded as grey bands (gid ``BAND_GID``). Returns legend handles:
-    the series, then the marker and band keys."""
+    `profiles[label]` has one row per map with columns map_index, depth, kind and `value`,
+    and if it has `<value>_low`/`_high` a band over them (`band`). Markers: filled for MSA
+    maps, open for the others. The MSA depths of the first series that has MSA maps are
+    shaded as grey bands (gid ``BAND_GID``). Returns legend handles: the series, then the
+    marker and band keys."""
     handles = []
     band_of = None
     for label, prof in profiles.items():
@@ -312,6 +384,8 @@ def draw_depth_profile(ax, profiles: dict[str, pd.DataFrame], value: str, colors
         msa = prof["kind"].isin(MSA_KINDS).to_numpy()
         c = colors[label]
         (line,) = ax.plot(x, y, color=c, label=label, zorder=2)
+        if f"{value}_low" in prof:
+            band(ax, x, prof[f"{value}_low"], prof[f"{value}_high"], c)
         ax.plot(x[msa], y[msa], ls="none", marker="o", ms=3.5, color=c, zorder=3, label="_msa")
         ax.plot(x[~msa], y[~msa], ls="none", marker="o", ms=3.5, color=c, mfc="white", mew=0.9, zorder=3,
                 label="_other")

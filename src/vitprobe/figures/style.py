@@ -1,9 +1,11 @@
 """One figure style for every plot: paper-like, readable at column width, colour-blind safe.
-Also the note naming series without data, and saving a figure in the formats asked for."""
+Also the notes under a figure (what its bars are; the series without data), and saving a
+figure in the formats asked for."""
 
 from __future__ import annotations
 
 import contextlib
+import textwrap
 
 import matplotlib
 
@@ -37,10 +39,50 @@ def paper_style():
         yield
 
 
+NOTE_GID = "bars-note"  # the text under a figure that says what its bars are
+NOTE_SIZE = 6.5
+
+
+def _note_lines(text: str, width_in: float) -> str:
+    """`text` broken into lines that fit a figure `width_in` inches wide, at its "; " where
+    it can, else between words."""
+    per_line = max(40, int(width_in * 72 / (0.55 * NOTE_SIZE)))
+    lines = [""]
+    for part in text.split("; "):
+        if lines[-1] and len(lines[-1]) + 2 + len(part) > per_line:
+            lines[-1] += ";"
+            lines.append(part)
+        else:
+            lines[-1] = f"{lines[-1]}; {part}" if lines[-1] else part
+    return "\n".join(w for line in lines for w in textwrap.wrap(line, per_line, break_on_hyphens=False))
+
+
+def _below(fig, gap_pt: float = 3.0) -> float:
+    """The figure-fraction y just below everything drawn so far (axes with their labels,
+    legends, texts), `gap_pt` points lower; at most -0.02 (under the figure's own area)."""
+    if fig.get_layout_engine() is not None:
+        fig.draw_without_rendering()  # place the axes first
+    renderer = fig.canvas.get_renderer()
+    boxes = [a.get_tightbbox(renderer) for a in fig.axes if a.get_visible()]
+    boxes += [t.get_window_extent(renderer) for t in fig.texts if t.get_text()]
+    boxes += [leg.get_window_extent(renderer) for leg in fig.legends]
+    bottom = min([b.y0 for b in boxes if b is not None and b.height > 0], default=0.0)
+    return min(-0.02, (bottom - gap_pt * fig.dpi / 72) / fig.bbox.height)
+
+
+def note_bars(fig, text: str) -> None:
+    """Say under the figure what its error bars or bands are (`vitprobe.figures.bars.bars_note`);
+    call before `note_missing`, which goes below it."""
+    if text:
+        fig.text(0.5, _below(fig), _note_lines(text, fig.get_size_inches()[0]), ha="center", va="top",
+                 fontsize=NOTE_SIZE, color="0.3", gid=NOTE_GID)
+
+
 def note_missing(fig, missing: list[str]) -> None:
-    """Say on the figure which series have no data (a partial grid), instead of failing."""
+    """Say on the figure which series have no data (a partial grid), instead of failing;
+    below everything else (the bars note included)."""
     if missing:
-        fig.text(0.5, -0.02, "no results yet for: " + "; ".join(missing), ha="center", va="top",
+        fig.text(0.5, _below(fig), "no results yet for: " + "; ".join(missing), ha="center", va="top",
                  fontsize=7, color="#B00000")
 
 

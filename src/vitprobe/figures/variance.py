@@ -7,7 +7,10 @@ corrected, averaged over images and channels) on a log axis against normalized d
 MSA maps of the first series that has any are shaded as light grey bands. Maps without a
 value (NaN: one spatial position, 1x1, see `vitprobe.probes.variance`) get no point, and the
 line joins the maps that have one; a series with no such map keeps its legend entry, marked
-"(every map 1x1)".
+"(every map 1x1)". A band in the series' colour over each map's interval
+(`vitprobe.figures.bars`): with several seeds the t-interval of the per-seed values, with
+one the run's bootstrap over images (``variance_low``/``_high``); the note under the figure
+says which.
 
 Rows are taken at the figure's ``epoch`` (default: each series' latest epoch); several seeds
 of a run are averaged (arithmetic mean of the variance). A series without rows is named on
@@ -18,27 +21,30 @@ from __future__ import annotations
 
 import pandas as pd
 
-from vitprobe.figures.panels import draw_depth_profile, epoch_title, seed_mean, series_rows
-from vitprobe.figures.style import COLUMN_WIDTH, color, note_missing, paper_style, plt, save
+from vitprobe.figures.bars import IMAGES, level_of, seed_profile
+from vitprobe.figures.panels import draw_depth_profile, epoch_title, finish, series_rows
+from vitprobe.figures.style import COLUMN_WIDTH, color, paper_style, plt
 
 NO_VALUE = "(every map 1x1)"  # legend mark of a series whose every variance is NaN
 
 
-def series_profiles(table: pd.DataFrame, series: list[dict], epoch: int | None):
-    """Per present series: (one row per map with the seed-mean variance, epoch)."""
+def series_profiles(table: pd.DataFrame, series: list[dict], epoch: int | None, level: float):
+    """Per present series: (one row per map with the seed-mean variance and its interval,
+    epoch, the maps' Stats)."""
     out = {}
     for s in series:
         rows = series_rows(table, s, epoch, one_run=True)
         if len(rows):
-            profile = seed_mean(rows, ["map_index"], ["variance"], ("depth", "kind"))
+            profile, found = seed_profile(rows, ["map_index"], "variance", level, IMAGES, ("depth", "kind"))
             out[s["label"]] = (profile.dropna(subset=["variance"]),  # 1x1 maps: no value, no point
-                               int(rows["epoch"].iloc[0]))
+                               int(rows["epoch"].iloc[0]), found)
     return out
 
 
 def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
     series = spec["series"]
-    data = series_profiles(tables["variance"], series, spec.get("epoch"))
+    level = level_of(spec, tables["variance"])
+    data = series_profiles(tables["variance"], series, spec.get("epoch"), level)
     colors = {s["label"]: color(i) for i, s in enumerate(series)}
     with paper_style():
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 3.0), layout="constrained")
@@ -53,6 +59,6 @@ def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
         ax.set_title(epoch_title("Feature map variance", {k: v[1] for k, v in data.items()}))
         if handles:
             fig.legend(handles=handles, loc="outside upper center", ncol=2)
-        note_missing(fig, [s["label"] for s in series if s["label"] not in data])
-        save(fig, out)
+        finish(fig, level, {"variance": [st for v in data.values() for st in v[2]]},
+               [s["label"] for s in series if s["label"] not in data], out, kind="bands")
     return fig
