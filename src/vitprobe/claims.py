@@ -202,7 +202,7 @@ def nep_of(t, role, label, **at) -> Quantity:
     out = []
     for (run, seed), g in rows.groupby(["run", "seed"], sort=True):
         per = g.groupby("batch")["eigenvalue"]
-        out.append(Measure(f"hessian mini-batches of {run} e{int(g['epoch'].iloc[0])}", per.size().index.to_numpy(),
+        out.append(Measure(f"mini-batches|{run} e{int(g['epoch'].iloc[0])}", per.size().index.to_numpy(),
                            100.0 * per.apply(lambda v: (v < 0).sum()).to_numpy(float), per.size().to_numpy(float)))
     return Quantity(label, out, "%")
 
@@ -233,7 +233,7 @@ def high_freq_rise(t, role, label, **at) -> Quantity:
         if wide.shape[1] < 2:
             raise Missing(f"needs two feature maps of {role['model']} with a high frequency")
         return wide.iloc[:, -1] - wide.iloc[:, 0]
-    return Quantity(label, _per_seed(rows, "fourier images", "image", value), "Δ log amplitude")
+    return Quantity(label, _per_seed(rows, "test images (the Fourier sample)", "image", value), "Δ log amplitude")
 
 
 def _step_change(wide: pd.DataFrame, kinds: dict, kind: str, role) -> pd.Series:
@@ -252,7 +252,7 @@ def high_freq_step(t, role, label, kind: str, **at) -> Quantity:
     def value(g):
         kinds = dict(zip(g["map_index"], g["kind"]))
         return _step_change(_high_freq(g).dropna(axis=1, how="all"), kinds, kind, role)
-    return Quantity(label, _per_seed(rows, "fourier images", "image", value), "Δ log amplitude")
+    return Quantity(label, _per_seed(rows, "test images (the Fourier sample)", "image", value), "Δ log amplitude")
 
 
 def variance_step(t, role, label, kind: str, **at) -> Quantity:
@@ -263,14 +263,14 @@ def variance_step(t, role, label, kind: str, **at) -> Quantity:
         kinds = dict(zip(g["map_index"], g["kind"]))
         wide = g.pivot_table(index="image", columns="map_index", values="variance").dropna(axis=1, how="all")
         return _step_change(wide, kinds, kind, role)
-    return Quantity(label, _per_seed(rows, "variance images", "image", value), "variance")
+    return Quantity(label, _per_seed(rows, "test images (the variance sample)", "image", value), "variance")
 
 
 def noise_change(t, role, label, low_freq: float = 0.5, **at) -> Quantity:
     """Accuracy change (pp) under band noise, mean over the bands at frequencies ≥ 0.5π, per image."""
     rows = _rows(t.get("robustness_images"), "robustness_images", role, **at)
     rows = rows[rows["freq"] >= low_freq - 1e-9]
-    return Quantity(label, _per_seed(rows, "band-noise images", "image", lambda g: 100.0 * g.assign(
+    return Quantity(label, _per_seed(rows, "test images (the band-noise sample)", "image", lambda g: 100.0 * g.assign(
         d=g["correct"].astype(float) - g["clean_correct"].astype(float)).groupby("image")["d"].mean()), "pp")
 
 
@@ -279,7 +279,7 @@ def corrupted_accuracy(t, role, label, **at) -> Quantity:
     rows = _rows(t.get("corruption_images"), "corruption_images", role, **at)
     from vitprobe.data.cifar_c import CORRUPTIONS  # torchvision: only when CIFAR-C was probed
     rows = rows[rows["corruption"].isin(CORRUPTIONS)]
-    return Quantity(label, _per_seed(rows, "CIFAR-C images", "image",
+    return Quantity(label, _per_seed(rows, "CIFAR-C test images", "image",
                                      lambda g: 100.0 * g.groupby("image")["correct"].mean()), "%")
 
 
@@ -328,14 +328,26 @@ def effect_interval(quantities: list[Quantity], combine: Callable, ci: stats.Int
     low, high = stats.percentile(np.concatenate(chunks), n, ci.level)
     parts = [(float(p[0]), *stats.percentile(r, n, ci.level)) for p, r in zip(points, reps)]
     seeds = sorted({len(q.measures) for q in quantities})
-    units = "; ".join(f"{len(ids)} {space}" for space, ids in sorted(spaces.items()))
-    if len(units) > 160:
-        units = f"{len(spaces)} sets of units, {min(len(i) for i in spaces.values())} or more each"
+    units = _units_text(spaces)
     how = (f"expanded percentile bootstrap over {units}" +
            (f" and over seeds ({'/'.join(map(str, seeds))} per run)" if resampled else
             f"; {'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''} per run" +
             (" (fixed: fewer than 5)" if seeds != [1] else "")))
     return effect, low, high, parts, how
+
+
+def _units_text(spaces: dict[str, np.ndarray]) -> str:
+    """'1000 test images (paired)', '3 mini-batches per run': what the bootstrap resampled.
+    A space is '<kind>' (shared by every run measured on those units) or '<kind>|<run>'."""
+    kinds: dict[str, list[int]] = {}
+    for space, ids in spaces.items():
+        kinds.setdefault(space.split("|")[0], []).append(len(ids))
+    parts = []
+    for kind, sizes in kinds.items():
+        shared = not any("|" in s for s in spaces if s.split("|")[0] == kind)
+        n = f"{min(sizes)}" if min(sizes) == max(sizes) else f"{min(sizes)}–{max(sizes)}"
+        parts.append(f"{n} {kind}" + (" (the same in every run: paired)" if shared else " per run"))
+    return "; ".join(parts)
 
 
 # ---- the claims -----------------------------------------------------------------------
@@ -513,7 +525,13 @@ COLUMNS = list(COLUMN_DOCS)
 
 
 def _fmt(v: float) -> str:
-    return "NaN" if np.isnan(v) else f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
+    return f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
+
+
+def _with_interval(label: str, v: float, lo: float, hi: float) -> str:
+    if np.isnan(v):
+        return f"{label} –"
+    return f"{label} {_fmt(v)}" + ("" if np.isnan(lo) else f" [{_fmt(lo)}, {_fmt(hi)}]")
 
 
 def score(tables: dict[str, pd.DataFrame], spec: dict, ci: stats.Intervals) -> pd.DataFrame:
@@ -530,8 +548,10 @@ def score(tables: dict[str, pd.DataFrame], spec: dict, ci: stats.Intervals) -> p
         try:
             quantities, combine = claim.measure(tables, roles, spec)
             value, low, high, parts, how = effect_interval(quantities, combine, ci, name)
+            if np.isnan(low):
+                how += f" (no interval below {stats.MIN_UNITS} units)"
             row.update(value=value, low=low, high=high, method=how, numbers=", ".join(
-                f"{q.label} {_fmt(v)} [{_fmt(lo)}, {_fmt(hi)}]" for q, (v, lo, hi) in zip(quantities, parts)))
+                _with_interval(q.label, v, lo, hi) for q, (v, lo, hi) in zip(quantities, parts)))
         except Missing as why:
             row["missing"] = str(why)
         row["verdict"] = stats.verdict(row["value"], row["low"], row["high"])

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from vitprobe import __version__, docs
+from vitprobe import __version__, claims, docs
 from vitprobe.atomic import atomic_path
 from vitprobe.catalog import FIGURES, PROBES
 from vitprobe.config import cost
@@ -245,6 +245,11 @@ def cmd_check_config(args):
               f"{', '.join(f'c{st}' for st in s['stages'])}, at most {cost.search_steps(s)} candidates after "
               f"{first.id} "
               f"(which ones, the search decides as it runs)")
+    roles = claims.resolve_roles(plan)
+    shown = ", ".join(f"{r} {v['model']}" + (f" (of {len(v['candidates'])}: claims.roles.{r} chooses)"
+                                              if len(v["candidates"]) > 1 else "") for r, v in roles.items())
+    print(f"  claims: roles {shown or 'none'}; {len(plan.config['claims'].get('only') or claims.CLAIMS)} claims "
+          f"scored (vitprobe.claims)")
     if args.runs:
         print("\n".join(r.id for r in [*plan.runs, *([first] if first else [])]))
     if args.cost:
@@ -373,8 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = verb("aggregate", cmd_aggregate, "concatenate per-run tables into results/<table>.parquet, with intervals")
     s.add_argument("--table", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--units", nargs="*", metavar="PATH",
-                   help="per-run files of the table's per-unit table (eval_images for eval, ...), for its intervals")
+    s.add_argument("--units", action="append", metavar="PATH",
+                   help="a per-run file of the table's per-unit table (eval_images for eval, ...), for its intervals "
+                        "(repeat)")
     s.add_argument("--level", type=float, help="interval level (default: the schema's intervals.level)")
     s.add_argument("--resamples", type=int, help="bootstrap resamples (default: intervals.resamples)")
     s.add_argument("--seed", type=int, help="bootstrap seed (default: intervals.seed)")

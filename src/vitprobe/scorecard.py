@@ -141,7 +141,8 @@ def markdown(claim_rows: pd.DataFrame, run_rows: pd.DataFrame, results: str = "r
         if r["verdict"] == "n/a":
             effect, numbers = "–", r["missing"]
         else:
-            effect = f"{_num(r['value'])} [{_num(r['low'])}, {_num(r['high'])}] {r['unit']}"
+            interval = "" if np.isnan(r["low"]) else f" [{_num(r['low'])}, {_num(r['high'])}]"
+            effect = f"{_num(r['value'])}{interval} {r['unit']}"
             numbers = f"{r['numbers']}; {r['method']}"
         lines.append(f"| {r['says']} | {r['figure']} | **{r['verdict']}** | {effect} | {numbers} | {r['runs']} |")
     shown = run_rows[run_rows["metric"].isin(["error", "nll_train", "corrupted_accuracy"]) |

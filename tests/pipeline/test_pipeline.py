@@ -16,6 +16,8 @@ import pytest
 import yaml
 from conftest import REPO
 
+from vitprobe import claims, stats
+
 pytestmark = pytest.mark.slow
 
 
@@ -126,6 +128,15 @@ def test_pipeline_runs_end_to_end(workdir, tiny):
     ev = pd.read_parquet(R / "eval.parquet")
     assert len(ev) == n_runs and (ev["epoch"] == 2).all()
     assert ev["error"].between(0, 100).all() and (ev["nll_train"] > 0).all()
+    # intervals at aggregation (from eval_images), and the scorecard of every claim
+    assert (ev["error_low"] <= ev["error"]).all() and (ev["error"] <= ev["error_high"]).all()
+    assert (ev["nll_test_low"] <= ev["nll_test"]).all() and (ev["interval_level"] == 0.95).all()
+    assert len(pd.read_parquet(R / "eval_images.parquet")) == n_runs * 60  # 6 test images x 10 classes
+    card = pd.read_parquet(R / "scorecard.parquet").set_index("claim")
+    assert list(card.index) == list(claims.CLAIMS) and card["verdict"].isin(stats.VERDICTS).all()
+    assert set(card.index[card["verdict"] == "n/a"]) == {"alternet_more_robust"}  # no CIFAR-C here
+    assert "needs table corruption_images" in card.loc["alternet_more_robust", "missing"]
+    assert (workdir / "figures/demo/scorecard.md").read_text().startswith("The paper's claims on these runs: ")
 
     log = pd.read_parquet(R / "train_log.parquet")
     assert len(log) == n_runs * 2
@@ -268,6 +279,7 @@ def _check_report(workdir, figures):
         names = z.namelist()
         page = z.read("report/report.html").decode()
     assert set(figures) == {Path(n).stem for n in names if n.endswith(".png")}, names
+    assert any(n.endswith("scorecard.html") for n in names), names
     assert "vitprobe reproduces" in page  # the workflow description, with the config and dataset
     flat = " ".join(page.replace("\\n", " ").split())
     assert "config <strong>tiny.yaml</strong>, dataset <strong>synthetic</strong>, 7 runs" in flat

@@ -211,3 +211,18 @@ def test_depth_rise_skips_maps_without_a_high_frequency():
     row = _score({"fourier_images": items, "fourier": meta}, ["msa_low_pass_conv_high_pass"]).iloc[0]
     assert row["value"] == pytest.approx(2.0) and row["verdict"] == "shows"
     assert "CNN 2.5 [" in row["numbers"] and "ViT -2 [" in row["numbers"]
+
+
+def test_seeds_are_averaged_and_held_fixed_below_five():
+    """Two seeds per model: each model's error is the mean over its seeds, and the method says
+    the seeds were not resampled (fewer than 5); with 5 seeds they are."""
+    def runs(model, wrong_per_seed):
+        return [_eval_images(model, w, seed=s) for s, w in enumerate(wrong_per_seed)]
+    two = {"eval_images": pd.concat(runs("c", [range(100), range(120)]) + runs("v", [range(300), range(340)]))}
+    row = _score(two, ["cnn_beats_vit"]).iloc[0]
+    assert row["value"] == pytest.approx((30 + 34) / 2 - (10 + 12) / 2)
+    assert "2 seeds per run (fixed: fewer than 5)" in row["method"]
+    five = {"eval_images": pd.concat(runs("c", [range(100 + 5 * s) for s in range(5)]) +
+                                     runs("v", [range(300 + 5 * s) for s in range(5)]))}
+    row = _score(five, ["cnn_beats_vit"]).iloc[0]
+    assert row["value"] == pytest.approx(20.0) and "and over seeds (5 per run)" in row["method"]

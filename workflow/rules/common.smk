@@ -277,7 +277,7 @@ def aggregate_units(table):
 
 
 def units_arg(files):
-    return "--units " + " ".join(shlex.quote(str(f)) for f in files) if files else ""
+    return " ".join(f"--units {shlex.quote(str(f))}" for f in files)
 
 
 def interval_args():
