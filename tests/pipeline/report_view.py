@@ -11,7 +11,7 @@ from pathlib import Path
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 _SHOW = """<script>window.addEventListener('load', () => setTimeout(() => {{
   const path = Object.keys(results).find(k => k.endsWith('/{name}'));
-  app.setView({{content: 'img', contentPath: results[path].data_uri, resultPath: path}});
+  app.setView({{content: '{content}', contentPath: results[path].data_uri, resultPath: path}});
 }}, 200));</script>"""
 
 
@@ -19,14 +19,16 @@ def chromium() -> str | None:
     return next((shutil.which(c) for c in CHROMIUM if shutil.which(c)), None)
 
 
-def screenshot(report_html: Path, out_png: Path, figure: str | None = None, size=(1400, 1000)) -> Path:
-    """Screenshot of the report's home page, or of `figure` (a file name such as fig_hessian.png)."""
+def screenshot(report_html: Path, out_png: Path, figure: str | None = None, size=(1400, 1000),
+               content: str = "img") -> Path:
+    """Screenshot of the report's home page, or of `figure` (a file name such as fig_hessian.png;
+    `content` "html" for an HTML result such as scorecard.html)."""
     page = report_html
     if figure is not None:
         html = report_html.read_text()
         cut = html.rfind("</body>")
         page = out_png.with_suffix(".html")
-        page.write_text(html[:cut] + _SHOW.format(name=figure) + html[cut:])
+        page.write_text(html[:cut] + _SHOW.format(name=figure, content=content) + html[cut:])
     cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
            f"--window-size={size[0]},{size[1]}", "--virtual-time-budget=5000", f"--screenshot={out_png}",
            page.resolve().as_uri()]

@@ -9,11 +9,11 @@ rule aggregate:
         LAYOUT.aggregate,
     log:
         LAYOUT.log("aggregate/{table}"),
+    wildcard_constraints:
+        table="|".join(TABLES),
     params:
         intervals=interval_args(),
         units=lambda wildcards, input: units_arg(input.units),
-    wildcard_constraints:
-        table="|".join(TABLES),
     shell:
         "vitprobe aggregate --table {wildcards.table} --out {output} {params.intervals} {params.units}"
         " {input.tables} > {log} 2>&1"

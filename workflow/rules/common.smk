@@ -47,8 +47,18 @@ def _load_config():
         "config": (", ".join(files) or DEFAULT_CONFIG) + (f" with {overrides}" if overrides else ""),
         "runs": len(plan.runs),
         "experiments": ", ".join(plan.experiments),
+        "scorecard": _scorecard_line(Layout.of(cfg).scorecard["markdown"]),
     }
     return plan
+
+
+def _scorecard_line(path):
+    """The scorecard's verdict counts for the report's home page (`snakemake --report` reads
+    the workflow after the scorecard was written); '' before it exists."""
+    try:
+        return Path(path).read_text().split(". An effect")[0] + "."
+    except OSError:
+        return ""
 
 
 PLAN = _load_config()
