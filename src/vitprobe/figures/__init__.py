@@ -14,12 +14,12 @@ import importlib
 
 import pandas as pd
 
-from vitprobe import results
 from vitprobe.catalog import FIGURES
 from vitprobe.columns import GRID_COLUMNS
 from vitprobe.config import load
 from vitprobe.config.identity import Run, parse_fraction
 from vitprobe.results import INTERVALS, TABLES, aggregate, schema, units_table
+from vitprobe.results import with_intervals as table_with_intervals
 
 #: The grid values `plot_tables` gives rows without them: an imported model's one checkpoint.
 GRID_DEFAULTS = {"dataset": "custom", "model": "model", "kernel_size": 0, "fraction": 1.0, "seed": 0, "epoch": 0}
@@ -57,7 +57,7 @@ def with_intervals(frames: dict[str, pd.DataFrame], spec: dict) -> dict[str, pd.
     for t, df in frames.items():
         units = units_table(t)
         if t in INTERVALS and (units is None or units in frames):
-            out[t] = results.with_intervals(t, df, frames.get(units), ci)
+            out[t] = table_with_intervals(t, df, frames.get(units), ci)
     return out
 
 
