@@ -383,10 +383,6 @@ def _diff(a, b):
     return a - b
 
 
-def _both(a, b):
-    return np.minimum(a, b)
-
-
 def _frac(f: float) -> str:
     return f"1/{round(1 / f)}" if f < 1 else "all"
 
