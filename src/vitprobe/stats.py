@@ -169,8 +169,11 @@ def paired_bootstrap_mean_difference(a, b, level: float, resamples: int,
 
 def ece_replicates(confidence, correct, w: np.ndarray, n_bins: int = 10) -> np.ndarray:
     """Replicates of the expected calibration error (10 equal-width bins, as the eval probe's
-    `expected_calibration_error`) under bootstrap weights `w` over images."""
+    `expected_calibration_error`) under bootstrap weights `w` over images; NaN where any
+    confidence is not finite (a diverged model has no calibration)."""
     conf = np.asarray(confidence, dtype=float)
+    if not np.isfinite(conf).all():
+        return np.full(len(w), np.nan)
     gap = np.asarray(correct, dtype=float) - conf
     bins = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
     onehot = np.zeros((conf.size, n_bins))

@@ -329,8 +329,10 @@ def test_results_equal_the_local_run(runs):
     from vitprobe import results
     ignored = {c.name for c in results.PROVENANCE_COLUMNS}
     ignored |= {c.name for cols in results.TABLES.values() for c in cols if c.unit in _IGNORED_UNITS}
+    from vitprobe.config.paths import Layout
     tables = sorted(p.name for p in (runs["local"] / RESULTS).glob("*.parquet"))
-    assert len(tables) == len(runs["plan"].tables), tables
+    scorecard = [Path(Layout(RESULTS).scorecard[k]).name for k in ("claims", "runs")]
+    assert tables == sorted([f"{t}.parquet" for t in runs["plan"].tables] + scorecard)
     for name in tables:
         frames = []
         for side in ("slurm", "local"):

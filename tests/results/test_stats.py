@@ -91,6 +91,8 @@ def test_ece_from_per_image_values_matches_the_definition():
     conf, correct = [0.95, 0.95, 0.55, 0.15], [1, 0, 1, 0]
     # |B|/n·|acc − conf| per bin: 2/4·|0.5 − 0.95| + 1/4·|1 − 0.55| + 1/4·|0 − 0.15|
     assert stats.ece(conf, correct) == pytest.approx(0.5 * 0.45 + 0.25 * 0.45 + 0.25 * 0.15)
+    # a diverged model's NaN confidences have no calibration error (not bin 1's)
+    assert np.isnan(stats.ece([0.95, float("nan")], [1, 0]))
 
 
 @pytest.mark.parametrize("effect, low, high, expected", [
