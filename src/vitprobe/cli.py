@@ -29,6 +29,12 @@ from vitprobe.results import markdown_docs, units_table, write_aggregate
 from vitprobe.search import jobs as search_jobs
 from vitprobe.training.loop import train
 
+#: Modules a verb imports beyond this module's own: `preload` imports them before the verb
+#: starts, so that a job's CPU line counts them as start-up, and the job server up front.
+VERB_IMPORTS = {"plot": ("vitprobe.figures",), "scorecard": ("vitprobe.scorecard",)}
+#: What the job server imports once for every command it runs (`vitprobe serve`).
+PRELOAD = ("vitprobe.cli", *sorted({m for mods in VERB_IMPORTS.values() for m in mods}))
+
 
 class SpecError(VitprobeError):
     """A --spec that is not JSON or lacks keys its verb needs."""
@@ -418,9 +424,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     verb("tables", cmd_tables, "print the Parquet table reference (Markdown)")
 
+    s = verb("serve", cmd_serve, "run the workflow's local jobs in forks of one process with everything imported "
+             "(vitprobe.jobserver); the workflow starts it (config key job_server)")
+    s.add_argument("--socket", required=True, help="Unix socket path to listen at")
+    s.add_argument("--parent", type=int, help="stop when this process (the Snakemake run) is gone")
+
     s = verb("docs", cmd_docs, "write the generated reference pages (tables, probes, figures, config keys)")
     s.add_argument("--out", required=True, help="folder, e.g. docs/reference")
     return p
+
+
+def cmd_serve(args):
+    from vitprobe import jobserver  # only the server needs it
+    jobserver.serve(args.socket, run=main, preload=PRELOAD, parent=args.parent)
+
+
+def preload(argv) -> None:
+    """Import what the verb in `argv` imports on its own (VERB_IMPORTS)."""
+    import importlib  # only to import by name
+    for name in VERB_IMPORTS.get(next((a for a in argv if not a.startswith("-")), ""), ()):
+        importlib.import_module(name)
 
 
 def main(argv=None) -> int:

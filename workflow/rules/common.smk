@@ -6,7 +6,9 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import sys
+import time
 
 from pathlib import Path
 
@@ -20,6 +22,9 @@ from vitprobe.config.load import assemble, validate
 from vitprobe.config.paths import CORRUPTIONS_READY, DATA_READY, Layout
 from vitprobe.data.cifar_c import default_folder
 from vitprobe.errors import ConfigError
+from vitprobe.jobserver import ENV as JOB_SERVER_ENV
+from vitprobe.jobserver import THREAD_ENV
+from vitprobe.launch import CPU_ENV
 from vitprobe.models.weights import kind as weights_kind
 
 
@@ -111,6 +116,55 @@ onstart:
                 f"vitprobe: the Slurm executor needs {', '.join(missing)} on PATH; run on a Slurm login "
                 f"node (or load the site's slurm module), or drop --profile profiles/slurm to run locally"
             )
+    start_job_server()
+
+
+onsuccess:
+    stop_job_server()
+
+
+onerror:
+    stop_job_server()
+
+
+# Every job's log ends with its CPU seconds in start-up and in work (vitprobe.launch).
+os.environ[CPU_ENV] = "1"
+_JOB_SERVER = {}
+
+
+def start_job_server():
+    """Local runs: `vitprobe serve` for this Snakemake process, its jobs told where by
+    VITPROBE_JOB_SERVER (vitprobe.jobserver). Started with the thread settings Snakemake gives
+    a local job (threads 1, job_threads), waited for until it has imported everything (a job
+    that finds no server runs on its own)."""
+    if not config["job_server"] or workflow.non_local_exec or workflow.remote_exec:
+        return
+    address = f"/tmp/vitprobe-{os.getuid()}-{os.getpid()}.sock"  # short: a socket path has at most 107 bytes
+    env = {**os.environ, **{k: "1" for k in THREAD_ENV}}  # as Snakemake sets them for a job of 1 thread
+    log = Path(LAYOUT.log("job_server"))
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "vitprobe", "serve", "--socket", address, "--parent", str(os.getpid())],
+            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    for _ in range(1200):  # imports take 3-10 s
+        if os.path.exists(address) or server.poll() is not None:
+            break
+        time.sleep(0.1)
+    if os.path.exists(address):
+        os.environ[JOB_SERVER_ENV] = address
+        _JOB_SERVER["process"] = server
+    else:
+        print(f"vitprobe: the job server did not start (see {log}); jobs start Python each", file=sys.stderr)
+
+
+def stop_job_server():
+    server = _JOB_SERVER.pop("process", None)
+    os.environ.pop(JOB_SERVER_ENV, None)
+    if server is not None:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 wildcard_constraints:
