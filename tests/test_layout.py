@@ -14,7 +14,7 @@ PACKAGE = REPO / "src" / "vitprobe"
 # Layer of each module, bottom (0) up: an import may go to the same layer or below.
 LAYERS = [
     ["vitprobe", "vitprobe.errors", "vitprobe.atomic", "vitprobe.columns", "vitprobe.search.walk", "vitprobe.stats",
-     "vitprobe.paper"],
+     "vitprobe.paper", "vitprobe.jobserver"],
     ["vitprobe.config.identity", "vitprobe.config.paths", "vitprobe.data.registry"],
     ["vitprobe.device", "vitprobe.data.*", "vitprobe.models.*", "vitprobe.models"],
     ["vitprobe.analysis.*"],
@@ -24,7 +24,7 @@ LAYERS = [
      "vitprobe.claims", "vitprobe.config.load", "vitprobe.config.cost"],
     ["vitprobe.training.*", "vitprobe.search.jobs", "vitprobe.jobs.*", "vitprobe.scorecard"],
     ["vitprobe.figures", "vitprobe.figures.*"],
-    ["vitprobe.api", "vitprobe.digest", "vitprobe.docs", "vitprobe.cli", "vitprobe.__main__"],
+    ["vitprobe.api", "vitprobe.digest", "vitprobe.docs", "vitprobe.cli", "vitprobe.launch", "vitprobe.__main__"],
 ]
 PACKAGES = {"vitprobe.config", "vitprobe.data", "vitprobe.search", "vitprobe.training", "vitprobe.analysis",
             "vitprobe.jobs", "vitprobe.probes.hessian"}  # docstring-only __init__ files: layer of nothing

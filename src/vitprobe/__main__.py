@@ -1,5 +1,5 @@
 import sys
 
-from vitprobe.cli import main
+from vitprobe.launch import main
 
 sys.exit(main())

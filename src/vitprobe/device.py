@@ -1,5 +1,13 @@
-"""The one device switch: every CUDA-only path (autocast, channels_last, pinned memory,
-torch.compile) is decided here, so the same code runs on CPU in tests and on GPUs for users."""
+"""The one device switch: every CUDA-only path (bf16 autocast, channels_last,
+torch.compile) is decided here, so the same code runs on CPU in tests and on GPUs for users.
+
+`rehearse` is the CPU with every one of those tricks on, as on CUDA: the GPU path run where
+there is no GPU (tests, CI), so that a user's first GPU day is not the first time it runs.
+Its torch.compile captures graphs and their autograd (backend `aot_eager`) but generates no
+code: inductor writes C++ on a CPU, not the GPU's Triton, and takes a minute per tiny model.
+What a CPU cannot rehearse either: CUDA memory statistics, host-to-device copies and their
+pinned memory, the GPU kernels (cuDNN, GPU RandAugment's ops); `benchmarks/gpu_check.py`
+runs those on a GPU."""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "rehearse")
 
 
 @dataclass(frozen=True)
@@ -19,10 +27,21 @@ class Device:
     autocast_dtype: torch.dtype | None  # bf16 on CUDA; None = full precision
     channels_last: bool
     pin_memory: bool
+    compile: str | None = None          # torch.compile backend of the training step (with `train.compile`)
 
     @property
     def is_cuda(self) -> bool:
         return self.torch_device.type == "cuda"
+
+    @property
+    def accelerated(self) -> bool:
+        """Any of the tricks on (CUDA, `rehearse`)."""
+        return self.autocast_dtype is not None or self.channels_last or self.compile is not None
+
+    def exact(self) -> "Device":
+        """The same device in float32 without the tricks: for what is defined in float32
+        (curvature, losses: the `exact` probes)."""
+        return Device(self.torch_device, None, channels_last=False, pin_memory=self.pin_memory)
 
     def autocast(self):
         """Mixed-precision context for forward passes (a no-op on CPU)."""
@@ -58,14 +77,17 @@ class Device:
 
 
 def resolve(name: str = "auto") -> Device:
-    """'auto' picks CUDA when available, else CPU. 'cuda' without a GPU is an error."""
+    """'auto' picks CUDA when available, else CPU; 'cuda' without a GPU is an error;
+    'rehearse' is the CPU with CUDA's tricks on (bf16 autocast, channels_last, compile)."""
     if name not in DEVICE_CHOICES:
         raise ValueError(f"device must be one of {DEVICE_CHOICES}, got {name!r}")
     use_cuda = name == "cuda" or (name == "auto" and torch.cuda.is_available())
     if use_cuda and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was requested but torch.cuda.is_available() is False")
     if use_cuda:
-        return Device(torch.device("cuda"), torch.bfloat16, channels_last=True, pin_memory=True)
+        return Device(torch.device("cuda"), torch.bfloat16, channels_last=True, pin_memory=True, compile="inductor")
+    if name == "rehearse":  # compile's graph capture and autograd, not inductor's C++ (a minute per tiny model)
+        return Device(torch.device("cpu"), torch.bfloat16, channels_last=True, pin_memory=False, compile="aot_eager")
     return Device(torch.device("cpu"), None, channels_last=False, pin_memory=False)
 
 

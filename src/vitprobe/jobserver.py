@@ -334,7 +334,7 @@ def _finish() -> None:
 def _reseed() -> None:
     """A fresh process seeds `random` and numpy's global generator from the OS; forked
     children would all share the server's state."""
-    import random
+    import random  # only a fork needs it
     random.seed()
     numpy = sys.modules.get("numpy")
     if numpy is not None:

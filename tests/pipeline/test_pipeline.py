@@ -267,6 +267,13 @@ def _check_logs(results):
         for log in (results / "logs" / probe).glob("*.log"):
             text = log.read_text()
             assert "100%" in text and "wrote" in text, (log, text[-1000:])
+    # every `vitprobe` job ran in the job server (vitprobe.jobserver) and ended with its CPU line
+    server = (results / "logs/job_server.log").read_text()
+    served = int(re.search(r"stopped after (\d+) commands", server)[1])
+    cpu_lines = [p for p in logs if re.search(r"^vitprobe cpu \S+: .* \(job server\)$", p.read_text(), re.M)]
+    assert served == len(cpu_lines) > 20, (served, len(cpu_lines), server)
+    own = [p for p in logs if "(own process)" in p.read_text()]
+    assert not own, own
 
 
 def _check_report(workdir, figures):

@@ -37,7 +37,9 @@ def run_probe(name: str, spec: dict, checkpoint_path, outs: dict, device: Device
     module = catalog.module_of(name)
     probe = module.PROBE
     model, payload = load_run_model(checkpoint_path, spec)
-    model = model.to(device.torch_device) if probe.exact else device.prepare_model(model)
+    if probe.exact:  # float32 and no tricks, for the model and for everything the probe reads
+        device = device.exact()
+    model = device.prepare_model(model)
     log = Log(name, Run(**spec["run"]).id, payload["epoch"])
     extra = {"shard": shard} if shard else {}
     tables = _as_tuple(module.run(model, RunInputs(spec, device), spec["probe"], log, **extra))

@@ -51,7 +51,7 @@ PROBE = Probe(
             Column("confidence", pa.float64(), "", "its max softmax probability"),
         ],
     },
-    reads=("train", "test"), rule="evaluate",
+    reads=("train", "test"), rule="evaluate", exact=True,  # NLL and ECE are defined on float32 logits
     intervals={"eval": ("eval_images", [
         *bounds("error", "Wilson score interval over the n_test test images", "%"),
         *bounds("nll_test", "expanded percentile bootstrap over the test images of eval_images", "nats"),

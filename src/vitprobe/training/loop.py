@@ -211,7 +211,7 @@ def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, devic
     lr_peak = peak_lr(cfg)
     gens = {"perm": torch.Generator().manual_seed(run["seed"]),
             "augment": torch.Generator(device=dev).manual_seed(run["seed"] + 1)}
-    step_model = torch.compile(model) if cfg.get("compile") and device.is_cuda else model
+    step_model = torch.compile(model, backend=device.compile) if cfg.get("compile") and device.compile else model
 
     epoch, step, log_rows, perm, start_batch = 0, 0, [], None, 0
     resume_point = "none: no finite state was saved"
