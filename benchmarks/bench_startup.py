@@ -40,6 +40,8 @@ def job_lines(logs: Path) -> list[dict]:
     for path in sorted(logs.rglob("*.log")):
         text = path.read_text(errors="replace")
         for m in LINE.finditer(text):
+            if m["verb"] == "serve":  # the job server's own line: counted from its log (SERVER)
+                continue
             rows.append({"log": str(path.relative_to(logs)), "verb": m["verb"], "startup": float(m["startup"]),
                          "work": float(m["work"]), "how": m["how"]})
     return rows

@@ -24,8 +24,9 @@ paper_pool   the paper config's Hessian pool per checkpoint (every mini-batch of
              training at the measured img/s.
 
 `--smoke` runs the same code on the CPU (`device: rehearse`) at tiny sizes (models smaller
-than the demo's, 2-3 steps, 2 mini-batches, 2 images at 224 px) in about a minute; CI runs it (tests/test_gpu_check.py), so the script
-does not rot. Without `--smoke` it wants CUDA and takes at most about 8 minutes on one GPU.
+than the demo's, 2-3 steps, 2 mini-batches of 4 images, 2 images at 224 px) in about two
+minutes; CI runs it (tests/test_gpu_check.py), so the script does not rot. Without `--smoke`
+it wants CUDA and takes at most about 8 minutes on one GPU.
 """
 
 from __future__ import annotations
@@ -143,10 +144,10 @@ def hessian_rates(arch: str, dev, smoke: bool, cfg: dict) -> list[dict]:
     augment = BatchAugment(mean, std, 100, **cfg["augment"])
     gen = torch.Generator(device=dev.torch_device).manual_seed(2)
     at_once = (1, 2) if smoke else (1, 8, 16, 32)
-    n_batches = 2 if smoke else 32
-    raw = torch.randint(0, 256, (n_batches * 16, 3, 32, 32), dtype=torch.uint8, device=dev.torch_device)
-    labels = torch.randint(0, 100, (n_batches * 16,), device=dev.torch_device)
-    batches = [augment(raw[i * 16:(i + 1) * 16], labels[i * 16:(i + 1) * 16], gen) for i in range(n_batches)]
+    n_batches, size = (2, 4) if smoke else (32, 16)
+    raw = torch.randint(0, 256, (n_batches * size, 3, 32, 32), dtype=torch.uint8, device=dev.torch_device)
+    labels = torch.randint(0, 100, (n_batches * size,), device=dev.torch_device)
+    batches = [augment(raw[i * size:(i + 1) * size], labels[i * size:(i + 1) * size], gen) for i in range(n_batches)]
     settings = [("lanczos", 1, "double_backward")] + [("block", b, h) for b in at_once
                                                       for h in ("double_backward", "forward_over_reverse")]
     rows = []
@@ -172,8 +173,9 @@ def paper_pool(rows: list[dict], train_rows: list[dict], cfg: dict, pool_cfg: di
     n_batches = TRAIN_IMAGES // pool_cfg["batch_size"]
     for arch in HESSIAN_MODELS:
         net = model(arch, smoke).to(dev.torch_device).eval()
-        x = torch.randn(pool_cfg["batch_size"], 3, 32, 32, device=dev.torch_device)
-        y = torch.randint(0, 100, (pool_cfg["batch_size"],), device=dev.torch_device)
+        size = 4 if smoke else pool_cfg["batch_size"]
+        x = torch.randn(size, 3, 32, 32, device=dev.torch_device)
+        y = torch.randint(0, 100, (size,), device=dev.torch_device)
         sync(dev)
         start = time.perf_counter()
         hessian.compute(net, [(x, y)], k=1, method="lanczos", trace_samples=pool_cfg["trace_samples"])
@@ -247,7 +249,7 @@ def _table(title: str, rows: list[dict]) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (rehearse device), about a minute")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (rehearse device), about two minutes")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     args = ap.parse_args(argv)
     if not args.smoke and not torch.cuda.is_available():
@@ -265,7 +267,7 @@ def main(argv=None) -> int:
                        for c in ((False, True) if a in COMPILED else (False,))]
     _table(f"training throughput on {name} (img/s; paper: as issue 25 quotes it)", result["train"])
     result["hessian"] = [r for a in HESSIAN_MODELS for r in hessian_rates(a, dev, args.smoke, cfg)]
-    _table("Hessian top-5, batch 16", result["hessian"])
+    _table(f"Hessian top-5, batch {4 if args.smoke else 16}", result["hessian"])
     result["featuremaps"] = [featuremap_rate(a, dev, args.smoke) for a in ("resnet50", "vit_tiny_patch16_224")]
     _table("feature-map statistics at 224 px", result["featuremaps"])
     result["randaugment"] = randaugment_equality(dev)

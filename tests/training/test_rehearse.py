@@ -132,7 +132,8 @@ def _probe(plan, run, ckpt, probe, out, device):
     outs = {t: out / f"{t}.parquet" for t in catalog.tables_of(probe)}
     assert main([probe, "--spec", json.dumps(plan.probe_spec(run, probe)), "--device", device,
                  "--checkpoint", str(ckpt), *[a for t, p in outs.items() for a in ("--out", f"{t}={p}")]]) == 0
-    return {t: pd.read_parquet(p).drop(columns=lambda c: c in IGNORED) for t, p in outs.items()}
+    tables = {t: pd.read_parquet(p) for t, p in outs.items()}
+    return {t: df.drop(columns=[c for c in df.columns if c in IGNORED]) for t, df in tables.items()}
 
 
 @pytest.mark.parametrize("model", ["resnet_demo", "vit_demo"])

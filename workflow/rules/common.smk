@@ -146,7 +146,11 @@ def start_job_server():
     with log.open("w") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "vitprobe", "serve", "--socket", address, "--parent", str(os.getpid())],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     for _ in range(1200):  # imports take 3-10 s
         if os.path.exists(address) or server.poll() is not None:
