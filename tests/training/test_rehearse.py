@@ -1,6 +1,7 @@
 """The GPU path on the CPU (`device: rehearse`: bf16 autocast, channels_last, torch.compile's
 graph capture): a small ResNet and a small ViT train with all of it on, a killed rehearsal
-resumes bit-identical to an uninterrupted one, and every probe runs on the result, the
+resumes bit-identical to an uninterrupted one, and every probe (CIFAR-C's on random files in
+its layout) runs on the result, the
 float32 ones (`Probe.exact`) exactly as on the plain CPU: autocast leaking into the Hessian,
 the trace, the landscape or the NLL would change their numbers."""
 
@@ -33,6 +34,7 @@ PROBES = {
     "variance": {"n_images": 16},
     "robustness": {"n_images": 24, "batch_size": 16, "freqs": [0.3, 0.7]},
     "landscape": {"n_batches": 1, "batch_size": 16, "points_1d": 3, "points_2d": 3, "radius": 0.5},
+    "corruption": {"severities": [1], "n_images": 8, "batch_size": 8},  # folder: CIFAR-C files the fixture writes
 }
 IGNORED = {c.name for c in results.PROVENANCE_COLUMNS} | {
     c.name for cols in results.TABLES.values() for c in cols if c.unit in ("s", "1/s")}
@@ -49,12 +51,25 @@ def test_rehearse_is_the_cpu_with_cudas_tricks():
 def setup(tmp_path_factory):
     """(plan, {model: run}, folder): a small ResNet and a small ViT, train.compile on."""
     tmp = tmp_path_factory.mktemp("rehearse")
-    config = tiny_vit_config(tmp, {p: {**s, "epochs": [EPOCHS]} for p, s in PROBES.items()}, epochs=EPOCHS)
+    probes = {p: {**s, "epochs": [EPOCHS]} for p, s in PROBES.items()}
+    probes["corruption"]["folder"] = str(_write_cifar_c(tmp / "C", n=60))  # tiny_vit_config: 6 test images x 10 classes
+    config = tiny_vit_config(tmp, probes, epochs=EPOCHS)
     config["experiments"] = {"x": {"models": ["resnet_demo", "vit_demo"]}}
     config["train"].update(compile=True, checkpoint_epochs=[1, EPOCHS])
     plan = validate(config)
     data.prepare("synthetic", tmp / "data", synthetic=config["data"]["synthetic"])
     return plan, {r.model: r for r in plan.runs}, tmp
+
+
+def _write_cifar_c(folder, n):
+    """Random images in CIFAR-C's published layout: labels.npy (5 n,), <name>.npy (5 n, 32, 32, 3)."""
+    from vitprobe.data.cifar_c import CORRUPTIONS
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    np.save(folder / "labels.npy", np.tile(rng.integers(0, 10, n), 5).astype(np.uint8))
+    for name in CORRUPTIONS:
+        np.save(folder / f"{name}.npy", rng.integers(0, 256, (5 * n, 32, 32, 3), dtype=np.uint8))
+    return folder
 
 
 def _train_cmd(plan, run, out, device):
