@@ -27,42 +27,38 @@ def _canonical(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(list(df.columns)).reset_index(drop=True)
 
 
-def compare_tables(a: Path, b: Path) -> list[str]:
+def _compare(a: Path, b: Path, pattern: str, equal) -> list[str]:
+    """`equal(path_a, path_b)` for every file matching `pattern` in a or b: the lines that differ."""
     bad = []
-    names = sorted({p.name for p in a.glob("*.parquet")} | {p.name for p in b.glob("*.parquet")})
-    for name in names:
+    for name in sorted({p.name for p in a.glob(pattern)} | {p.name for p in b.glob(pattern)}):
         if not (a / name).exists() or not (b / name).exists():
             bad.append(f"{name}: only in {a if (a / name).exists() else b}")
-            continue
-        try:
-            pd.testing.assert_frame_equal(_canonical(pd.read_parquet(a / name)), _canonical(pd.read_parquet(b / name)),
-                                          check_exact=True)
-            print(f"equal  {name}")
-        except AssertionError as exc:
-            bad.append(f"{name}: {str(exc).splitlines()[0]}")
-    return bad
-
-
-def compare_figures(a: Path, b: Path) -> list[str]:
-    bad = []
-    names = sorted({p.name for p in a.glob("*.png")} | {p.name for p in b.glob("*.png")})
-    for name in names:
-        if not (a / name).exists() or not (b / name).exists():
-            bad.append(f"{name}: only in {a if (a / name).exists() else b}")
-            continue
-        pa, pb = (np.asarray(Image.open(p / name).convert("RGBA")) for p in (a, b))
-        if pa.shape != pb.shape or not (pa == pb).all():
-            bad.append(f"{name}: pixels differ")
+        elif (why := equal(a / name, b / name)) is not None:
+            bad.append(f"{name}: {why}")
         else:
             print(f"equal  {name}")
     return bad
+
+
+def _tables_equal(pa_: Path, pb: Path) -> str | None:
+    try:
+        pd.testing.assert_frame_equal(_canonical(pd.read_parquet(pa_)), _canonical(pd.read_parquet(pb)),
+                                      check_exact=True)
+    except AssertionError as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
+def _pixels_equal(pa_: Path, pb: Path) -> str | None:
+    ia, ib = (np.asarray(Image.open(p).convert("RGBA")) for p in (pa_, pb))
+    return None if ia.shape == ib.shape and (ia == ib).all() else "pixels differ"
 
 
 def main() -> None:
     if len(sys.argv) != 5:
         sys.exit(__doc__)
     ra, fa, rb, fb = map(Path, sys.argv[1:])
-    bad = compare_tables(ra, rb) + compare_figures(fa, fb)
+    bad = _compare(ra, rb, "*.parquet", _tables_equal) + _compare(fa, fb, "*.png", _pixels_equal)
     for line in bad:
         print(f"DIFFERS {line}")
     sys.exit(1 if bad else 0)

@@ -38,6 +38,17 @@ def paper_config() -> dict:
     return copy.deepcopy(yaml.safe_load((REPO / "config.yaml").read_text()))
 
 
+#: Each probe's settings at the size of a tiny run (seconds each); tests add epochs and more.
+TINY_PROBES = {
+    "hessian": {"n_batches": 2, "batch_size": 8, "k": 3, "trace_samples": 3},
+    "eval": {"batch_size": 64},
+    "fourier": {"n_images": 16},
+    "variance": {"n_images": 16},
+    "robustness": {"n_images": 24, "batch_size": 16, "freqs": [0.3, 0.7]},
+    "landscape": {"n_batches": 1, "batch_size": 16, "points_1d": 3, "points_2d": 3, "radius": 0.5},
+}
+
+
 def tiny_vit_config(tmp: Path, probes: dict, *, epochs: int = 1, train_per_class: int = 24,
                     test_per_class: int = 6, depth: int = 2) -> dict:
     """The demo preset cut to one run: a tiny ViT (dim 16, 2 heads) trained `epochs` epochs

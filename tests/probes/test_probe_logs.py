@@ -13,6 +13,7 @@ import sys
 
 import pandas as pd
 import pytest
+from conftest import TINY_PROBES
 
 from vitprobe.catalog import tables_of
 from vitprobe.cli import main
@@ -21,14 +22,7 @@ from vitprobe.config.identity import Run
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 
 EPOCH = 1
-PROBES = {
-    "hessian": {"n_batches": 2, "batch_size": 8, "k": 3, "trace_samples": 3},
-    "eval": {"batch_size": 64},
-    "fourier": {"n_images": 16},
-    "variance": {"n_images": 16},
-    "robustness": {"n_images": 24, "batch_size": 16, "freqs": [0.3, 0.7]},
-    "landscape": {"n_batches": 1, "batch_size": 16, "points_1d": 3, "points_2d": 3, "radius": 0.5},
-}
+PROBES = TINY_PROBES
 # the bars each probe draws: (what, number of items)
 BARS = {
     "hessian": [("mini-batches", 2)],

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_vit_config
+from conftest import TINY_PROBES, tiny_vit_config
 
 from vitprobe import catalog, results
 from vitprobe.cli import main
@@ -27,15 +27,7 @@ from vitprobe.models import checkpoint
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 
 EPOCHS = 2
-PROBES = {
-    "hessian": {"n_batches": 2, "batch_size": 8, "k": 3, "trace_samples": 3},
-    "eval": {"batch_size": 64},
-    "fourier": {"n_images": 16},
-    "variance": {"n_images": 16},
-    "robustness": {"n_images": 24, "batch_size": 16, "freqs": [0.3, 0.7]},
-    "landscape": {"n_batches": 1, "batch_size": 16, "points_1d": 3, "points_2d": 3, "radius": 0.5},
-    "corruption": {"severities": [1], "n_images": 8, "batch_size": 8},  # folder: CIFAR-C files the fixture writes
-}
+PROBES = {**TINY_PROBES, "corruption": {"severities": [1], "n_images": 8, "batch_size": 8}}  # folder: the fixture's
 IGNORED = {c.name for c in results.PROVENANCE_COLUMNS} | {
     c.name for cols in results.TABLES.values() for c in cols if c.unit in ("s", "1/s")}
 
