@@ -50,7 +50,6 @@ THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOT
 IMPORT_ENV = (*THREAD_ENV, "PYTHONHASHSEED", "PYTHONPATH")
 #: Signals a client passes on to its command.
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
-_MAX_HEADER = 1 << 20  # argv and environment: far below this
 
 
 def _send(conn: socket.socket, message: dict) -> None:
@@ -127,8 +126,9 @@ def _exchange(address: str, argv: list[str], worker: list, caught: list) -> dict
     with conn:
         header = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": _umask(),
                              "python": _python()}).encode() + b"\n"
-        try:
-            socket.send_fds(conn, [header], [0, 1, 2])
+        try:  # the descriptors with one byte, then the header whole (a sendmsg may send part of a long one)
+            socket.send_fds(conn, [b"\0"], [0, 1, 2])
+            conn.sendall(header)
         except OSError:
             return None
         lines = _Lines(conn)
@@ -273,9 +273,8 @@ def _child(conn: socket.socket, run: Callable[[list[str]], int], fingerprint: di
         signal.signal(signal.SIGINT, signal.default_int_handler)
         os.setsid()  # not in the server's process group: a signal to the server does not reach it
         conn.settimeout(None)
-        data, fds, _, _ = socket.recv_fds(conn, _MAX_HEADER, 3)
-        lines = _Lines(conn, data)
-        request = lines.next()
+        _, fds, _, _ = socket.recv_fds(conn, 1, 3)
+        request = _Lines(conn).next()
         if request is None or len(fds) != 3:
             os._exit(1)
         theirs = {"python": request.get("python"), **{k: request["env"].get(k) for k in IMPORT_ENV}}

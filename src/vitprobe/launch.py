@@ -28,7 +28,8 @@ def main() -> int:
     argv = sys.argv[1:]
     address = os.environ.get(jobserver.ENV)
     served = None
-    if address and "SLURM_JOB_ID" not in os.environ:  # a Slurm job's work stays in the job's own allocation
+    # A Slurm job's work stays in the job's own allocation; a server is not started by another.
+    if address and "SLURM_JOB_ID" not in os.environ and _verb(argv) != "serve":
         served = jobserver.run_served(address, argv)
     if served is not None:
         code, startup, work, how = served.code, time.process_time() + served.startup_cpu, served.work_cpu, "job server"

@@ -67,6 +67,9 @@ def test_a_served_command_has_the_clients_arguments_directory_environment_and_ou
     assert done.stderr == "here\n"
     # the next one does not see the first one's variable: each gets its client's environment
     assert _client(address, "echo").stderr == "<unset>\n"
+    # an environment larger than a socket buffer (Linux: ~200 kB) arrives whole
+    big = {f"BIG_{i}": "x" * 100_000 for i in range(4)}
+    assert _client(address, "echo", env={**big, "SERVED_TEST": "big"}).stderr == "big\n"
 
 
 def test_exit_status_usage_errors_and_crashes_come_back(server):

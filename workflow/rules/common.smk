@@ -141,6 +141,9 @@ def start_job_server():
         return
     address = f"/tmp/vitprobe-{os.getuid()}-{os.getpid()}.sock"  # short: a socket path has at most 107 bytes
     env = {**os.environ, **{k: "1" for k in THREAD_ENV}}  # as Snakemake sets them for a job of 1 thread
+    env.pop(JOB_SERVER_ENV, None)  # an outer run's server is not this one's
+    if os.path.exists(address):  # left by a killed run whose pid this one reuses
+        os.unlink(address)
     log = Path(LAYOUT.log("job_server"))
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
@@ -168,7 +171,10 @@ def stop_job_server():
     os.environ.pop(JOB_SERVER_ENV, None)
     if server is not None:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 wildcard_constraints:
