@@ -26,7 +26,7 @@ paper_pool   the paper config's Hessian pool per checkpoint (every mini-batch of
 `--smoke` runs the same code on the CPU (`device: rehearse`) at tiny sizes (models smaller
 than the demo's, 2-3 steps, 2 mini-batches of 4 images, 2 images at 224 px) in about two
 minutes; CI runs it (tests/test_gpu_check.py), so the script does not rot. Without `--smoke`
-it wants CUDA and takes at most about 8 minutes on one GPU.
+it wants CUDA; it is sized for at most 8 minutes on one GPU (not yet timed on one).
 """
 
 from __future__ import annotations
