@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 LINE = re.compile(r"^vitprobe cpu (?P<verb>\S+): (?P<startup>[\d.]+) s start-up and imports, "
                   r"(?P<work>[\d.]+) s work \((?P<how>[^)]+)\)$", re.M)
 SERVER = re.compile(r"stopped after (?P<n>\d+) commands, (?P<cpu>[\d.]+) s CPU of its own")
-PROBE = ("import sys, time; from vitprobe import cli; cli.preload(sys.argv[1:]); "
+PROBE = ("import sys, time; from vitprobe import cli; cli.preload(sys.argv[1]); "
          "print(time.process_time())")
 
 

@@ -439,10 +439,10 @@ def cmd_serve(args):
     jobserver.serve(args.socket, run=main, preload=PRELOAD, parent=args.parent)
 
 
-def preload(argv) -> None:
-    """Import what the verb in `argv` imports on its own (VERB_IMPORTS)."""
+def preload(verb: str) -> None:
+    """Import what `verb` imports on its own (VERB_IMPORTS)."""
     import importlib  # only to import by name
-    for name in VERB_IMPORTS.get(next((a for a in argv if not a.startswith("-")), ""), ()):
+    for name in VERB_IMPORTS.get(verb, ()):
         importlib.import_module(name)
 
 

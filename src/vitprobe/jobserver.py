@@ -281,7 +281,7 @@ def _child(conn: socket.socket, run: Callable[[list[str]], int], fingerprint: di
         if theirs != fingerprint:
             changed = ", ".join(f"{k}={theirs[k]} (server: {fingerprint[k]})" for k in fingerprint
                                 if theirs[k] != fingerprint[k])
-            _send(conn, {"fallback": f"thread settings differ: {changed}"})
+            _send(conn, {"fallback": f"start-up settings differ: {changed}"})
             os._exit(0)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)

@@ -26,21 +26,22 @@ CPU_PREFIX = "vitprobe cpu"
 
 def main() -> int:
     argv = sys.argv[1:]
+    verb = _verb(argv)
     address = os.environ.get(jobserver.ENV)
     served = None
     # A Slurm job's work stays in the job's own allocation; a server is not started by another.
-    if address and "SLURM_JOB_ID" not in os.environ and _verb(argv) != "serve":
+    if address and "SLURM_JOB_ID" not in os.environ and verb != "serve":
         served = jobserver.run_served(address, argv)
     if served is not None:
         code, startup, work, how = served.code, time.process_time() + served.startup_cpu, served.work_cpu, "job server"
     else:
         from vitprobe import cli  # in this process: everything is imported here
-        cli.preload(argv)
+        cli.preload(verb)
         startup = time.process_time()
         code = cli.main(argv)
         work, how = time.process_time() - startup, "own process"
     if os.environ.get(CPU_ENV):
-        print(cpu_line(_verb(argv), startup, work, how), file=sys.stderr, flush=True)
+        print(cpu_line(verb, startup, work, how), file=sys.stderr, flush=True)
     return code
 
 
