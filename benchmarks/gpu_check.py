@@ -18,6 +18,11 @@ featuremaps  Fourier + variance statistics of every feature map (`map_statistics
              at 224 px on timm's ResNet-50 and ViT-Ti: images/s.
 randaugment  timm's RandAugment on the GPU against the CPU ops applied with the same draws
              (drawn on the GPU): images equal bit for bit, and the largest difference.
+end_to_end   the demo's ResNet and ViT trained 2 epochs by the CLI (`vitprobe train --device
+             cuda`, torch.compile on) on the bundled Fashion-MNIST subset, then every probe of
+             the demo by the CLI on the checkpoint; the float32 (`exact`) probes also on the
+             CPU: the largest relative difference of each table's numbers from the CPU's (their
+             inputs are drawn on the CPU and TF32 is off, so only rounding differs).
 paper_pool   the paper config's Hessian pool per checkpoint (every mini-batch of 16 of
              CIFAR's 50 000 training images, k 5, trace 2 samples), from the measured seconds
              per mini-batch of the default method: hours per checkpoint, and in epochs of
@@ -26,7 +31,9 @@ paper_pool   the paper config's Hessian pool per checkpoint (every mini-batch of
 `--smoke` runs the same code on the CPU (`device: rehearse`) at tiny sizes (models smaller
 than the demo's, 2-3 steps, 2 mini-batches of 4 images, 2 images at 224 px) in about two
 minutes; CI runs it (tests/test_gpu_check.py), so the script does not rot. Without `--smoke`
-it wants CUDA; it is sized for at most 8 minutes on one GPU (not yet timed on one).
+it wants CUDA. The JSON is rewritten after every part, so a run cut short keeps what it
+measured; `--budget-s` (default 420) stops starting new measurements once spent, and each
+part says what it skipped.
 """
 
 from __future__ import annotations
@@ -38,13 +45,14 @@ import json
 import platform
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 import yaml
 
-from vitprobe import models
+from vitprobe import models, results
 from vitprobe.analysis.featuremaps import map_statistics
 from vitprobe.config.load import validate
 from vitprobe.data.augment import BatchAugment, normalize
@@ -61,7 +69,10 @@ REPO = Path(__file__).resolve().parents[1]
 PAPER_IMG_S = {"resnet50_cifar": 320, "vit_ti_cifar": 434}  # as issue 25 quotes the paper: T4-class GPU
 TRAIN_MODELS = ("resnet18_cifar", "resnet50_cifar", "vit_ti_cifar", "vit_s_cifar")
 COMPILED = ("resnet50_cifar", "vit_ti_cifar")
-HESSIAN_MODELS = ("vit_ti_cifar", "resnet50_cifar")
+HESSIAN_MODELS = DEFAULT_HESSIAN_MODELS = ("vit_ti_cifar", "resnet50_cifar")  # --hessian-models sets the first
+# Columns of timings and provenance, not results: left out of the comparisons.
+IGNORED = {c.name for c in results.PROVENANCE_COLUMNS} | {
+    c.name for cols in results.TABLES.values() for c in cols if c.unit in ("s", "1/s")}
 CIFAR = DATASETS["cifar100"]
 TRAIN_IMAGES = CIFAR.train_per_class * CIFAR.num_classes  # 50 000
 # The smoke's stand-ins: the demo's sizes (profiles/demo/demo.yaml), cut further.
@@ -69,6 +80,19 @@ SMOKE_KWARGS = {"resnet18_cifar": {"layers": [1, 1, 1, 1], "widths": [8, 16, 16,
                 "resnet50_cifar": {"layers": [1, 1, 1, 1], "widths": [8, 8, 16, 16]},
                 "vit_ti_cifar": {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2},
                 "vit_s_cifar": {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}}
+
+
+class Clock:
+    """The run's time budget: `left()` seconds before no new measurement starts."""
+
+    def __init__(self, budget_s: float):
+        self.start, self.budget_s = time.perf_counter(), budget_s
+
+    def left(self) -> float:
+        return self.budget_s - (time.perf_counter() - self.start)
+
+
+CLOCK = Clock(float("inf"))
 
 
 def paper_config() -> dict:
@@ -152,6 +176,9 @@ def hessian_rates(arch: str, dev, smoke: bool, cfg: dict) -> list[dict]:
                                                       for h in ("double_backward", "forward_over_reverse")]
     rows = []
     for method, b, hvp in settings:
+        if CLOCK.left() <= 0:
+            rows.append({"model": arch, "method": method, "batches_at_once": b, "hvp": hvp, "skipped": "out of time"})
+            continue
         use = batches[:max(b, 2 if smoke else 4)]
         sync(dev)
         start = time.perf_counter()
@@ -185,7 +212,8 @@ def paper_pool(rows: list[dict], train_rows: list[dict], cfg: dict, pool_cfg: di
         hessian.compute(net, [(x, y)], k=1, method="lanczos")
         sync(dev)
         trace_s = max(with_trace - (time.perf_counter() - start), 0.0)
-        rate = next((r["mini_batches_per_s"] for r in rows if r["model"] == arch and r["method"] == method
+        rate = next((r["mini_batches_per_s"] for r in rows if "skipped" not in r and r["model"] == arch
+                     and r["method"] == method
                      and r["batches_at_once"] == b and r["hvp"] == hvp), None)
         if rate is None:
             continue
@@ -196,6 +224,87 @@ def paper_pool(rows: list[dict], train_rows: list[dict], cfg: dict, pool_cfg: di
                      "seconds_per_mini_batch": 1 / rate + trace_s, "hours_per_checkpoint": seconds / 3600,
                      "training_epochs_equivalent": seconds / epoch_s if epoch_s else None,
                      "of_training_run": seconds / (epoch_s * cfg["epochs"]) if epoch_s else None}
+    return out
+
+
+# ---- end_to_end --------------------------------------------------------------------------
+E2E_MODELS = ("resnet_demo", "vit_demo")
+
+
+def _max_rel_diff(a, b) -> float:
+    """The largest |a - b| / max(|b|, 1e-6 * max|b|) over the numeric cells two tables share."""
+    import numpy as np
+    cols = [c for c in a.select_dtypes("number").columns if c in b.columns and c not in IGNORED]
+    x, y = a[cols].to_numpy(dtype=float), b[cols].to_numpy(dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if not ok.any():
+        return 0.0
+    scale = max(float(np.abs(y[ok]).max()) * 1e-6, 1e-30)
+    return float((np.abs(x[ok] - y[ok]) / np.maximum(np.abs(y[ok]), scale)).max())
+
+
+def end_to_end(device_name: str, smoke: bool) -> dict:
+    """Train the demo's ResNet and ViT by the CLI on `device_name`, then every demo probe by
+    the CLI; the exact probes again on the CPU for comparison."""
+    import pandas as pd
+
+    from vitprobe import catalog
+    from vitprobe.cli import main as cli
+
+    config = yaml.safe_load((REPO / "profiles/demo/demo.yaml").read_text())
+    config["experiments"] = {"x": {"models": list(E2E_MODELS)}}
+    config["figures"] = {}
+    epochs = 2
+    config["train"].update(epochs=epochs, checkpoint_epochs=[epochs], compile=True)
+    probes = {p: {**s, "epochs": [epochs]} for p, s in config["probes"].items() if p != "corruption"}
+    if smoke:
+        probes["hessian"].update(n_batches=2, batch_size=4, trace_samples=2)
+        for p in ("fourier", "variance"):
+            probes[p]["n_images"] = 8
+        probes["robustness"]["n_images"] = 16
+        probes["landscape"] = {**probes.get("landscape", {}), "n_batches": 1, "batch_size": 8, "points_1d": 3,
+                               "points_2d": 3, "epochs": [epochs]}
+        config["experiments"]["x"]["fractions"] = ["1/16"]  # 312 training images
+    config["probes"] = probes
+    plan = validate(config)
+    out: dict = {"train": [], "probes": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for run in plan.runs:
+            if CLOCK.left() <= 0:
+                out["train"].append({"model": run.model, "skipped": "out of time"})
+                continue
+            ckpt = tmp / f"{run.model}.pt"
+            start = time.perf_counter()
+            rc = cli(["train", "--spec", json.dumps(plan.train_spec(run)), "--device", device_name, "--no-progress",
+                      "--state-dir", str(tmp / f"{run.model}-state"), "--checkpoint", f"{epochs}={ckpt}",
+                      "--log", str(tmp / f"{run.model}-log.parquet")])
+            log = pd.read_parquet(tmp / f"{run.model}-log.parquet") if rc == 0 else None
+            out["train"].append({"model": run.model, "rc": rc, "seconds": time.perf_counter() - start,
+                                 "test_error_last": float(log["test_error"].iloc[-1]) if log is not None else None})
+            if rc != 0:
+                continue
+            for probe in probes:
+                if CLOCK.left() <= 0:
+                    out["probes"].append({"model": run.model, "probe": probe, "skipped": "out of time"})
+                    continue
+                spec = json.dumps(plan.probe_spec(run, probe))
+
+                def one(device, tag):
+                    outs = {t: tmp / f"{run.model}-{probe}-{tag}-{t}.parquet" for t in catalog.tables_of(probe)}
+                    t0 = time.perf_counter()
+                    rc = cli([probe, "--spec", spec, "--device", device, "--checkpoint", str(ckpt),
+                              *[a for t, p in outs.items() for a in ("--out", f"{t}={p}")]])
+                    tables = {t: pd.read_parquet(p) for t, p in outs.items()} if rc == 0 else {}
+                    return rc, time.perf_counter() - t0, tables
+
+                rc, seconds, tables = one(device_name, "dev")
+                row = {"model": run.model, "probe": probe, "rc": rc, "seconds": seconds,
+                       "rows": {t: len(df) for t, df in tables.items()}}
+                if rc == 0 and catalog.PROBES[probe].exact:
+                    _, row["cpu_seconds"], cpu = one("cpu", "cpu")
+                    row["max_rel_diff_vs_cpu"] = {t: _max_rel_diff(tables[t], cpu[t]) for t in tables if t in cpu}
+                out["probes"].append(row)
     return out
 
 
@@ -247,13 +356,33 @@ def _table(title: str, rows: list[dict]) -> None:
         print("  " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()))
 
 
+E2E_KEYS = ("step", "model", "probe", "rc", "seconds", "cpu_seconds", "test_error_last", "max_rel_diff_vs_cpu",
+            "skipped")
+
+
+def _e2e_rows(e2e: dict) -> list[dict]:
+    """One row per training run and probe job, the largest difference over a probe's tables."""
+    rows = []
+    for step, r in [("train", r) for r in e2e["train"]] + [("probe", r) for r in e2e["probes"]]:
+        flat = {k: (max(v.values(), default=0.0) if isinstance(v, dict) else v) for k, v in r.items()}
+        rows.append({k: flat.get(k, step if k == "step" else "") for k in E2E_KEYS})
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (rehearse device), about two minutes")
-    ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    ap.add_argument("--out", type=Path, help="write the results as JSON here (after every part)")
+    ap.add_argument("--budget-s", type=float, default=420.0,
+                    help="seconds after which no new measurement starts (default 420)")
+    ap.add_argument("--parts", help="comma-separated parts to run, in their order (default: all)")
+    ap.add_argument("--hessian-models", default=",".join(DEFAULT_HESSIAN_MODELS),
+                    help=f"models of the hessian and paper_pool parts (default {','.join(DEFAULT_HESSIAN_MODELS)})")
     args = ap.parse_args(argv)
     if not args.smoke and not torch.cuda.is_available():
         ap.error("no CUDA device here; --smoke runs the same code on the CPU")
+    global CLOCK, HESSIAN_MODELS
+    CLOCK = Clock(args.budget_s)
     dev = resolve("rehearse" if args.smoke else "cuda")
     torch.set_num_threads(1 if args.smoke else torch.get_num_threads())
     config = paper_config()
@@ -263,22 +392,54 @@ def main(argv=None) -> int:
     result = {"device": name, "smoke": args.smoke, "date": datetime.date.today().isoformat(),
               "torch": torch.__version__}
 
-    result["train"] = [train_throughput(a, c, cfg, dev, args.smoke) for a in TRAIN_MODELS
-                       for c in ((False, True) if a in COMPILED else (False,))]
-    _table(f"training throughput on {name} (img/s; paper: as issue 25 quotes it)", result["train"])
-    result["hessian"] = [r for a in HESSIAN_MODELS for r in hessian_rates(a, dev, args.smoke, cfg)]
-    _table(f"Hessian top-5, batch {4 if args.smoke else 16}", result["hessian"])
-    result["featuremaps"] = [featuremap_rate(a, dev, args.smoke) for a in ("resnet50", "vit_tiny_patch16_224")]
-    _table("feature-map statistics at 224 px", result["featuremaps"])
-    result["randaugment"] = randaugment_equality(dev)
-    _table("RandAugment on the device vs the CPU ops on its draws", [result["randaugment"]])
-    result["paper_pool"] = paper_pool(result["hessian"], result["train"], cfg, pool_cfg, dev, args.smoke)
-    _table("the paper's Hessian pool per checkpoint", [{"model": k, **v} for k, v in result["paper_pool"].items()])
-    result["seconds"] = time.time() - started
-    print(f"\n{result['seconds']:.0f} s in all")
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    def save():
+        result["seconds"] = time.time() - started
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+    smoke, dev_name = args.smoke, "rehearse" if args.smoke else "cuda"
+    # In the order of their worth on a first GPU day: a part that raises is recorded and the
+    # next one runs; once the budget is spent the rest are skipped.
+    parts = [
+        ("end_to_end", lambda: end_to_end(dev_name, smoke),
+         "the demo's runs and probes by the CLI (exact probes against the CPU)", _e2e_rows),
+        ("train", lambda: [train_throughput(a, c, cfg, dev, smoke) for a in TRAIN_MODELS
+                           for c in ((False, True) if a in COMPILED else (False,))],
+         f"training throughput on {name} (img/s; paper: as issue 25 quotes it)", list),
+        ("hessian", lambda: [r for a in HESSIAN_MODELS for r in hessian_rates(a, dev, smoke, cfg)],
+         f"Hessian top-5, batch {4 if smoke else 16}", list),
+        ("randaugment", lambda: randaugment_equality(dev), "RandAugment on the device vs the CPU ops on its draws",
+         lambda r: [r]),
+        ("featuremaps", lambda: [featuremap_rate(a, dev, smoke) for a in ("resnet50", "vit_tiny_patch16_224")],
+         "feature-map statistics at 224 px", list),
+        ("paper_pool", lambda: paper_pool(result.get("hessian", []), result.get("train", []), cfg, pool_cfg, dev,
+                                          smoke),
+         "the paper's Hessian pool per checkpoint", lambda r: [{"model": k, **v} for k, v in r.items()]),
+    ]
+    wanted = args.parts.split(",") if args.parts else [p[0] for p in parts]
+    unknown = set(wanted) - {p[0] for p in parts}
+    if unknown:
+        ap.error(f"unknown parts {', '.join(sorted(unknown))}; allowed: {', '.join(p[0] for p in parts)}")
+    HESSIAN_MODELS = tuple(args.hessian_models.split(","))
+    failed = []
+    for key, measure, title, rows in (p for p in parts if p[0] in wanted):
+        if CLOCK.left() <= 0:
+            result[key] = {"skipped": "out of time"}
+            print(f"\n{key}: skipped, out of time")
+            continue
+        try:
+            result[key] = measure()
+        except Exception as e:  # noqa: BLE001 (one GPU session: keep measuring the other parts)
+            import traceback
+            traceback.print_exc()
+            result[key] = {"error": f"{type(e).__name__}: {e}"}
+            failed.append(key)
+            print(f"\n{key}: failed, {result[key]['error']}")
+        else:
+            _table(title, rows(result[key]))
+        save()
+    print(f"\n{result['seconds']:.0f} s in all" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ def test_the_smoke_run_writes_every_part(tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert {"device", "train", "hessian", "featuremaps", "randaugment", "paper_pool"} <= set(result)
+    assert {"device", "end_to_end", "train", "hessian", "featuremaps", "randaugment", "paper_pool"} <= set(result)
     assert result["smoke"] and result["device"].startswith("cpu")
     # train: every model, compile off and (ResNet-50, ViT-Ti) on, with the paper's figure beside it
     seen = {(r["model"], r["compile"]) for r in result["train"]}
@@ -34,3 +34,13 @@ def test_the_smoke_run_writes_every_part(tmp_path):
     assert {r["model"] for r in result["featuremaps"]} == {"resnet50", "vit_tiny_patch16_224"}
     ra = result["randaugment"]
     assert ra["images_equal"] == ra["images"] == 256 and ra["max_abs_diff"] == 0  # on the CPU: the same ops
+    # end_to_end: both demo models trained by the CLI, every probe run on them; on the
+    # rehearsal the exact probes equal the plain CPU's, so their difference is 0
+    e2e = result["end_to_end"]
+    assert [(r["model"], r["rc"]) for r in e2e["train"]] == [("resnet_demo", 0), ("vit_demo", 0)]
+    assert {(r["model"], r["probe"]) for r in e2e["probes"] if r["rc"] == 0} == {
+        (m, p) for m in ("resnet_demo", "vit_demo") for p in ("hessian", "eval", "fourier", "variance", "robustness",
+                                                              "landscape")}
+    exact = [r for r in e2e["probes"] if "max_rel_diff_vs_cpu" in r]
+    assert {r["probe"] for r in exact} == {"hessian", "eval", "fourier", "variance", "landscape"}
+    assert all(d == 0.0 for r in exact for d in r["max_rel_diff_vs_cpu"].values())

@@ -47,6 +47,7 @@ term is added as in the pipeline.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import importlib
@@ -60,6 +61,7 @@ from vitprobe.analysis.inputs import as_batches
 from vitprobe.catalog import PROBES, module_of
 from vitprobe.columns import GRID_COLUMNS
 from vitprobe.config import load
+from vitprobe.device import full_precision
 from vitprobe.models import weights as w
 
 __all__ = ["load_model", "fourier", "variance", "hessian", "robustness", "landscape", "evaluate", "corruption",
@@ -97,6 +99,7 @@ def _probe(probe: str):
     """`api.<probe>`: the probe's `compute` with the pipeline's defaults, its `batches` (if it
     takes any) normalised by `as_batches` (one pair or an iterable of pairs)."""
     compute = module_of(probe).compute
+    exact = PROBES[probe].exact  # float32 products as float32 (TF32 off on CUDA), as in the pipeline
     signature = inspect.signature(compute)
     defaults = _pipeline_defaults(probe)
 
@@ -107,7 +110,8 @@ def _probe(probe: str):
             bound.arguments["batches"] = as_batches(bound.arguments["batches"])
         for name, value in defaults.items():
             bound.arguments.setdefault(name, copy.deepcopy(value))
-        return compute(*bound.args, **bound.kwargs)
+        with full_precision() if exact else contextlib.nullcontext():
+            return compute(*bound.args, **bound.kwargs)
 
     run.__signature__ = signature.replace(parameters=[
         p.replace(default=defaults[p.name]) if p.name in defaults else p for p in signature.parameters.values()])

@@ -109,7 +109,9 @@ class RunInputs:
         (b+1)·batch_size − 1 of one seeded permutation of the training set (disjoint batches
         while they fit; beyond, further permutations follow), augmented with generators
         seeded by (seed, b): a batch is the same whichever range it is drawn in (the shards
-        of a job draw disjoint ranges)."""
+        of a job draw disjoint ranges). The augmentation runs on the CPU and the batch moves
+        to the device after it: the same images on every device (a CUDA generator draws
+        other numbers than the CPU's)."""
         batches = range(batches) if isinstance(batches, int) else batches
         split = self.training_split
         augment = self.augment(split.num_classes)
@@ -120,8 +122,8 @@ class RunInputs:
         dev = self.device.torch_device
         for b in batches:
             idx = perm[b * batch_size:(b + 1) * batch_size]
-            aug_gen = torch.Generator(device=dev).manual_seed(batch_seed(seed, b))
-            yield augment(split.images[idx].to(dev), split.labels[idx].to(dev), aug_gen)
+            x, y = augment(split.images[idx], split.labels[idx], torch.Generator().manual_seed(batch_seed(seed, b)))
+            yield x.to(dev), y.to(dev)
 
     def image_sample(self, model, n_images: int | None, seed: int):
         """(images, mean, std) a feature-map or band-noise probe reads: the first `n_images`

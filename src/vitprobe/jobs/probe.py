@@ -9,13 +9,15 @@ headline numbers (the probe's `headline`) and the paths written, the lines prefi
 
 from __future__ import annotations
 
+import contextlib
+
 import pandas as pd
 
 from vitprobe import catalog, results
 from vitprobe.analysis.inputs import RunInputs
 from vitprobe.analysis.progress import Log
 from vitprobe.config.identity import Run, train_hash
-from vitprobe.device import Device
+from vitprobe.device import Device, full_precision
 from vitprobe.models.recipe import load_run_model, weights_label
 
 
@@ -32,7 +34,7 @@ def _as_tuple(tables) -> tuple[pd.DataFrame, ...]:
 def run_probe(name: str, spec: dict, checkpoint_path, outs: dict, device: Device,
               shard: tuple[int, int] | None = None) -> tuple[pd.DataFrame, ...]:
     """Load the run's checkpoint (checked against the spec's training hash), put it on the
-    device (`exact` probes in float32 without the accelerator tricks), run the probe on the
+    device (`exact` probes in float32 without the accelerator tricks, TF32 off), run the probe on the
     inputs it reads and write its tables (`outs`: table -> path)."""
     module = catalog.module_of(name)
     probe = module.PROBE
@@ -42,7 +44,8 @@ def run_probe(name: str, spec: dict, checkpoint_path, outs: dict, device: Device
     model = device.prepare_model(model)
     log = Log(name, Run(**spec["run"]).id, payload["epoch"])
     extra = {"shard": shard} if shard else {}
-    tables = _as_tuple(module.run(model, RunInputs(spec, device), spec["probe"], log, **extra))
+    with full_precision() if probe.exact else contextlib.nullcontext():
+        tables = _as_tuple(module.run(model, RunInputs(spec, device), spec["probe"], log, **extra))
     _write(tables, probe, spec, payload["epoch"], outs)
     log(f"{module.headline(*tables)}; wrote {', '.join(str(outs[t]) for t in probe.table_names)}")
     return tables

@@ -122,12 +122,14 @@ def augmented_nll(model, images_u8, labels, augment: BatchAugment, device: Devic
                   generator: torch.Generator | None = None, progress=no_progress, with_std_error: bool = False):
     """Mean soft-target NLL on augmented training batches, model in eval mode; with
     `with_std_error`, (mean, its standard error over the images: `std_error` of the
-    per-image NLLs). `progress` wraps the loop over batches as in `clean_metrics`."""
+    per-image NLLs). `progress` wraps the loop over batches as in `clean_metrics`. The
+    augmentation runs on the CPU (with `generator`, a CPU one) and each batch moves to the
+    device after it: the same augmented images on every device."""
     nlls = []
     with eval_mode(model):
         for i in progress(range(0, len(images_u8), batch_size)):
-            x, y = augment(images_u8[i:i + batch_size].to(device.torch_device),
-                           labels[i:i + batch_size].to(device.torch_device), generator)
+            x, y = augment(images_u8[i:i + batch_size].cpu(), labels[i:i + batch_size].cpu(), generator)
+            x, y = x.to(device.torch_device), y.to(device.torch_device)
             with device.autocast():
                 logp = model(device.prepare_input(x)).float().log_softmax(1)
             nlls.append(-(y.cpu().double() * logp.cpu().double()).sum(1).numpy())
@@ -153,7 +155,7 @@ def compute(model, test_images, test_labels, mean, std, *, train=None, augment: 
         if augment is None:
             raise ValueError("train images need the training augmentation (augment=BatchAugment(...)), as NLL_train "
                              "is defined on augmented images")
-        gen = torch.Generator(device=device.torch_device).manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
         nll_train, nll_train_se = augmented_nll(model, *train, augment, device, batch_size, gen,
                                                 progress=train_progress, with_std_error=True)
         n_train = len(train[1])

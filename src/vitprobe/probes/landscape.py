@@ -50,20 +50,25 @@ PROBE = Probe(
 
 
 @torch.no_grad()
+def _where(generator: torch.Generator | None) -> torch.device:
+    return generator.device if generator is not None else torch.device("cpu")
+
+
 def filter_normalized_direction(model: nn.Module, generator: torch.Generator | None = None) -> list[Tensor]:
     """One random direction, a tensor per trainable parameter.
 
     Parameters with >= 2 dims: d ~ N(0, I), then each filter d[j] (slice along the first dim:
     a conv output channel, a row of a linear weight) rescaled to ||θ[j]|| (Frobenius), i.e.
     d[j] · ||θ[j]|| / (||d[j]|| + 1e-10). 1-D parameters (biases, norm weights): zero
-    (Li et al.'s 'ignore biasbn'). The generator must live on the parameters' device.
+    (Li et al.'s 'ignore biasbn'). d is drawn on the generator's device (the CPU's by
+    default) and moved to the parameter's: the same direction on every device.
     """
     directions = []
     for p in trainable(model):
         if p.ndim <= 1:
             directions.append(torch.zeros_like(p))
             continue
-        d = torch.randn(p.shape, generator=generator, dtype=p.dtype, device=p.device)
+        d = torch.randn(p.shape, generator=generator, dtype=p.dtype, device=_where(generator)).to(p.device)
         d_norm = d.flatten(1).norm(dim=1)
         p_norm = p.detach().flatten(1).norm(dim=1)
         scale = (p_norm / (d_norm + 1e-10)).view(-1, *([1] * (p.ndim - 1)))
@@ -84,13 +89,14 @@ def release_direction(model: nn.Module, generator: torch.Generator | None = None
     dims, across output channels — the release's ``normalize_filter``, not Li et al.'s per
     filter norm); zero for parameters of < 2 dims (``ignore_bn``) and for parameters whose
     name contains one of ``skip`` (``ignore_kw``: positional embeddings, relative-position
-    tables). A normal draw is made for every parameter, in order, zeroed ones included.
+    tables). A normal draw is made for every parameter, in order, zeroed ones included, on
+    the generator's device (the CPU's by default), then moved to the parameter's.
     """
     directions = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        d = torch.randn(p.shape, generator=generator, dtype=p.dtype, device=p.device)
+        d = torch.randn(p.shape, generator=generator, dtype=p.dtype, device=_where(generator)).to(p.device)
         if p.ndim < 2 or any(key in name for key in skip):
             directions.append(torch.zeros_like(p))
             continue
@@ -198,8 +204,8 @@ def compute(model: nn.Module, batches, *, weight_decay: float = 0.0, loss: Calla
             style: str = "release", radius: float = 1.0, points_1d: int = 21, points_2d: int = 0, seed: int = 0,
             progress=None) -> pd.DataFrame:
     """Table landscape: the loss along one (a line of `points_1d`) and two (a `points_2d`²
-    plane) random directions of `style`, drawn from a generator seeded `seed` on the
-    model's device; `batches`: (inputs, targets) pairs, or one pair. `progress(what)` gives
+    plane) random directions of `style`, drawn from a CPU generator seeded `seed`
+    (the same directions on every device); `batches`: (inputs, targets) pairs, or one pair. `progress(what)` gives
     the progress wrapper of each grid ("1d grid points", "2d grid points")."""
     if not points_1d and not points_2d:
         raise ValueError("points_1d and points_2d are both 0: no points; allowed: at least one of them >= 1")
@@ -207,7 +213,7 @@ def compute(model: nn.Module, batches, *, weight_decay: float = 0.0, loss: Calla
     params = trainable(model)
     dev = params[0].device if params else torch.device("cpu")
     batches = [(x.to(dev), y.to(dev)) for x, y in as_batches(batches)]
-    gen = torch.Generator(device=dev).manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
     d1, d2 = definition.direction(model, gen), definition.direction(model, gen)
     loss = nll if loss is None else loss
     bar = progress or (lambda what: no_progress)

@@ -113,7 +113,7 @@ def _power(hvp, n, k, tol, max_iter, dtype, device, count) -> tuple[np.ndarray, 
     """Power iteration with deflation; stops when the Rayleigh quotient changes by < tol relative.
     Returns the values and whether every one converged within max_iter."""
     all_converged = True
-    gen = torch.Generator(device=device).manual_seed(_SEED)
+    gen = torch.Generator().manual_seed(_SEED)  # on the CPU: the same start vectors on every device
     found: list[Tensor] = []
     values = []
 
@@ -123,7 +123,7 @@ def _power(hvp, n, k, tol, max_iter, dtype, device, count) -> tuple[np.ndarray, 
         return w
 
     for _ in range(k):
-        v = deflate(torch.randn(n, generator=gen, dtype=dtype, device=device))
+        v = deflate(torch.randn(n, generator=gen, dtype=dtype).to(device))
         v = v / v.norm()
         rho, converged = None, False
         for _ in range(max_iter):
