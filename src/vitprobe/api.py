@@ -130,6 +130,7 @@ def _probe(probe: str):
 fourier = _probe("fourier")
 variance = _probe("variance")
 hessian = _probe("hessian")
+hessian_blocks = _probe("hessian_blocks")
 robustness = _probe("robustness")
 landscape = _probe("landscape")
 evaluate = _probe("eval")

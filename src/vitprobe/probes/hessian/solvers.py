@@ -187,6 +187,21 @@ def _pyhessian(model, inputs, targets, k, tol, max_iter, weight_decay, count, lo
     return np.array(values, dtype=np.float64)
 
 
+def operator_top_eigenvalues(hvp, n: int, k: int, *, tol: float = 1e-3, max_iter: int | None = None,
+                             dtype=torch.float32, device="cpu") -> tuple[np.ndarray, int, bool]:
+    """The k eigenvalues of largest magnitude (sign kept, sorted by |λ| descending) of the
+    symmetric operator `hvp` (a flat tensor of n elements in, one out): an exact dense
+    eigensolve for n <= max(DENSE_MAX_PARAMS, k + 1), else ARPACK as ``top_eigenvalues``'s
+    ``lanczos``. Returns (values, products used, dense)."""
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, the operator's size = {n}], got {k}")
+    count = [0]
+    if n <= max(DENSE_MAX_PARAMS, k + 1):
+        return _order(_dense(hvp, n, dtype, device))[:k], n, True
+    values = _lanczos(hvp, n, k, tol, LANCZOS_MAX_RESTARTS if max_iter is None else max_iter, dtype, device, count)
+    return _order(values)[:k], count[0], False
+
+
 def top_eigenvalues(
     model: nn.Module,
     inputs: Tensor,

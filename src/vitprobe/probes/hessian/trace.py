@@ -106,6 +106,62 @@ def hessian_trace(
     return estimate, info
 
 
+TRACE_ESTIMATORS = ("hutchinson", "hutchpp")
+
+
+def hutchpp(matvec, n: int, n_products: int, seed: int = 0, dtype=torch.float64, device="cpu") -> float:
+    """Hutch++ (Meyer, Musco, Musco & Woodruff 2021) estimate of tr(A), A symmetric n×n given
+    by `matvec` (a flat tensor in, A times it out), from `n_products` products (a multiple
+    of 3, at least 3): with s = n_products/3 Rademacher columns S and G (``random_vectors``
+    seeded `seed`, S first), Q an orthonormal basis of A S,
+
+        tr(A) ≈ tr(Qᵀ A Q) + (1/s) · tr(Gᵀ (I − QQᵀ) A (I − QQᵀ) G):
+
+    exact on the range of A S, Hutchinson's estimator on the rest. Unbiased; its variance
+    falls as 1/s² where Hutchinson's falls as 1/s (for the same products) when A's spectrum
+    decays. For n <= s the basis is all of Rⁿ and the estimate exact."""
+    if n_products < 3 or n_products % 3:
+        raise ValueError(f"Hutch++ needs a multiple of 3 products, at least 3; got {n_products}")
+    s = n_products // 3
+    vectors = random_vectors(n, seed, "rademacher")
+    S = torch.stack([next(vectors) for _ in range(s)], 1)
+    G = torch.stack([next(vectors) for _ in range(s)], 1)
+
+    def apply(M):
+        return torch.stack([matvec(M[:, j].to(device=device, dtype=dtype)).double().cpu() for j in range(M.shape[1])],
+                           1)
+
+    Q, _ = torch.linalg.qr(apply(S))
+    G = G - Q @ (Q.T @ G)
+    return float(torch.trace(Q.T @ apply(Q)) + torch.trace(G.T @ apply(G)) / s)
+
+
+def hutchinson(matvec, n: int, n_products: int, seed: int = 0, dtype=torch.float64, device="cpu") -> np.ndarray:
+    """Hutchinson's samples vᵀAv over `n_products` Rademacher vectors v (``random_vectors``
+    seeded `seed`): their mean is the unbiased estimate of tr(A)."""
+    vectors = random_vectors(n, seed, "rademacher")
+    out = np.empty(n_products)
+    for i in range(n_products):
+        v = next(vectors)
+        out[i] = float(torch.dot(v, matvec(v.to(device=device, dtype=dtype)).double().cpu()))
+    return out
+
+
+def operator_density(hvp, n: int, m: int, seed: int = 0, dtype=torch.float32, device="cpu"):
+    """Stochastic Lanczos quadrature of the operator `hvp` (n×n, symmetric) from one
+    Rademacher start vector (``random_vectors(n, seed)``): m = min(m, n) Lanczos steps with
+    full reorthogonalization, as ``eigenvalue_density``. Returns (nodes, weights), float64
+    arrays (m,), nodes ascending, weights summing to 1."""
+    m = min(m, n)
+    restart_gen = torch.Generator().manual_seed(seed + _RESTART_SEED_OFFSET)
+    v0 = next(random_vectors(n, seed, "rademacher")).to(device=device, dtype=dtype)
+    alpha, beta, _ = _lanczos(hvp, v0, m, restart_gen)
+    if m == 1:
+        return alpha.copy(), np.ones(1)
+    evals, evecs = eigh_tridiagonal(alpha, beta)
+    return evals, evecs[0] ** 2
+
+
 def _orthogonalize(w: Tensor, basis: Tensor) -> Tensor:
     """w minus its projection on the orthonormal rows of basis; twice ("twice is enough")."""
     for _ in range(2):

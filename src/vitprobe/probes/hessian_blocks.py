@@ -1,0 +1,565 @@
+"""Hessian spectra per parameter block: where in a network the curvature, and its negative
+eigenvalues, live (the paper's Sec. 3.1 per block; Zhang et al. 2024, "Why Transformers
+Need Adam: A Hessian Perspective", for the block spectra and their heterogeneity).
+
+The Hessian is the whole probe's (`vitprobe.probes.hessian`): of L(θ) = NLL + wd/2·‖θ‖² on
+a mini-batch of augmented training images, eval mode. For a partition of the trainable
+parameters into blocks θ_b, the diagonal block H_bb = ∂²L/∂θ_b² (= H_NLL,bb + wd·I) is the
+curvature of the loss in block b's parameters alone, the others held fixed. For each block
+and mini-batch:
+
+- the top-k eigenvalues of H_bb by magnitude, sign kept (ARPACK; an exact dense eigensolve
+  for blocks of at most 64 parameters), and over the mini-batches NEP, APE and λ_max as the
+  whole-network probe defines them;
+- its spectral density by stochastic Lanczos quadrature (one Rademacher start vector,
+  `density_steps` Lanczos steps: nodes and weights);
+- its trace by Hutch++ (Meyer et al. 2021) from `trace_products` products, or Hutchinson's
+  estimator with as many.
+
+A block product H_bb v_b is one backward pass through the graph of the gradient restricted
+to θ_b: the gradient of the whole network is built once per mini-batch (one backward with
+its graph kept) and every block's products differentiate only its own part, whose graph
+runs from the block's parameters to the loss (the blocks near the head are cheap, none costs
+a whole-network product; `benchmarks/bench_hessian_blocks.py` measures it).
+
+**The block rule** (`partition`), on every registered model and timm's: a *unit* is the
+deepest module on a parameter's path whose name ends in an integer index (``blocks.3``,
+``layer2.0``, ``layers.1.blocks.0``) and that is not the parameter's own layer (so
+``layer2.0.downsample.0`` belongs to the unit ``layer2.0``). Within a unit, a parameter's
+*kind* is: qkv (under an ``attn*`` module, in its qkv/q/k/v/kv layer), attn_proj (its
+output projection ``proj``/``out*``), attn_other (anything else under ``attn*``: relative-
+position tables), mlp (under an ``mlp*`` module), norm (in a normalisation layer), conv, linear
+(a convolution or a linear layer elsewhere: a shortcut, a pooling or merging layer), other.
+Outside the units: embed (the parameters before the first unit: patch or stem
+convolution, its norm, class token, positional embedding), final_norm and head (the norms and
+the rest after the last unit). A block is a (unit, kind) pair, named ``<unit>:<kind>``; its
+depth is the unit's position (0 for embed, units 1..U in parameter order, U + 1 after them).
+MSA blocks are the kinds qkv, attn_proj and attn_other. `blocks=` in `compute` takes any
+other grouping (block name -> parameter names).
+
+**Heterogeneity** (Zhang et al.): each block's density, pooled over the mini-batches, on one
+grid for the checkpoint (its nodes' range, padded by 3σ, `density_grid` points; each node a
+Gaussian of σ = `density_sigma` times the range, normalised to a distribution over the grid);
+the Jensen-Shannon distance (base 2, in [0, 1]: the square root of the divergence) of every
+pair of blocks, and their mean. Intervals: the expanded percentile bootstrap over the
+mini-batches, the pooled densities recomputed per resample.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+from torch import nn
+
+from vitprobe import stats
+from vitprobe.analysis.inputs import as_batches
+from vitprobe.columns import Column, bounds
+from vitprobe.models.losses import nll
+from vitprobe.models.modes import eval_mode
+from vitprobe.probes import Probe, no_log, no_progress
+from vitprobe.probes.hessian.products import as_input, double_backward_attention
+from vitprobe.probes.hessian.solvers import operator_top_eigenvalues
+from vitprobe.probes.hessian.summary import nep_ape
+from vitprobe.probes.hessian.trace import TRACE_ESTIMATORS, hutchinson, hutchpp, operator_density
+
+KINDS = ("embed", "qkv", "attn_proj", "attn_other", "mlp", "norm", "conv", "linear", "other", "final_norm", "head",
+         "user")
+MSA_KINDS = ("qkv", "attn_proj", "attn_other")
+_QKV = re.compile(r"^(qkv|q|k|v|kv|q_proj|k_proj|v_proj|query|key|value|in_proj.*)$")
+_OUT = re.compile(r"^(proj|out.*|o_proj)$")
+
+_BLOCK_COLUMNS = [
+    Column("block", pa.string(), "", "block name: <unit>:<kind>, embed, final_norm, head (or a `blocks=` name)"),
+    Column("kind", pa.string(), "", f"the block's kind: {', '.join(KINDS)}"),
+    Column("depth", pa.int64(), "", "the unit's position: 0 embed, 1..U the units in parameter order, U+1 after"),
+    Column("msa", pa.bool_(), "", "an MSA block (kind qkv, attn_proj or attn_other)"),
+    Column("size", pa.int64(), "", "parameters in the block: the dimension of H_bb"),
+]
+
+_GRID_COLUMNS = [
+    Column("grid_low", pa.float64(), "", "the density grid's lower end (the nodes' range padded by 3 sigma)"),
+    Column("grid_high", pa.float64(), "", "its upper end"),
+    Column("grid_points", pa.int64(), "", "its points (density_grid)"),
+    Column("sigma", pa.float64(), "", "the Gaussian width of each node: density_sigma times the nodes' range"),
+]
+
+PROBE = Probe(
+    "hessian_blocks", "Hessian spectra per parameter block: top eigenvalues, NEP, SLQ density, Hutch++ trace, "
+    "heterogeneity",
+    tables={
+        "hessian_blocks": [
+            Column("block", pa.string(), "", "block name (hessian_blocks_summary.block)"),
+            Column("batch", pa.int64(), "", "mini-batch index (augmented training images)"),
+            Column("rank", pa.int64(), "", "1 = largest |eigenvalue| of that block's H_bb on that batch"),
+            Column("eigenvalue", pa.float64(), "", "eigenvalue of H_bb, the block's diagonal block of the Hessian of "
+                   "NLL + wd/2·‖θ‖² (sign kept)"),
+            Column("n_hvp", pa.int64(), "", "block products the eigensolver used (its size for a dense solve)"),
+        ],
+        "hessian_blocks_summary": _BLOCK_COLUMNS + [
+            Column("params", pa.string(), "", "its parameters' names, comma-separated"),
+            Column("n_batches", pa.int64(), "", "mini-batches pooled"),
+            Column("nep", pa.float64(), "", "NEP of the block: share of its pooled top-k eigenvalues that are negative"),
+            Column("ape", pa.float64(), "", "APE of the block: mean of its pooled positive eigenvalues (NaN if none)"),
+            Column("lambda_max", pa.float64(), "", "mean over batches of the block's largest (signed) eigenvalue"),
+            Column("trace", pa.float64(), "", "estimate of tr(H_bb) (mean over batches; includes wd·size)"),
+            Column("trace_std_error", pa.float64(), "", "its standard error: over the batches' estimates (hutchpp) "
+                   "or over all samples (hutchinson); NaN below 2"),
+            Column("trace_estimator", pa.string(), "", "hutchpp (Meyer et al. 2021) or hutchinson"),
+            Column("trace_products", pa.int64(), "", "block products per batch of the trace estimate (0: none)"),
+            Column("seconds", pa.float64(), "s", "time spent on the block, all batches"),
+        ],
+        "hessian_blocks_density": [
+            Column("block", pa.string(), "", "block name"),
+            Column("batch", pa.int64(), "", "mini-batch index"),
+            Column("node", pa.float64(), "", "a node of the SLQ quadrature of H_bb's spectral density (a Ritz value)"),
+            Column("weight", pa.float64(), "", "its weight (squared first component of the Ritz vector; they sum to "
+                   "1 per block and batch)"),
+        ],
+        "hessian_blocks_js": [
+            Column("block_a", pa.string(), "", "first block of the pair"),
+            Column("block_b", pa.string(), "", "second block of the pair"),
+            Column("js_distance", pa.float64(), "", "Jensen-Shannon distance (base 2, in [0, 1]) between the two "
+                   "blocks' densities, pooled over the batches, on the checkpoint's grid"),
+            *_GRID_COLUMNS,
+        ],
+        "hessian_blocks_heterogeneity": [
+            Column("n_blocks", pa.int64(), "", "blocks compared"),
+            Column("mean_js", pa.float64(), "", "mean Jensen-Shannon distance over all pairs of blocks: the "
+                   "heterogeneity of the block spectra (Zhang et al. 2024)"),
+            Column("n_batches", pa.int64(), "", "mini-batches whose densities are pooled"),
+            *_GRID_COLUMNS,
+        ],
+    },
+    reads=("train",), exact=True,
+    intervals={
+        "hessian_blocks_summary": ("hessian_blocks", [
+            *bounds("nep", "expanded percentile bootstrap over the mini-batches (one resample for all of the "
+                    "checkpoint's blocks); NaN below 5 mini-batches"),
+            *bounds("ape", "the same bootstrap"),
+            *bounds("lambda_max", "the same bootstrap"),
+            *bounds("trace", "normal interval, trace ± z·trace_std_error"),
+        ]),
+        "hessian_blocks_js": ("hessian_blocks_density", [
+            *bounds("js_distance", "expanded percentile bootstrap over the mini-batches, the pooled densities "
+                    "recomputed per resample; NaN below 5 mini-batches"),
+        ]),
+        "hessian_blocks_heterogeneity": ("hessian_blocks_density", [
+            *bounds("mean_js", "the same bootstrap over the mini-batches"),
+        ]),
+    })
+
+
+# ---- the blocks ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Block:
+    """A group of trainable parameters whose diagonal Hessian block is analysed."""
+    name: str
+    kind: str
+    depth: int
+    params: tuple[str, ...]
+    size: int
+
+    @property
+    def msa(self) -> bool:
+        return self.kind in MSA_KINDS
+
+
+def _is_norm(module: nn.Module) -> bool:
+    return isinstance(module, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)) or \
+        "norm" in type(module).__name__.lower()
+
+
+def _unit_of(name: str, modules: dict) -> str | None:
+    parts = name.split(".")
+    owner = ".".join(parts[:-1])
+    for i in range(len(parts) - 1, 0, -1):
+        prefix = ".".join(parts[:i])
+        if parts[i - 1].isdigit() and prefix != owner and prefix in modules and \
+                next(modules[prefix].children(), None) is not None:
+            return prefix
+    return None
+
+
+def _kind_in_unit(sub: list[str], owner: nn.Module) -> str:
+    """The kind of a parameter at path `sub` (its unit's prefix removed; the last element is
+    the parameter's own name) in layer `owner`."""
+    layers = sub[:-1]
+    at = next((i for i, s in enumerate(layers) if s.startswith("attn") or s == "attention"), None)
+    if at is not None:
+        inner = layers[at + 1:]
+        if inner and _QKV.match(inner[-1]) or (not inner and _QKV.match(sub[-1].split("_")[0])):
+            return "qkv"
+        if inner and _OUT.match(inner[-1]):
+            return "attn_proj"
+        return "attn_other"
+    if any(s.startswith("mlp") for s in layers):
+        return "mlp"
+    if _is_norm(owner):
+        return "norm"
+    if isinstance(owner, nn.modules.conv._ConvNd):
+        return "conv"
+    if isinstance(owner, nn.Linear):
+        return "linear"
+    return "other"
+
+
+def partition(model: nn.Module, blocks: dict[str, list[str]] | None = None) -> list[Block]:
+    """The model's trainable parameters split into blocks: by the block rule (module
+    docstring), or by `blocks` (block name -> parameter names), which must name every
+    trainable parameter exactly once. In parameter order (a user's blocks: in dict order)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise ValueError("the model has no parameters with requires_grad=True")
+    sizes = {n: p.numel() for n, p in named}
+    if blocks is not None:
+        return _user_blocks(blocks, sizes)
+    modules = dict(model.named_modules())
+    units = [_unit_of(n, modules) for n, _ in named]
+    order = list(dict.fromkeys(u for u in units if u is not None))
+    first = units.index(order[0]) if order else len(named)
+    last = max(i for i, u in enumerate(units) if u is not None) if order else -1
+    groups: dict[str, list] = {}
+    for i, ((name, _), unit) in enumerate(zip(named, units)):
+        owner = modules.get(name.rsplit(".", 1)[0], model) if "." in name else model
+        if unit is not None:
+            kind = _kind_in_unit(name[len(unit) + 1:].split("."), owner)
+            key, depth = f"{unit}:{kind}", order.index(unit) + 1
+        elif i < first:
+            key, kind, depth = "embed", "embed", 0
+        elif i > last:
+            kind = "final_norm" if _is_norm(owner) else "head"
+            key, depth = kind, len(order) + 1
+        else:
+            key, kind, depth = f"{name.rsplit('.', 1)[0] or name}:other", "other", order.index(
+                next(u for u in reversed(units[:i]) if u is not None)) + 1
+        groups.setdefault(key, [kind, depth, []])[2].append(name)
+    out = [Block(key, kind, depth, tuple(names), sum(sizes[n] for n in names))
+           for key, (kind, depth, names) in groups.items()]
+    return sorted(out, key=lambda b: (b.depth, [n for n, _ in named].index(b.params[0])))
+
+
+def _user_blocks(blocks: dict, sizes: dict[str, int]) -> list[Block]:
+    if not isinstance(blocks, dict) or not blocks:
+        raise ValueError("blocks must be a non-empty dict of block name -> list of parameter names")
+    seen: dict[str, str] = {}
+    for name, params in blocks.items():
+        if isinstance(params, str) or not params:
+            raise ValueError(f"blocks[{name!r}] must be a non-empty list of parameter names, got {params!r}")
+        for p in params:
+            if p not in sizes:
+                raise ValueError(f"blocks[{name!r}] names {p!r}, not a trainable parameter of the model; allowed: "
+                                 f"the names of model.named_parameters() with requires_grad")
+            if p in seen:
+                raise ValueError(f"parameter {p!r} is in two blocks, {seen[p]!r} and {name!r}; each must be in one")
+            seen[p] = name
+    left = [p for p in sizes if p not in seen]
+    if left:
+        raise ValueError(f"blocks leave {len(left)} trainable parameter(s) out ({', '.join(left[:5])}"
+                         f"{', …' if len(left) > 5 else ''}); every trainable parameter must be in one block")
+    return [Block(name, "user", i, tuple(params), sum(sizes[p] for p in params))
+            for i, (name, params) in enumerate(blocks.items())]
+
+
+def check_k(blocks: list[Block], k: int, where: str = "k") -> None:
+    """k must not exceed any block's size (H_bb has `size` eigenvalues)."""
+    small = [b for b in blocks if b.size < k]
+    if small:
+        raise ValueError(f"{where} = {k} exceeds the size of block {small[0].name} ({small[0].size} parameters); "
+                         f"allowed: k <= {min(b.size for b in blocks)}, the smallest block's size")
+
+
+# ---- the products --------------------------------------------------------------------------
+def block_products(model: nn.Module, inputs, targets, blocks: list[Block], weight_decay: float = 0.0,
+                   loss_fn: Callable = nll) -> dict[str, Callable]:
+    """For each block, v_b -> H_bb v_b (flat, the parameters' dtype and device): one backward
+    of the whole gradient with its graph kept, shared by every block; each product a
+    backward through that graph restricted to the block's parameters."""
+    named = dict((n, p) for n, p in model.named_parameters() if p.requires_grad)
+    names, params = list(named), list(named.values())
+    loss = loss_fn(model(as_input(inputs, params)), targets.to(params[0].device))
+    grads = dict(zip(names, torch.autograd.grad(loss, params, create_graph=True, allow_unused=True,
+                                                materialize_grads=True)))
+
+    def make(block: Block):
+        ps, gs = [named[n] for n in block.params], [grads[n] for n in block.params]
+        live = [i for i, g in enumerate(gs) if g.requires_grad]
+        sizes = [p.numel() for p in ps]
+
+        def hvp(v):
+            pieces = torch.split(v, sizes)
+            out = [torch.zeros_like(p) for p in ps]
+            if live:
+                hv = torch.autograd.grad([gs[i] for i in live], [ps[i] for i in live],
+                                         [pieces[i].view_as(ps[i]) for i in live], retain_graph=True,
+                                         allow_unused=True, materialize_grads=True)
+                for i, h in zip(live, hv):
+                    out[i] = h
+            flat = torch.cat([o.reshape(-1) for o in out])
+            return flat + weight_decay * v if weight_decay else flat
+        return hvp
+    return {b.name: make(b) for b in blocks}
+
+
+# ---- compute -------------------------------------------------------------------------------
+def _seed(seed: int, batch: int, block: int) -> int:
+    return (seed + 1) * 1_000_003 + batch * 1009 + block
+
+
+def compute(model: nn.Module, batches, *, k: int = 5, blocks: dict[str, list[str]] | None = None,
+            loss: Callable | None = None, weight_decay: float = 0.0, tol: float = 1e-3, density_steps: int = 20,
+            trace_products: int = 30, trace_estimator: str = "hutchpp", density_sigma: float = 0.01,
+            density_grid: int = 401, seed: int = 0, indices=None, log=no_log, progress=no_progress):
+    """Tables hessian_blocks, hessian_blocks_summary, hessian_blocks_density, hessian_blocks_js
+    and hessian_blocks_heterogeneity of `model` on `batches` ((inputs, targets) pairs, or one
+    pair; targets class indices or soft targets): per block of `partition(model, blocks)`, the
+    top-k eigenvalues of H_bb (Hessian of loss + weight_decay/2·‖θ‖², default loss the NLL)
+    on every mini-batch, their NEP/APE/λ_max, the SLQ density (`density_steps` Lanczos
+    steps) and the trace (`trace_estimator` from `trace_products` block products per batch;
+    0 skips it), and the Jensen-Shannon heterogeneity of the densities (module docstring)."""
+    if trace_estimator not in TRACE_ESTIMATORS:
+        raise ValueError(f"trace_estimator {trace_estimator!r}; allowed: {', '.join(TRACE_ESTIMATORS)}")
+    if trace_estimator == "hutchpp" and trace_products % 3:
+        raise ValueError(f"trace_products = {trace_products}: Hutch++ needs a multiple of 3 (0 skips the trace)")
+    if density_steps < 1:
+        raise ValueError(f"density_steps must be >= 1, got {density_steps}")
+    parts = partition(model, blocks)
+    check_k(parts, k)
+    loss = nll if loss is None else loss
+    params = [p for p in model.parameters() if p.requires_grad]
+    dtype, dev = params[0].dtype, params[0].device
+    batches = list(as_batches(batches))
+    if not batches:
+        raise ValueError("no batches given")
+    indices = list(indices) if indices is not None else list(range(len(batches)))
+    eig_rows, dens_rows = [], []
+    traces: dict[str, list] = {b.name: [] for b in parts}
+    seconds = dict.fromkeys(traces, 0.0)
+    with eval_mode(model), double_backward_attention():
+        for bi, (x, y) in progress(list(zip(indices, batches))):
+            start = time.perf_counter()
+            products = block_products(model, x.to(dev), y.to(dev), parts, weight_decay, loss)
+            shared = time.perf_counter() - start
+            for j, block in enumerate(parts):
+                t0 = time.perf_counter()
+                hvp = products[block.name]
+                values, n_hvp, _ = operator_top_eigenvalues(hvp, block.size, k, tol=tol, dtype=dtype, device=dev)
+                eig_rows += [{"block": block.name, "batch": bi, "rank": r + 1, "eigenvalue": float(v), "n_hvp": n_hvp}
+                             for r, v in enumerate(values)]
+                nodes, weights = operator_density(hvp, block.size, density_steps, _seed(seed, bi, j), dtype, dev)
+                dens_rows += [{"block": block.name, "batch": bi, "node": float(a), "weight": float(w)}
+                              for a, w in zip(nodes, weights)]
+                if trace_products:
+                    s = _seed(seed, bi, j) + 7919
+                    traces[block.name].append(
+                        np.array([hutchpp(hvp, block.size, trace_products, s, dtype, dev)])
+                        if trace_estimator == "hutchpp" else hutchinson(hvp, block.size, trace_products, s, dtype, dev))
+                seconds[block.name] += time.perf_counter() - t0 + shared / len(parts)
+            top = {b.name: max(r["eigenvalue"] for r in eig_rows if r["block"] == b.name and r["batch"] == bi)
+                   for b in parts}
+            worst = max(top, key=lambda n: abs(top[n]))
+            log(f"batch {bi}: {len(parts)} blocks in {time.perf_counter() - start:.1f} s; largest λ_max {top[worst]:.4g}"
+                f" in {worst}")
+            del products
+    eig = pd.DataFrame(eig_rows)
+    density = pd.DataFrame(dens_rows)
+    summary = pd.DataFrame([_summary_row(b, eig[eig["block"] == b.name], traces[b.name], trace_estimator,
+                                         trace_products, seconds[b.name]) for b in parts])
+    js, het = heterogeneity(density, [b.name for b in parts], density_sigma, density_grid)
+    return eig, summary, density, js, het
+
+
+def _summary_row(block: Block, eig: pd.DataFrame, traces: list, estimator: str, products: int, seconds: float) -> dict:
+    per_batch = [g["eigenvalue"].to_numpy() for _, g in eig.groupby("batch", sort=True)]
+    nep, ape = nep_ape(np.concatenate(per_batch))
+    flat = np.concatenate(traces) if traces else np.empty(0)
+    return {"block": block.name, "kind": block.kind, "depth": block.depth, "msa": block.msa, "size": block.size,
+            "params": ",".join(block.params), "n_batches": len(per_batch), "nep": nep, "ape": ape,
+            "lambda_max": float(np.mean([v.max() for v in per_batch])),
+            "trace": float(flat.mean()) if flat.size else float("nan"),
+            "trace_std_error": float(flat.std(ddof=1) / np.sqrt(flat.size)) if flat.size > 1 else float("nan"),
+            "trace_estimator": estimator if products else "", "trace_products": products, "seconds": seconds}
+
+
+# ---- heterogeneity --------------------------------------------------------------------------
+def density_grid(density: pd.DataFrame, sigma: float, points: int) -> tuple[np.ndarray, float]:
+    """(grid, σ): `points` points over the nodes' range padded by 3σ, σ = sigma·range (1 if
+    every node is the same)."""
+    lo, hi = float(density["node"].min()), float(density["node"].max())
+    width = sigma * (hi - lo) if hi > lo else 1.0
+    return np.linspace(lo - 3 * width, hi + 3 * width, points), width
+
+
+def batch_densities(density: pd.DataFrame, blocks: list[str], grid: np.ndarray, width: float):
+    """(batches, D): D[b, j] is block j's smoothed density on batch b, a distribution over
+    `grid` (sums to 1); batches sorted."""
+    batches = sorted(density["batch"].unique())
+    D = np.zeros((len(batches), len(blocks), len(grid)))
+    pos = {b: i for i, b in enumerate(batches)}
+    col = {n: j for j, n in enumerate(blocks)}
+    for (block, batch), g in density.groupby(["block", "batch"], sort=False):
+        z = (grid[None, :] - g["node"].to_numpy()[:, None]) / width
+        D[pos[batch], col[block]] = (np.exp(-0.5 * z * z) * g["weight"].to_numpy()[:, None]).sum(0)
+    D /= np.maximum(D.sum(2, keepdims=True), 1e-300)
+    return batches, D
+
+
+def _normalized(P: np.ndarray) -> np.ndarray:
+    """Each block's pooled density made a distribution again (a block absent from some
+    batches pools fewer of them)."""
+    return P / np.maximum(P.sum(-1, keepdims=True), 1e-300)
+
+
+def js_distances(P: np.ndarray, pairs: list[tuple[int, int]]) -> np.ndarray:
+    """Jensen-Shannon distances (base 2) between rows of distributions P (..., blocks, grid)
+    for each (a, b) of `pairs`: shape (..., pairs)."""
+    a, b = P[..., [i for i, _ in pairs], :], P[..., [j for _, j in pairs], :]
+    m = (a + b) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl_a = np.where(a > 0, a * np.log2(a / m), 0.0).sum(-1)
+        kl_b = np.where(b > 0, b * np.log2(b / m), 0.0).sum(-1)
+    return np.sqrt(np.clip((kl_a + kl_b) / 2, 0.0, 1.0))
+
+
+def heterogeneity(density: pd.DataFrame, blocks: list[str], sigma: float = 0.01, points: int = 401):
+    """(hessian_blocks_js, hessian_blocks_heterogeneity) of one checkpoint's density rows."""
+    grid, width = density_grid(density, sigma, points)
+    batches, D = batch_densities(density, blocks, grid, width)
+    pairs = list(itertools.combinations(range(len(blocks)), 2))
+    d = js_distances(_normalized(D.sum(0)), pairs)
+    on = {"grid_low": float(grid[0]), "grid_high": float(grid[-1]), "grid_points": len(grid), "sigma": width}
+    js = pd.DataFrame({"block_a": [blocks[i] for i, _ in pairs], "block_b": [blocks[j] for _, j in pairs],
+                       "js_distance": d, **on})
+    het = pd.DataFrame([{"n_blocks": len(blocks), "mean_js": float(d.mean()) if len(d) else float("nan"),
+                         "n_batches": len(batches), **on}])
+    return js, het
+
+
+# ---- the pipeline -----------------------------------------------------------------------------
+def check(settings: dict, config: dict) -> None:
+    """Before any job: k at most every block's size, on every model of the experiments
+    (built on the meta device: no memory, no compute)."""
+    from vitprobe import models
+    from vitprobe.errors import ConfigError
+
+    names = dict.fromkeys(m for exp in config.get("experiments", {}).values() for m in exp.get("models", []))
+    for name in names:
+        alias = config.get("models", {}).get(name, {"arch": name, "kwargs": {}})
+        try:
+            with torch.device("meta"):
+                model = models.create_any(alias["arch"], num_classes=10, **alias.get("kwargs", {}))
+        except Exception:  # noqa: BLE001 (the plan's own model check says what is wrong with it)
+            continue
+        try:
+            check_k(partition(model), settings["k"], "probes.hessian_blocks.k")
+        except ValueError as exc:
+            raise ConfigError(f"{exc} (model {name})") from None
+
+
+def run(model, inputs, settings: dict, log):
+    p, wd = settings, inputs.weight_decay
+    parts = partition(model)
+    check_k(parts, p["k"], "probes.hessian_blocks.k")
+    trace = f"{p['trace_estimator']} trace ({p['trace_products']} products)" if p["trace_products"] else "no trace"
+    log(f"{len(parts)} parameter blocks ({sum(b.msa for b in parts)} MSA): top-{p['k']} eigenvalues of each "
+        f"diagonal block, SLQ density ({p['density_steps']} steps), {trace}, on {p['n_batches']} mini-batches of "
+        f"{p['batch_size']} augmented training images; Hessian of NLL + wd/2·‖θ‖², wd {wd:g}")
+    batches = list(inputs.augmented_batches(p["n_batches"], p["batch_size"], p["seed"]))
+    return compute(model, batches, k=p["k"], weight_decay=wd, tol=p["tol"], density_steps=p["density_steps"],
+                   trace_products=p["trace_products"], trace_estimator=p["trace_estimator"],
+                   density_sigma=p["density_sigma"], density_grid=p["density_grid"], seed=p["seed"], log=log,
+                   progress=log.bar("mini-batches", total=len(batches)))
+
+
+def headline(eig, summary, density, js, het) -> str:
+    msa, mlp = summary[summary["msa"]], summary[summary["kind"] == "mlp"]
+    nep = (f"NEP MSA blocks {msa['nep'].mean():.3f}, MLP blocks {mlp['nep'].mean():.3f}" if len(msa) and len(mlp)
+           else f"NEP mean over blocks {summary['nep'].mean():.3f}")
+    top = summary.loc[summary["lambda_max"].abs().idxmax()]
+    return (f"{len(summary)} blocks; {nep}; largest λ_max {top['lambda_max']:.4g} ({top['block']}); heterogeneity "
+            f"(mean JS distance) {het['mean_js'].iloc[0]:.3f}")
+
+
+# ---- intervals ---------------------------------------------------------------------------------
+def _by_checkpoint(units: pd.DataFrame):
+    return dict(tuple(units.groupby(["run", "epoch"], sort=False))) if units is not None and len(units) else {}
+
+
+def intervals(table: str, rows: pd.DataFrame, units: pd.DataFrame, ci) -> pd.DataFrame:
+    """The interval columns of the summary tables (PROBE.intervals), from their units: the
+    eigenvalues per block and batch, or the densities per block and batch."""
+    if table == "hessian_blocks_summary":
+        return _summary_intervals(rows, units, ci)
+    return _js_intervals(table, rows, units, ci)
+
+
+def _summary_intervals(rows, eig, ci):
+    names = [f"{c}_{e}" for c in ("nep", "ape", "lambda_max") for e in ("low", "high")]
+    cols = {n: np.full(len(rows), np.nan) for n in names}
+    groups = _by_checkpoint(eig)
+    for (run, epoch), idx in rows.groupby(["run", "epoch"], sort=False).groups.items():
+        sub = groups.get((run, epoch))
+        if sub is None:
+            continue
+        batches = np.sort(sub["batch"].unique())
+        n = len(batches)
+        if n < stats.MIN_UNITS:
+            continue
+        w = stats.weights(n, ci.resamples, ci.rng(run, epoch, "hessian_blocks"))  # shared by the blocks: paired
+        for block, g in sub.groupby("block", sort=False):
+            per = g.groupby("batch")["eigenvalue"]
+            at = np.searchsorted(batches, per.size().index.to_numpy())
+            full = np.zeros((5, n))
+            full[:, at] = [per.apply(lambda v: (v < 0).sum()), per.size(), per.apply(lambda v: v[v > 0].sum()),
+                           per.apply(lambda v: (v > 0).sum()), per.max()]
+            reps = {"nep": stats.ratio_replicates(full[0], full[1], w),
+                    "ape": stats.ratio_replicates(full[2], full[3], w),
+                    "lambda_max": stats.ratio_replicates(full[4], np.where(full[1] > 0, 1.0, 0.0), w)}
+            for i in [i for i in idx if rows.loc[i, "block"] == block]:
+                pos = rows.index.get_loc(i)
+                for name, r in reps.items():
+                    cols[f"{name}_low"][pos], cols[f"{name}_high"][pos] = stats.percentile(r, n, ci.level)
+    z = stats.z_value(ci.level)
+    t, se = rows["trace"].to_numpy(float), rows["trace_std_error"].to_numpy(float)
+    return rows.assign(**cols, trace_low=t - z * se, trace_high=t + z * se)
+
+
+def _js_intervals(table, rows, density, ci):
+    column = "js_distance" if table == "hessian_blocks_js" else "mean_js"
+    low, high = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
+    groups = _by_checkpoint(density)
+    for (run, epoch), idx in rows.groupby(["run", "epoch"], sort=False).groups.items():
+        sub = groups.get((run, epoch))
+        if sub is None:
+            continue
+        blocks = list(dict.fromkeys(sub["block"]))
+        first = rows.loc[idx[0]]
+        g = np.linspace(first["grid_low"], first["grid_high"], int(first["grid_points"]))
+        batches, D = batch_densities(sub, blocks, g, float(first["sigma"]))
+        n = len(batches)
+        if n < stats.MIN_UNITS:
+            continue
+        pairs = list(itertools.combinations(range(len(blocks)), 2))
+        w = stats.weights(n, ci.resamples, ci.rng(run, epoch, "hessian_blocks_js"))
+        reps = []
+        for chunk in np.array_split(w, max(1, len(w) // 100)):
+            reps.append(js_distances(_normalized(np.einsum("rb,bjg->rjg", chunk, D)), pairs))
+        reps = np.concatenate(reps)  # (resamples, pairs)
+        if column == "mean_js":
+            lo, hi = stats.percentile(reps.mean(1), n, ci.level)
+            low[[rows.index.get_loc(i) for i in idx]], high[[rows.index.get_loc(i) for i in idx]] = lo, hi
+            continue
+        lo, hi = stats.percentile_columns(reps, n, ci.level)
+        where = {(blocks[a], blocks[b]): p for p, (a, b) in enumerate(pairs)}
+        for i in idx:
+            p = where.get((rows.loc[i, "block_a"], rows.loc[i, "block_b"]))
+            if p is not None:
+                low[rows.index.get_loc(i)], high[rows.index.get_loc(i)] = lo[p], hi[p]
+    return rows.assign(**{f"{column}_low": low, f"{column}_high": high})
