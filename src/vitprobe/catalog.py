@@ -20,8 +20,8 @@ from vitprobe.columns import SEARCH_TABLE, TRAIN_LOG  # noqa: F401 (the two tabl
 from vitprobe.probes import Probe
 
 # The order of the CLI's verbs and of the reference pages (new probes come after these).
-_ORDER = {name: i for i, name in enumerate(["hessian", "eval", "fourier", "variance", "robustness", "landscape",
-                                            "corruption"])}
+_ORDER = {name: i for i, name in enumerate(["hessian", "hessian_blocks", "eval", "fourier", "variance", "robustness",
+                                            "landscape", "corruption"])}
 
 
 @functools.cache
@@ -59,6 +59,10 @@ class Figure:
 FIGURES: dict[str, Figure] = {f.name: f for f in [
     Figure("fig_hessian", "vitprobe.figures.hessian", ("hessian", "hessian_summary"), "Fig. 1c, 4",
            "Hessian max-eigenvalue spectra, NEP/APE", needs=("series", "epoch")),
+    Figure("fig_hessian_blocks", "vitprobe.figures.hessian_blocks",
+           ("hessian_blocks", "hessian_blocks_summary", "hessian_blocks_density", "hessian_blocks_heterogeneity"),
+           "extends Fig. 1c, 4",
+           "NEP and λ_max per parameter block vs depth, MSA shaded; heterogeneity of the block spectra"),
     Figure("fig_fourier", "vitprobe.figures.fourier", ("fourier", "fourier_images"), "Fig. 2a, 8",
            "relative log amplitude of feature maps; Δ at high frequency vs depth"),
     Figure("fig_variance", "vitprobe.figures.variance", ("variance", "variance_images"), "Fig. 9",

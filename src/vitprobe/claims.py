@@ -148,11 +148,14 @@ class Missing(Exception):
 @dataclass
 class Measure:
     """One run's number as Σ num / Σ den over its units (ids), units resampled jointly with
-    every other measure of the same `space`."""
+    every other measure of the same `space`; or, with `statistic`, statistic(w) for unit
+    weights w (replicates, units): a number that is no ratio of sums (a distance between
+    pooled densities), w all ones for the point estimate."""
     space: str
     ids: np.ndarray
     num: np.ndarray
     den: np.ndarray
+    statistic: Callable | None = None
 
 
 @dataclass
@@ -283,6 +286,42 @@ def corrupted_accuracy(t, role, label, **at) -> Quantity:
                                      lambda g: 100.0 * g.groupby("image")["correct"].mean()), "%")
 
 
+def _block_kinds(t, role, **at) -> pd.DataFrame:
+    summary = _rows(t.get("hessian_blocks_summary"), "hessian_blocks_summary", role, **at)
+    return summary[["run", "seed", "epoch", "block", "kind", "msa"]]
+
+
+def block_nep_of(t, role, label, kinds: tuple[str, ...], **at) -> Quantity:
+    """NEP (%) of the eigenvalues of the blocks of `kinds` (hessian_blocks), pooled over
+    those blocks and the mini-batches: a ratio per batch."""
+    rows = _rows(t.get("hessian_blocks"), "hessian_blocks", role, **at)
+    rows = rows.merge(_block_kinds(t, role, **at), on=["run", "seed", "epoch", "block"], how="left")
+    rows = rows[rows["kind"].isin(kinds)]
+    if rows.empty:
+        raise Missing(f"needs blocks of kind {'/'.join(kinds)} in hessian_blocks of {role['model']}")
+    out = []
+    for (run, seed), g in rows.groupby(["run", "seed"], sort=True):
+        per = g.groupby("batch")["eigenvalue"]
+        out.append(Measure(f"mini-batches|{run} e{int(g['epoch'].iloc[0])}", per.size().index.to_numpy(),
+                           100.0 * per.apply(lambda v: (v < 0).sum()).to_numpy(float), per.size().to_numpy(float)))
+    return Quantity(label, out, "%")
+
+
+def heterogeneity_of(t, role, label, **at) -> Quantity:
+    """Mean Jensen-Shannon distance between the blocks' densities pooled over the
+    mini-batches (hessian_blocks_heterogeneity.mean_js), the batches resampled."""
+    from vitprobe.probes.hessian_blocks import pooled_mean_js  # the probe's own definition (numpy)
+    dens = _rows(t.get("hessian_blocks_density"), "hessian_blocks_density", role, **at)
+    het = _rows(t.get("hessian_blocks_heterogeneity"), "hessian_blocks_heterogeneity", role, **at)
+    out = []
+    for (run, seed), g in dens.groupby(["run", "seed"], sort=True):
+        grid = het[(het["run"] == run) & (het["seed"] == seed)].iloc[0]
+        statistic, batches = pooled_mean_js(g, grid)
+        out.append(Measure(f"mini-batches|{run} e{int(g['epoch'].iloc[0])}", batches, np.zeros(len(batches)),
+                           np.ones(len(batches)), statistic))
+    return Quantity(label, out, "JS distance")
+
+
 # ---- the bootstrap of an effect --------------------------------------------------------
 def _replicates(quantities: list[Quantity], ci: stats.Intervals, salt: str, start: int, count: int):
     """Per quantity, `count` bootstrap replicates (and the point estimate when count is 0)."""
@@ -299,6 +338,9 @@ def _replicates(quantities: list[Quantity], ci: stats.Intervals, salt: str, star
         for m in q.measures:
             cols = np.searchsorted(spaces[m.space], m.ids)
             ws = w[m.space][:, cols]
+            if m.statistic is not None:
+                per.append(m.statistic(ws))
+                continue
             with np.errstate(invalid="ignore", divide="ignore"):
                 per.append((ws @ m.num) / (ws @ m.den))
         per = np.stack(per, axis=1)  # (replicates, seeds)
@@ -452,6 +494,16 @@ def _variance_blocks(t, r, spec):
     return [variance_step(t, vit, "MSA", "msa"), variance_step(t, vit, "MLP", "mlp")], lambda a, m: np.minimum(-a, m)
 
 
+def _msa_block_nep(t, r, spec):
+    from vitprobe.probes.hessian_blocks import MSA_KINDS
+    vit = _role(r, "vit")
+    return [block_nep_of(t, vit, "MSA blocks", MSA_KINDS), block_nep_of(t, vit, "MLP blocks", ("mlp",))], _diff
+
+
+def _block_heterogeneity(t, r, spec):
+    return [heterogeneity_of(t, _role(r, "vit"), "ViT"), heterogeneity_of(t, _role(r, "cnn"), "CNN")], _diff
+
+
 def _noise(t, r, spec):
     return [noise_change(t, _role(r, "vit"), "ViT"), noise_change(t, _role(r, "cnn"), "CNN")], _diff
 
@@ -480,6 +532,15 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
           ("lmsa",), "NEP at the largest window − at the smallest", "pp", _local_nep),
     Claim("gap_fewer_negative_eigenvalues", "GAP has fewer negative eigenvalues than the class token", "Fig. 6b",
           ("gap", "vit"), "NEP with the class token − with GAP", "pp", _gap_nep),
+    Claim("vit_negative_eigenvalues_in_msa_blocks", "a ViT's negative Hessian eigenvalues sit in its MSA blocks: "
+          "their diagonal Hessian blocks have a larger NEP than its MLP blocks' (vitprobe's per-block reading of "
+          "the paper's claim that MSAs make the loss non-convex)", "extends Fig. 1c, 4", ("vit",),
+          "NEP of the ViT's MSA blocks − NEP of its MLP blocks (pooled top-k eigenvalues of each H_bb)", "pp",
+          _msa_block_nep),
+    Claim("vit_blocks_more_heterogeneous", "a ViT's parameter blocks have more heterogeneous Hessian spectra than "
+          "a CNN's (Zhang et al. 2024, read on the paper's models)", "extends Fig. 1c, 4", ("vit", "cnn"),
+          "mean Jensen-Shannon distance between the ViT's block densities − the CNN's", "JS distance",
+          _block_heterogeneity),
     Claim("msa_low_pass_conv_high_pass", "MSAs reduce high-frequency signals over depth, convolutions amplify them",
           "Fig. 2a, 8", ("cnn", "vit"), "the smaller of: the CNN's rise of the high-frequency Δ log amplitude from "
           "its first feature map to its last, and the ViT's fall", "Δ log amplitude", _fourier_depth),
@@ -497,8 +558,9 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
 ]}
 
 #: The tables the claims read (those the config makes are the scorecard job's inputs).
-TABLES = ("eval_images", "hessian", "fourier", "fourier_images", "variance", "variance_images", "robustness_images",
-          "corruption_images")
+TABLES = ("eval_images", "hessian", "hessian_blocks", "hessian_blocks_summary", "hessian_blocks_density",
+          "hessian_blocks_heterogeneity", "fourier", "fourier_images", "variance", "variance_images",
+          "robustness_images", "corruption_images")
 
 COLUMN_DOCS = {
     "claim": "the claim's id (a key of vitprobe.claims.CLAIMS)",

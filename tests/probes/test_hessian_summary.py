@@ -69,7 +69,8 @@ def test_probe_runner_summary_matches_dense_hessians(tmp_path, monkeypatch, wd, 
     run = {"dataset": "synthetic", "model": "mlp", "kernel_size": 0, "fraction": 1.0, "seed": 0}
     spec = {"run": run, "data": {"dataset": "synthetic"}, "model": {}, "train": {"weight_decay": wd},
             "probe": {"n_batches": 2, "batch_size": 16, "k": n, "method": "lanczos", "tol": 1e-3,
-                      "seed": seed, "trace_samples": samples, "batches_at_once": 1, "hvp": "double_backward"}}
+                      "seed": seed, "trace_samples": samples, "trace_estimator": "hutchinson", "batches_at_once": 1,
+                      "hvp": "double_backward"}}
     out, summary_out = tmp_path / "hessian_e4.parquet", tmp_path / "hessian_summary_e4.parquet"
     probe_job.run_probe("hessian", spec, "unused.pt", {"hessian": out, "hessian_summary": summary_out},
                         device=resolve("cpu"))

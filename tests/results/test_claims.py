@@ -226,3 +226,50 @@ def test_seeds_are_averaged_and_held_fixed_below_five():
                                      runs("v", [range(300 + 5 * s) for s in range(5)]))}
     row = _score(five, ["cnn_beats_vit"]).iloc[0]
     assert row["value"] == pytest.approx(20.0) and "and over seeds (5 per run)" in row["method"]
+
+
+def _block_tables(model, blocks: dict, batches=6, epoch=6, seed=0):
+    """hessian_blocks and hessian_blocks_summary of one run: blocks = {name: (kind, negatives
+    per batch of k=4)}; hessian_blocks_density: every block a point mass at its own node
+    (node = its index) on every batch; hessian_blocks_heterogeneity with a grid over them."""
+    run = {"run": f"x-{model}-k0-f1-s{seed}", "model": model, "kernel_size": 0, "fraction": 1.0, "seed": seed,
+           "epoch": epoch}
+    eig, summ, dens = [], [], []
+    for j, (name, (kind, neg)) in enumerate(blocks.items()):
+        summ.append({**run, "block": name, "kind": kind, "msa": kind in ("qkv", "attn_proj", "attn_other")})
+        for b in range(batches):
+            eig += [{**run, "block": name, "batch": b, "rank": r + 1, "eigenvalue": v}
+                    for r, v in enumerate([-1.0] * neg + [2.0] * (4 - neg))]
+            dens.append({**run, "block": name, "batch": b, "node": float(j), "weight": 1.0})
+    het = pd.DataFrame([{**run, "grid_low": -3.0, "grid_high": len(blocks) + 2.0, "grid_points": 401, "sigma": 0.05}])
+    return {"hessian_blocks": pd.DataFrame(eig), "hessian_blocks_summary": pd.DataFrame(summ),
+            "hessian_blocks_density": pd.DataFrame(dens), "hessian_blocks_heterogeneity": het}
+
+
+def _concat(*parts):
+    return {k: pd.concat([p[k] for p in parts], ignore_index=True) for k in parts[0]}
+
+
+def test_msa_block_nep_claim_pools_the_msa_blocks_against_the_mlp_blocks():
+    # MSA blocks: 2 of 4 and 1 of 4 negative per batch (37.5 % pooled); MLP: 0 of 4
+    vit = _block_tables("v", {"b0:qkv": ("qkv", 2), "b0:attn_proj": ("attn_proj", 1), "b0:mlp": ("mlp", 0),
+                              "b0:norm": ("norm", 4)})
+    row = _score(vit, ["vit_negative_eigenvalues_in_msa_blocks"]).loc["vit_negative_eigenvalues_in_msa_blocks"]
+    assert row["value"] == pytest.approx(37.5)
+    assert row["verdict"] == "shows" and "mini-batches" in row["method"]
+    # the same share in both: no effect
+    same = _block_tables("v", {"b0:qkv": ("qkv", 1), "b0:mlp": ("mlp", 1)})
+    assert _score(same, ["vit_negative_eigenvalues_in_msa_blocks"]).loc[
+        "vit_negative_eigenvalues_in_msa_blocks", "value"] == pytest.approx(0.0)
+
+
+def test_heterogeneity_claim_compares_the_mean_js_distances():
+    """The ViT's 3 blocks have densities at nodes 0, 1, 2 (disjoint at width 0.05·range: every
+    pair at distance 1); the CNN's 3 blocks all sit at node 0 but one (distance 0, 0, 1 pairs:
+    mean 2/3): the effect is 1/3, exactly, and every batch is alike, so the interval is tight."""
+    vit = _block_tables("v", {f"b{i}:mlp": ("mlp", 0) for i in range(3)})
+    cnn = _block_tables("c", {f"b{i}:conv": ("conv", 0) for i in range(3)})
+    cnn["hessian_blocks_density"].loc[cnn["hessian_blocks_density"]["block"] != "b2:conv", "node"] = 0.0
+    row = _score(_concat(vit, cnn), ["vit_blocks_more_heterogeneous"]).loc["vit_blocks_more_heterogeneous"]
+    assert row["value"] == pytest.approx(1 / 3, abs=1e-6)
+    assert row["verdict"] == "shows" and row["low"] == pytest.approx(1 / 3, abs=1e-6)

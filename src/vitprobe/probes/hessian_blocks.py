@@ -428,6 +428,28 @@ def js_distances(P: np.ndarray, pairs: list[tuple[int, int]]) -> np.ndarray:
     return np.sqrt(np.clip((kl_a + kl_b) / 2, 0.0, 1.0))
 
 
+def pooled_js(D: np.ndarray, w: np.ndarray, pairs) -> np.ndarray:
+    """(resamples, pairs): the JS distances of the densities D (batches, blocks, grid) pooled
+    with batch weights w (resamples, batches), in chunks."""
+    out = []
+    for chunk in np.array_split(w, max(1, len(w) // 100)):
+        out.append(js_distances(_normalized(np.einsum("rb,bjg->rjg", chunk, D)), pairs))
+    return np.concatenate(out)
+
+
+def pooled_mean_js(density: pd.DataFrame, grid_row) -> tuple[Callable, np.ndarray]:
+    """(statistic, batches) of one checkpoint's density rows on the grid of its heterogeneity
+    row (grid_low, grid_high, grid_points, sigma): statistic(w), for batch weights w
+    (resamples, batches in `batches` order), is the mean over block pairs of their JS
+    distance, the densities pooled with w; with w all ones, hessian_blocks_heterogeneity's
+    mean_js."""
+    blocks = list(dict.fromkeys(density["block"]))
+    grid = np.linspace(grid_row["grid_low"], grid_row["grid_high"], int(grid_row["grid_points"]))
+    batches, D = batch_densities(density, blocks, grid, float(grid_row["sigma"]))
+    pairs = list(itertools.combinations(range(len(blocks)), 2))
+    return (lambda w: pooled_js(D, np.atleast_2d(w), pairs).mean(1)), np.asarray(batches)
+
+
 def heterogeneity(density: pd.DataFrame, blocks: list[str], sigma: float = 0.01, points: int = 401):
     """(hessian_blocks_js, hessian_blocks_heterogeneity) of one checkpoint's density rows."""
     grid, width = density_grid(density, sigma, points)
@@ -449,6 +471,9 @@ def check(settings: dict, config: dict) -> None:
     from vitprobe import models
     from vitprobe.errors import ConfigError
 
+    if settings["trace_estimator"] == "hutchpp" and settings["trace_products"] % 3:
+        raise ConfigError(f"probes.hessian_blocks.trace_products: {settings['trace_products']} is not a multiple of "
+                          f"3, which trace_estimator hutchpp needs; allowed: 0, 3, 6, ...")
     names = dict.fromkeys(m for exp in config.get("experiments", {}).values() for m in exp.get("models", []))
     for name in names:
         alias = config.get("models", {}).get(name, {"arch": name, "kwargs": {}})
@@ -548,10 +573,7 @@ def _js_intervals(table, rows, density, ci):
             continue
         pairs = list(itertools.combinations(range(len(blocks)), 2))
         w = stats.weights(n, ci.resamples, ci.rng(run, epoch, "hessian_blocks_js"))
-        reps = []
-        for chunk in np.array_split(w, max(1, len(w) // 100)):
-            reps.append(js_distances(_normalized(np.einsum("rb,bjg->rjg", chunk, D)), pairs))
-        reps = np.concatenate(reps)  # (resamples, pairs)
+        reps = pooled_js(D, w, pairs)  # (resamples, pairs)
         if column == "mean_js":
             lo, hi = stats.percentile(reps.mean(1), n, ci.level)
             low[[rows.index.get_loc(i) for i in idx]], high[[rows.index.get_loc(i) for i in idx]] = lo, hi

@@ -22,16 +22,17 @@ from vitprobe import device as devices
 from vitprobe.analysis.inputs import as_batches
 from vitprobe.columns import Column, bounds
 from vitprobe.config.identity import train_hash
-from vitprobe.errors import VitprobeError
+from vitprobe.errors import ConfigError, VitprobeError
 from vitprobe.models.losses import nll, trainable
+from vitprobe.models.modes import eval_mode
 from vitprobe.probes import Probe, no_log, no_progress
 from vitprobe.probes.hessian.block import batches_at_once as resolve_batches_at_once
 from vitprobe.probes.hessian.block import top_eigenvalues_batched
-from vitprobe.probes.hessian.products import parameter_count
+from vitprobe.probes.hessian.products import double_backward_attention, make_hvp, parameter_count
 from vitprobe.probes.hessian.solvers import top_eigenvalues
 from vitprobe.probes.hessian.summary import intervals as summary_intervals
 from vitprobe.probes.hessian.summary import spectrum_summary
-from vitprobe.probes.hessian.trace import hessian_trace
+from vitprobe.probes.hessian.trace import TRACE_ESTIMATORS, hessian_trace, hutchpp
 
 PROBE = Probe(
     "hessian", "Hessian max-eigenvalue spectrum of a checkpoint, with NEP, APE and trace (hessian_summary)",
@@ -53,7 +54,12 @@ PROBE = Probe(
             Column("trace", pa.float64(), "", "Hutchinson estimate of tr(H), H = H_NLL + wd·I (mean of vᵀHv, Rademacher v, over batches; NaN if not computed); includes wd·n_params"),
             Column("trace_nll", pa.float64(), "", "the same estimate of tr(H_NLL), the NLL's Hessian alone: trace − wd·n_params (vᵀv = n_params for Rademacher v)"),
             Column("trace_std_error", pa.float64(), "", "standard error of that mean over all samples, the same for trace and trace_nll (NaN below 2 samples)"),
-            Column("trace_samples", pa.int64(), "", "Rademacher vectors per batch (0 = trace not computed)"),
+            Column("trace_samples", pa.int64(), "", "Hessian-vector products per batch of the trace estimate: "
+                   "Rademacher vectors (hutchinson) or Hutch++'s products (0 = trace not computed)"),
+            Column("trace_estimator", pa.string(), "", "which estimator wrote trace: hutchinson (the mean of vᵀHv; "
+                   "its standard error over all samples) or hutchpp (Hutch++, Meyer et al. 2021: one estimate per "
+                   "batch, the standard error over the batches; trace_nll = trace − wd·n_params holds in "
+                   "expectation, not sample by sample); empty without a trace"),
             Column("n_params", pa.int64(), "", "parameters the Hessian is taken over (all with requires_grad), its dimension"),
             Column("batch_size", pa.int64(), "images", "images per mini-batch"),
             Column("method", pa.string(), "", "eigensolver backend (block, lanczos, power, pyhessian)"),
@@ -98,17 +104,24 @@ def _solve(model, batches, indices, *, k, weight_decay, loss, method, tol, seed,
 
 
 def compute(model, batches, *, k: int = 5, weight_decay: float = 0.0, loss: Callable | None = None,
-            method: str = "lanczos", tol: float = 1e-3, trace_samples: int = 0, seed: int = 0,
-            batches_at_once: int | str = 1, hvp: str = "double_backward", indices=None, log=no_log,
+            method: str = "lanczos", tol: float = 1e-3, trace_samples: int = 0, trace_estimator: str = "hutchinson",
+            seed: int = 0, batches_at_once: int | str = 1, hvp: str = "double_backward", indices=None, log=no_log,
             progress=no_progress) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tables hessian and hessian_summary: the top-k eigenvalues (by magnitude, sign kept) of
     the Hessian of loss + weight_decay/2·‖θ‖² on each mini-batch of `batches` ((inputs,
     targets) pairs, or one pair; targets class indices or soft targets), and NEP, APE, λ_max
-    and (with `trace_samples`) Hutchinson's trace over them. `loss`: any
+    and (with `trace_samples`) the trace over them, by `trace_estimator`: hutchinson
+    (`trace_samples` Rademacher vectors per batch) or hutchpp (Hutch++ from `trace_samples`
+    products per batch, a multiple of 3). `loss`: any
     `loss(outputs, targets) -> scalar` (default: vitprobe's NLL). `indices`: the mini-batches'
     numbers in the table (default 0, 1, ...; a shard's are its range); batch b's random
     vectors are seeded `seed + b`. `method: block` solves `batches_at_once` mini-batches at a
     time (`hvp`: their product, double backward or forward-over-reverse)."""
+    if trace_estimator not in TRACE_ESTIMATORS:
+        raise ValueError(f"trace_estimator {trace_estimator!r}; allowed: {', '.join(TRACE_ESTIMATORS)}")
+    if trace_estimator == "hutchpp" and trace_samples % 3:
+        raise ValueError(f"trace_samples = {trace_samples}: Hutch++ needs a multiple of 3 products (0 skips the "
+                         f"trace)")
     loss = nll if loss is None else loss
     batches = as_batches(batches) if isinstance(batches, (tuple, list)) else batches
     params = trainable(model)
@@ -128,7 +141,15 @@ def compute(model, batches, *, k: int = 5, weight_decay: float = 0.0, loss: Call
         rows += [{"batch": b, "rank": r + 1, "eigenvalue": float(v), "batch_size": len(x), "method": method,
                   "n_hvp": info["n_hvp"]} for r, v in enumerate(values)]
         spectra.append(values)
-        if trace_samples:
+        if trace_samples and trace_estimator == "hutchpp":
+            t0 = time.perf_counter()
+            with eval_mode(model), double_backward_attention():
+                hvp, _ = make_hvp(model, x, y, weight_decay, loss)
+                estimate = hutchpp(hvp, parameter_count(model), trace_samples, seed + b, params[0].dtype, dev)
+            log(f"batch {b}: trace {estimate:.4g} (Hutch++, {trace_samples} products), "
+                f"{time.perf_counter() - t0:.1f} s")
+            traces.append(np.array([estimate]))
+        elif trace_samples:
             trace, tinfo = hessian_trace(model, x, y, weight_decay=weight_decay, n_samples=trace_samples,
                                          seed=seed + b, return_info=True, loss_fn=loss)
             log(f"batch {b}: trace {trace:.4g} ± {tinfo['std_error']:.2g}, {tinfo['seconds']:.1f} s")
@@ -137,6 +158,7 @@ def compute(model, batches, *, k: int = 5, weight_decay: float = 0.0, loss: Call
         raise ValueError("no batches given")
     summary = {**spectrum_summary(spectra, traces, weight_decay=weight_decay, n_params=parameter_count(model)),
                "batch_size": rows[0]["batch_size"], "method": method}
+    summary.update(trace_samples=trace_samples, trace_estimator=trace_estimator if trace_samples else "")
     return pd.DataFrame(rows), pd.DataFrame([summary])
 
 
@@ -164,6 +186,13 @@ def shard_range(n_batches: int, shard: tuple[int, int] | None) -> range:
     return range(i * n_batches // s, (i + 1) * n_batches // s)
 
 
+def check(settings: dict, config: dict) -> None:
+    """Before any job: Hutch++ takes its products in threes."""
+    if settings["trace_estimator"] == "hutchpp" and settings["trace_samples"] % 3:
+        raise ConfigError(f"probes.hessian.trace_samples: {settings['trace_samples']} is not a multiple of 3, which "
+                          f"trace_estimator hutchpp needs; allowed: 0, 3, 6, ...")
+
+
 def run(model, inputs, settings: dict, log, shard: tuple[int, int] | None = None):
     """The run's mini-batches (`batch_count`; with `shard` = (i, s) only those of
     `shard_range`) of augmented training images; the trace of the whole Hessian and of the
@@ -171,7 +200,8 @@ def run(model, inputs, settings: dict, log, shard: tuple[int, int] | None = None
     p, wd = settings, inputs.weight_decay
     n_train = len(inputs.training_split.labels) if p["n_batches"] == "all" else 0
     indices = shard_range(batch_count(p, n_train), shard)
-    trace_what = f"and trace ({p['trace_samples']} samples)" if p["trace_samples"] else "(no trace)"
+    trace_what = f"and trace ({p['trace_estimator']}, {p['trace_samples']} products per batch)" \
+        if p["trace_samples"] else "(no trace)"
     where = f"mini-batches {indices.start}..{indices.stop - 1} (shard {shard[0]} of {shard[1]})" if shard else \
         f"{len(indices)} mini-batches"
     log(f"top-{p['k']} eigenvalues ({p['method']}) {trace_what} on {where} of "
@@ -179,7 +209,8 @@ def run(model, inputs, settings: dict, log, shard: tuple[int, int] | None = None
         f"parameters, wd {wd:g}")
     batches = inputs.augmented_batches(indices, p["batch_size"], p["seed"])
     return compute(model, batches, k=p["k"], weight_decay=wd, method=p["method"], tol=p["tol"],
-                   trace_samples=p["trace_samples"], seed=p["seed"], batches_at_once=p["batches_at_once"],
+                   trace_samples=p["trace_samples"], trace_estimator=p["trace_estimator"], seed=p["seed"],
+                   batches_at_once=p["batches_at_once"],
                    hvp=p["hvp"], indices=indices, log=log, progress=log.bar("mini-batches", total=len(indices)))
 
 
@@ -216,15 +247,19 @@ def merge(spec: dict, parts: dict[str, list[pd.DataFrame]]) -> tuple[pd.DataFram
         raise VitprobeError(f"the {len(parts['hessian'])} hessian shards do not cover the mini-batches 0..n-1 once "
                             f"each (got {len(batches)} distinct batches, {int(summ['n_batches'].sum())} in the "
                             f"summaries); rerun the shard jobs")
-    if summ["trace_samples"].nunique() > 1 or summ["n_params"].nunique() > 1:
-        raise VitprobeError("hessian_summary shards differ in trace_samples or n_params; rerun the shard jobs")
+    if summ["trace_samples"].nunique() > 1 or summ["n_params"].nunique() > 1 or \
+            summ["trace_estimator"].nunique() > 1:
+        raise VitprobeError("hessian_summary shards differ in trace_samples, trace_estimator or n_params; rerun the "
+                            "shard jobs")
+    estimator = summ["trace_estimator"].iloc[0]
     eig = eig.sort_values(["batch", "rank"], kind="stable").reset_index(drop=True)
     n_params, samples = int(summ["n_params"].iloc[0]), int(summ["trace_samples"].iloc[0])
     spectra = [g["eigenvalue"].to_numpy() for _, g in eig.groupby("batch", sort=True)]
     summary = {**spectrum_summary(spectra, [], weight_decay=wd, n_params=n_params),
-               "batch_size": int(summ["batch_size"].iloc[0]), "method": summ["method"].iloc[0]}
-    if samples:
-        count = summ["n_batches"].to_numpy() * samples
+               "batch_size": int(summ["batch_size"].iloc[0]), "method": summ["method"].iloc[0],
+               "trace_estimator": estimator}
+    if samples:  # the pooled units: every sample (hutchinson), every batch's estimate (hutchpp)
+        count = summ["n_batches"].to_numpy() * (1 if estimator == "hutchpp" else samples)
         mean = float((summ["trace"].to_numpy() * count).sum() / count.sum())
         m2 = np.nan_to_num(summ["trace_std_error"].to_numpy() ** 2 * count * (count - 1)) + \
             count * (summ["trace"].to_numpy() - mean) ** 2  # per shard: Σ (sample − pooled mean)²
