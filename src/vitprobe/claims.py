@@ -495,7 +495,7 @@ def _variance_blocks(t, r, spec):
 
 
 def _msa_block_nep(t, r, spec):
-    from vitprobe.probes.hessian_blocks import MSA_KINDS
+    from vitprobe.probes.hessian_blocks import MSA_KINDS  # the probe's definition; its module imports torch
     vit = _role(r, "vit")
     return [block_nep_of(t, vit, "MSA blocks", MSA_KINDS), block_nep_of(t, vit, "MLP blocks", ("mlp",))], _diff
 

@@ -100,7 +100,8 @@ def test_truncated_and_missing_table_files(tmp_path):
 
 
 def test_unknown_table():
-    with pytest.raises(ValueError, match="unknown table 'nope'; allowed: train_log, hessian, hessian_summary, eval"):
+    with pytest.raises(ValueError, match="unknown table 'nope'; allowed: train_log, hessian, hessian_summary, "
+                                         "hessian_blocks"):
         results.schema("nope")
 
 

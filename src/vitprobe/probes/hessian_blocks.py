@@ -62,6 +62,7 @@ from torch import nn
 from vitprobe import stats
 from vitprobe.analysis.inputs import as_batches
 from vitprobe.columns import Column, bounds
+from vitprobe.errors import ConfigError
 from vitprobe.models.losses import nll
 from vitprobe.models.modes import eval_mode
 from vitprobe.probes import Probe, no_log, no_progress
@@ -468,8 +469,7 @@ def heterogeneity(density: pd.DataFrame, blocks: list[str], sigma: float = 0.01,
 def check(settings: dict, config: dict) -> None:
     """Before any job: k at most every block's size, on every model of the experiments
     (built on the meta device: no memory, no compute)."""
-    from vitprobe import models
-    from vitprobe.errors import ConfigError
+    from vitprobe import models  # timm, only for this check: the catalogue imports every probe module
 
     if settings["trace_estimator"] == "hutchpp" and settings["trace_products"] % 3:
         raise ConfigError(f"probes.hessian_blocks.trace_products: {settings['trace_products']} is not a multiple of "
