@@ -259,6 +259,7 @@ def end_to_end(device_name: str, smoke: bool) -> dict:
     probes = {p: {**s, "epochs": [epochs]} for p, s in config["probes"].items() if p != "corruption"}
     if smoke:
         probes["hessian"].update(n_batches=2, batch_size=4, trace_samples=2)
+        probes["hessian_blocks"].update(n_batches=2, batch_size=4, k=2, density_steps=4, trace_products=3)
         for p in ("fourier", "variance"):
             probes[p]["n_images"] = 8
         probes["robustness"]["n_images"] = 16

@@ -36,6 +36,7 @@ def _tiny_config(demo_config):
     c["train"].update(epochs=2, warmup_epochs=1, checkpoint_epochs=[0, 1, 2], batch_size=32, lr_batch_size=32)
     c["probes"]["hessian"].update(epochs=[1, 2], n_batches=2, k=3, trace_samples=4)
     c["probes"]["eval"]["epochs"] = [2]
+    c["probes"]["hessian_blocks"].update(epochs=[2], n_batches=2, k=2, density_steps=4, trace_products=3)
     for name, fig in c["figures"].items():
         fig["epoch"] = 1 if name == "fig_hessian" else 2
     return c
@@ -263,7 +264,7 @@ def _check_logs(results):
     progress bar in between), the epochs for training."""
     logs = sorted((results / "logs").rglob("*.log"))
     assert logs and not [p for p in logs if p.stat().st_size == 0], [p for p in logs if p.stat().st_size == 0]
-    for probe in ("hessian", "evaluate", "fourier", "variance", "robustness", "landscape"):
+    for probe in ("hessian", "hessian_blocks", "evaluate", "fourier", "variance", "robustness", "landscape"):
         for log in (results / "logs" / probe).glob("*.log"):
             text = log.read_text()
             assert "100%" in text and "wrote" in text, (log, text[-1000:])
