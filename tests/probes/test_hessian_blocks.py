@@ -247,3 +247,21 @@ def test_api_takes_a_users_grouping_and_returns_dataframes():
     assert list(eig.columns[:4]) == ["block", "batch", "rank", "eigenvalue"]
     assert list(summary["block"]) == ["in", "out"] and list(summary["size"]) == [35, 18]
     assert len(js) == 1 and het["n_blocks"].iloc[0] == 2
+
+
+def test_unknown_block_kinds_in_a_figure_fail_the_config(demo_config):
+    demo_config["figures"]["fig_hessian_blocks"]["kinds"] = ["qkv", "attention"]
+    with pytest.raises(ConfigError, match=r"figures.fig_hessian_blocks.kinds.1: 'attention' is not allowed; "
+                                          r"allowed: .*attn_proj") as err:
+        validate(demo_config)
+    assert "\n" not in str(err.value)
+
+
+def test_hutchpp_products_in_threes_fail_the_config(demo_config):
+    demo_config["probes"]["hessian_blocks"]["trace_products"] = 10
+    with pytest.raises(ConfigError, match=r"probes.hessian_blocks.trace_products: 10 is not a multiple of 3"):
+        validate(demo_config)
+    demo_config["probes"]["hessian_blocks"]["trace_products"] = 9
+    demo_config["probes"]["hessian"].update(trace_estimator="hutchpp", trace_samples=10)
+    with pytest.raises(ConfigError, match=r"probes.hessian.trace_samples: 10 is not a multiple of 3"):
+        validate(demo_config)
