@@ -265,3 +265,17 @@ def test_hutchpp_products_in_threes_fail_the_config(demo_config):
     demo_config["probes"]["hessian"].update(trace_estimator="hutchpp", trace_samples=10)
     with pytest.raises(ConfigError, match=r"probes.hessian.trace_samples: 10 is not a multiple of 3"):
         validate(demo_config)
+
+
+def test_the_probe_analyses_only_the_runs_of_its_experiments(demo_config):
+    plan = validate(demo_config)  # the demo: experiments [inductive_bias], the ResNet and the ViT
+    probed = {r.model for r in plan.runs if plan.run_probe_epochs(r, "hessian_blocks")}
+    assert probed == {"resnet_demo", "vit_demo"} and len(plan.runs) > 2
+    assert all(plan.run_probe_epochs(r, "hessian") for r in plan.runs)  # other probes: every run
+
+
+def test_an_unknown_experiment_fails_the_config(demo_config):
+    demo_config["probes"]["hessian_blocks"]["experiments"] = ["inductive_bias", "nope"]
+    with pytest.raises(ConfigError, match=r"probes.hessian_blocks.experiments: 'nope' is not an experiment; "
+                                          r"allowed: inductive_bias, data_size"):
+        validate(demo_config)

@@ -112,9 +112,13 @@ class Plan:
 
     def run_probe_epochs(self, run: Run, probe: str) -> list[int]:
         """The epochs `probe` analyzes of `run`: none where the run's dataset lacks the data
-        the probe reads, epoch 0 for imported weights, else `probe_epochs`."""
+        the probe reads or the probe's `experiments` leave the run out, epoch 0 for imported
+        weights, else `probe_epochs`."""
         if catalog.PROBES[probe].needs_training_split and not DATASETS[run.dataset].has_training_split:
             return []
+        only = self.config["probes"][probe].get("experiments")
+        if only is not None and run not in {r for name in only for r in self.experiments.get(name, [])}:
+            return []  # the probe's block names the experiments whose runs it analyses
         return [IMPORTED_EPOCH] if self.imported(run) else self.probe_epochs(probe)
 
     def run_table_epochs(self, run: Run, table: str) -> list[int]:

@@ -467,14 +467,20 @@ def heterogeneity(density: pd.DataFrame, blocks: list[str], sigma: float = 0.01,
 
 # ---- the pipeline -----------------------------------------------------------------------------
 def check(settings: dict, config: dict) -> None:
-    """Before any job: k at most every block's size, on every model of the experiments
-    (built on the meta device: no memory, no compute)."""
+    """Before any job: `experiments` names experiments; k at most every block's size, on
+    every model it analyses (built on the meta device: no memory, no compute)."""
     from vitprobe import models  # timm, only for this check: the catalogue imports every probe module
 
     if settings["trace_estimator"] == "hutchpp" and settings["trace_products"] % 3:
         raise ConfigError(f"probes.hessian_blocks.trace_products: {settings['trace_products']} is not a multiple of "
                           f"3, which trace_estimator hutchpp needs; allowed: 0, 3, 6, ...")
-    names = dict.fromkeys(m for exp in config.get("experiments", {}).values() for m in exp.get("models", []))
+    experiments = config.get("experiments", {})
+    unknown = [e for e in settings.get("experiments") or [] if e not in experiments]
+    if unknown:
+        raise ConfigError(f"probes.hessian_blocks.experiments: {unknown[0]!r} is not an experiment; allowed: "
+                          f"{', '.join(experiments)}")
+    chosen = settings.get("experiments") or list(experiments)
+    names = dict.fromkeys(m for e in chosen for m in experiments[e].get("models", []))
     for name in names:
         alias = config.get("models", {}).get(name, {"arch": name, "kwargs": {}})
         try:
