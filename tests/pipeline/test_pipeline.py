@@ -291,7 +291,8 @@ def _check_report(workdir, figures):
     assert "vitprobe reproduces" in page  # the workflow description, with the config and dataset
     flat = " ".join(page.replace("\\n", " ").split())
     assert "config <strong>tiny.yaml</strong>, dataset <strong>synthetic</strong>, 7 runs" in flat
-    assert "The paper's claims on these runs: " in flat and "(of 14 claims)." in flat  # the scorecard first
+    # the scorecard first
+    assert "The paper's claims on these runs: " in flat and f"(of {len(claims.CLAIMS)} claims)." in flat
     # each figure's entry in the report's data: {"filename": ..., "caption": "<p>...</p>"}
     entries = re.findall(r'"filename": "([^"]+)\.png"[^{}]*?"caption": ("(?:[^"\\]|\\.)*")', page)
     shown = {fig: " ".join(re.sub("<[^>]+>", "", html.unescape(json.loads(c))).split()) for fig, c in entries}
