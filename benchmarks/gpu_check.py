@@ -257,6 +257,7 @@ def end_to_end(device_name: str, smoke: bool) -> dict:
     epochs = 2
     config["train"].update(epochs=epochs, checkpoint_epochs=[epochs], compile=True)
     probes = {p: {**s, "epochs": [epochs]} for p, s in config["probes"].items() if p != "corruption"}
+    probes["hessian_blocks"].pop("experiments", None)  # the demo's names experiments this config replaces
     if smoke:
         probes["hessian"].update(n_batches=2, batch_size=4, trace_samples=2)
         probes["hessian_blocks"].update(n_batches=2, batch_size=4, k=2, density_steps=4, trace_products=3)

@@ -36,6 +36,8 @@ import yaml
 from conftest import REPO
 from test_pipeline import _tiny_config
 
+from vitprobe import catalog
+
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 PARTITION = "debug"  # profiles/slurm/ci.yaml
@@ -43,7 +45,7 @@ PARTITION = "debug"  # profiles/slurm/ci.yaml
 CI_RESOURCES = {"gpus": 1, "cpus": 1,
                 "train": {"mem_mb": 1000, "runtime": 10},
                 "probes": {"mem_mb": 1000, "runtime": 10}}
-GPU_VERBS = {"train", "hessian", "eval", "fourier", "variance", "robustness", "landscape"}
+GPU_VERBS = {"train", *catalog.PROBES}  # every job that asks for a GPU
 LOCAL_VERBS = {"prepare-data", "aggregate", "plot"}
 FLAKY_VERB = "eval"          # this probe of FLAKY_RUN fails on its first attempt
 FLAKY_RUN = "vit_demo-k0-f1-s0"

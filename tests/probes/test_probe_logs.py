@@ -103,7 +103,8 @@ def test_probe_logs_start_progress_and_result(trained, probe, tmp_path, capsys):
         return float(m.group(1))
 
     if probe == "hessian":
-        assert "top-3 eigenvalues (lanczos) and trace (3 samples) on 2 mini-batches of 8 augmented" in start
+        assert ("top-3 eigenvalues (lanczos) and trace (hutchinson, 3 products per batch) on 2 mini-batches "
+                "of 8 augmented") in start
         summary = tables["hessian_summary"].iloc[0]
         assert f"over {summary['n_params']:,} parameters, wd 0.05" in start
         assert value("NEP ") == pytest.approx(summary["nep"], abs=1e-3)

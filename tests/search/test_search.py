@@ -92,6 +92,7 @@ def _config(demo_config, **search_cfg):
                                                     "seed": 0})
     c["experiments"] = {"alternet": c["experiments"]["alternet"]}
     c["figures"] = {}
+    c["probes"]["hessian_blocks"].pop("experiments")  # the demo's names an experiment left out here
     c["search"] = {"base": "preact_demo", **search_cfg}
     return c
 
