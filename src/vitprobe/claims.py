@@ -199,15 +199,20 @@ def error_of(t, role, label, **at) -> Quantity:
                                      lambda g: 100.0 * (~g.set_index("image")["correct"].astype(bool))), "%")
 
 
-def nep_of(t, role, label, **at) -> Quantity:
-    """NEP (%) of the Hessian spectrum pooled over mini-batches: a ratio per batch."""
-    rows = _rows(t.get("hessian"), "hessian", role, **at)
+def _nep_quantity(rows: pd.DataFrame, label: str) -> Quantity:
+    """NEP (%) of `rows`' eigenvalues pooled over mini-batches, per run and seed: a ratio per
+    batch (negatives / eigenvalues), the batches of a run resampled together."""
     out = []
     for (run, seed), g in rows.groupby(["run", "seed"], sort=True):
         per = g.groupby("batch")["eigenvalue"]
         out.append(Measure(f"mini-batches|{run} e{int(g['epoch'].iloc[0])}", per.size().index.to_numpy(),
                            100.0 * per.apply(lambda v: (v < 0).sum()).to_numpy(float), per.size().to_numpy(float)))
     return Quantity(label, out, "%")
+
+
+def nep_of(t, role, label, **at) -> Quantity:
+    """NEP (%) of the Hessian spectrum pooled over mini-batches: a ratio per batch."""
+    return _nep_quantity(_rows(t.get("hessian"), "hessian", role, **at), label)
 
 
 def _map_table(t, items: str, summary: str, role, **at) -> pd.DataFrame:
@@ -299,12 +304,7 @@ def block_nep_of(t, role, label, kinds: tuple[str, ...], **at) -> Quantity:
     rows = rows[rows["kind"].isin(kinds)]
     if rows.empty:
         raise Missing(f"needs blocks of kind {'/'.join(kinds)} in hessian_blocks of {role['model']}")
-    out = []
-    for (run, seed), g in rows.groupby(["run", "seed"], sort=True):
-        per = g.groupby("batch")["eigenvalue"]
-        out.append(Measure(f"mini-batches|{run} e{int(g['epoch'].iloc[0])}", per.size().index.to_numpy(),
-                           100.0 * per.apply(lambda v: (v < 0).sum()).to_numpy(float), per.size().to_numpy(float)))
-    return Quantity(label, out, "%")
+    return _nep_quantity(rows, label)
 
 
 def heterogeneity_of(t, role, label, **at) -> Quantity:

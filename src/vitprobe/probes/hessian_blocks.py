@@ -348,12 +348,14 @@ def compute(model: nn.Module, batches, *, k: int = 5, blocks: dict[str, list[str
             start = time.perf_counter()
             products = block_products(model, x.to(dev), y.to(dev), parts, weight_decay, loss)
             shared = time.perf_counter() - start
+            top = {}  # block -> its largest (signed) eigenvalue on this batch, for the log line
             for j, block in enumerate(parts):
                 t0 = time.perf_counter()
                 hvp = products[block.name]
                 values, n_hvp, _ = operator_top_eigenvalues(hvp, block.size, k, tol=tol, dtype=dtype, device=dev)
                 eig_rows += [{"block": block.name, "batch": bi, "rank": r + 1, "eigenvalue": float(v), "n_hvp": n_hvp}
                              for r, v in enumerate(values)]
+                top[block.name] = float(np.max(values))
                 nodes, weights = operator_density(hvp, block.size, density_steps, _seed(seed, bi, j), dtype, dev)
                 dens_rows += [{"block": block.name, "batch": bi, "node": float(a), "weight": float(w)}
                               for a, w in zip(nodes, weights)]
@@ -363,8 +365,6 @@ def compute(model: nn.Module, batches, *, k: int = 5, blocks: dict[str, list[str
                         np.array([hutchpp(hvp, block.size, trace_products, s, dtype, dev)])
                         if trace_estimator == "hutchpp" else hutchinson(hvp, block.size, trace_products, s, dtype, dev))
                 seconds[block.name] += time.perf_counter() - t0 + shared / len(parts)
-            top = {b.name: max(r["eigenvalue"] for r in eig_rows if r["block"] == b.name and r["batch"] == bi)
-                   for b in parts}
             worst = max(top, key=lambda n: abs(top[n]))
             log(f"batch {bi}: {len(parts)} blocks in {time.perf_counter() - start:.1f} s; largest λ_max {top[worst]:.4g}"
                 f" in {worst}")
@@ -438,16 +438,23 @@ def pooled_js(D: np.ndarray, w: np.ndarray, pairs) -> np.ndarray:
     return np.concatenate(out)
 
 
+def stored_densities(density: pd.DataFrame, grid_row):
+    """(blocks, batches, D, pairs) of one checkpoint's density rows on the grid a table row
+    recorded (grid_low, grid_high, grid_points, sigma): `batch_densities` and every block
+    pair, in the order `heterogeneity` wrote them."""
+    blocks = list(dict.fromkeys(density["block"]))
+    grid = np.linspace(grid_row["grid_low"], grid_row["grid_high"], int(grid_row["grid_points"]))
+    batches, D = batch_densities(density, blocks, grid, float(grid_row["sigma"]))
+    return blocks, batches, D, list(itertools.combinations(range(len(blocks)), 2))
+
+
 def pooled_mean_js(density: pd.DataFrame, grid_row) -> tuple[Callable, np.ndarray]:
     """(statistic, batches) of one checkpoint's density rows on the grid of its heterogeneity
     row (grid_low, grid_high, grid_points, sigma): statistic(w), for batch weights w
     (resamples, batches in `batches` order), is the mean over block pairs of their JS
     distance, the densities pooled with w; with w all ones, hessian_blocks_heterogeneity's
     mean_js."""
-    blocks = list(dict.fromkeys(density["block"]))
-    grid = np.linspace(grid_row["grid_low"], grid_row["grid_high"], int(grid_row["grid_points"]))
-    batches, D = batch_densities(density, blocks, grid, float(grid_row["sigma"]))
-    pairs = list(itertools.combinations(range(len(blocks)), 2))
+    _, batches, D, pairs = stored_densities(density, grid_row)
     return (lambda w: pooled_js(D, np.atleast_2d(w), pairs).mean(1)), np.asarray(batches)
 
 
@@ -570,14 +577,10 @@ def _js_intervals(table, rows, density, ci):
         sub = groups.get((run, epoch))
         if sub is None:
             continue
-        blocks = list(dict.fromkeys(sub["block"]))
-        first = rows.loc[idx[0]]
-        g = np.linspace(first["grid_low"], first["grid_high"], int(first["grid_points"]))
-        batches, D = batch_densities(sub, blocks, g, float(first["sigma"]))
+        blocks, batches, D, pairs = stored_densities(sub, rows.loc[idx[0]])
         n = len(batches)
         if n < stats.MIN_UNITS:
             continue
-        pairs = list(itertools.combinations(range(len(blocks)), 2))
         w = stats.weights(n, ci.resamples, ci.rng(run, epoch, "hessian_blocks_js"))
         reps = pooled_js(D, w, pairs)  # (resamples, pairs)
         if column == "mean_js":
