@@ -436,7 +436,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_serve(args):
     from vitprobe import jobserver  # only the server needs it
-    jobserver.serve(args.socket, run=main, preload=PRELOAD, parent=args.parent)
+    try:
+        job = jobserver.serve(args.socket, preload=PRELOAD, parent=args.parent)
+    except jobserver.NotPrivate as exc:
+        raise VitprobeError(str(exc)) from None
+    if job is not None:  # a forked worker, now its client's process: run the command, end as a process ends
+        raise SystemExit(job.run(main))
 
 
 def preload(verb: str) -> None:

@@ -22,6 +22,15 @@ can matter for results; where a job's differ from the server's, the child answer
 environment, umask, descriptors, signal handlers, the seeds of `random` and numpy's global
 generator) is set as a fresh process would have it.
 
+Who may use it: only the user who started it. The socket lives in a directory of mode 0700
+made for it (`private_address`: a fresh `mkdtemp` in `$XDG_RUNTIME_DIR`, or in the temporary
+directory), so no other user can reach it whatever the umask; the server checks every
+connection's peer (`SO_PEERCRED`) and closes one from another user before reading a byte; the
+client checks that the socket and its directory are its user's, and that the process listening
+is too, before it sends its descriptors and environment. Linux only (`SUPPORTED`): elsewhere
+there is no peer check, and forking a process that imported torch and matplotlib is not safe on
+macOS, so every command runs in its own process.
+
 Imports: the standard library only (layer 0); the command to run is handed in by the caller
 (`vitprobe.cli` serves `cli.main`), so this module imports nothing of vitprobe.
 """
@@ -34,7 +43,10 @@ import os
 import selectors
 import signal
 import socket
+import stat
+import struct
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -50,6 +62,60 @@ THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOT
 IMPORT_ENV = (*THREAD_ENV, "PYTHONHASHSEED", "PYTHONPATH")
 #: Signals a client passes on to its command.
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+#: Where a server can be used: a Unix socket whose peer's user the kernel tells (Linux).
+SUPPORTED = sys.platform.startswith("linux") and hasattr(socket, "SO_PEERCRED")
+
+
+class NotPrivate(Exception):
+    """A socket, its directory or the process behind it that is not this user's alone."""
+
+
+def private_address() -> str:
+    """A socket path in a fresh directory of mode 0700 (whatever the umask), in
+    `$XDG_RUNTIME_DIR` where that is this user's private directory, else in the temporary
+    directory; short, as a socket path has at most 107 bytes."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    where = runtime if runtime and _private_dir(runtime) is None else None
+    return os.path.join(tempfile.mkdtemp(prefix="vitprobe-", dir=where), "jobs.sock")
+
+
+def _private_dir(path: str) -> str | None:
+    """Why directory `path` is not this user's alone (None: it is)."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"{path}: {exc.strerror}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{path} is not a directory"
+    if st.st_uid != os.geteuid():
+        return f"{path} belongs to uid {st.st_uid}, not to this user ({os.geteuid()})"
+    if st.st_mode & 0o077:
+        return f"{path} has mode {stat.S_IMODE(st.st_mode):o}: others may enter it (expected 700)"
+    return None
+
+
+def check_private(address: str) -> None:
+    """Raise NotPrivate unless `address` is a socket of this user's in a directory only this
+    user can enter (so that no one else can have put it there, or replace it)."""
+    why = _private_dir(os.path.dirname(os.path.abspath(address)))
+    if why is None:
+        try:
+            st = os.lstat(address)
+        except OSError as exc:
+            raise NotPrivate(f"{address}: {exc.strerror}") from None
+        if not stat.S_ISSOCK(st.st_mode):
+            why = f"{address} is not a socket"
+        elif st.st_uid != os.geteuid():
+            why = f"{address} belongs to uid {st.st_uid}, not to this user ({os.geteuid()})"
+    if why is not None:
+        raise NotPrivate(why)
+
+
+def peer_uid(conn: socket.socket) -> int:
+    """The user id of the process at the other end of a connected Unix socket (SO_PEERCRED:
+    the kernel's word, fixed when it connected or listened)."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
 
 
 def _send(conn: socket.socket, message: dict) -> None:
@@ -85,8 +151,18 @@ class Served:
 
 def run_served(address: str, argv: list[str]) -> Served | None:
     """Run `vitprobe argv` in the server at `address` with this process's stdin, stdout,
-    stderr, directory and environment; None where it was not run (no server there, or the
-    server asked this process to run it itself)."""
+    stderr, directory and environment; None where it was not run (not Linux, no server there,
+    a socket that is not this user's alone, or the server asked this process to run it
+    itself). Nothing is sent before the socket, its directory and its listener are checked."""
+    if not SUPPORTED:
+        return None
+    try:
+        check_private(address)
+    except NotPrivate as exc:
+        if os.path.lexists(address):  # a server not ours, or not private: say so once, run here
+            print(f"vitprobe: not using the job server ({exc}); running this command in its own process",
+                  file=sys.stderr)
+        return None
     worker, caught = [], []  # the command's pid once known; signals caught, in order
 
     def forward(signum, frame):
@@ -124,6 +200,8 @@ def _exchange(address: str, argv: list[str], worker: list, caught: list) -> dict
     except OSError:
         return None
     with conn:
+        if peer_uid(conn) != os.geteuid():  # the listener is someone else's: send nothing
+            return None
         header = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": _umask(),
                              "python": _python()}).encode() + b"\n"
         try:  # the descriptors with one byte, then the header whole (a sendmsg may send part of a long one)
@@ -163,13 +241,22 @@ def _umask() -> int:
 
 
 # ---- server ---------------------------------------------------------------------------------
-def serve(address: str, run: Callable[[list[str]], int], preload: Iterable[str] = (),
-          parent: int | None = None, log=sys.stderr) -> None:
+def serve(address: str, preload: Iterable[str] = (), parent: int | None = None, log=sys.stderr) -> _Job | None:
     """Import `preload`, then answer clients at `address` until SIGTERM or until process
-    `parent` is gone, running `run(argv)` (an exit status) in a forked child per client. The
-    socket appears, by a rename, only once everything is imported. A child's exit status is
-    the server's to report (from `waitpid`), so that a command ending by `os._exit` or by a
-    signal reports as its own process would."""
+    `parent` is gone, forking a child per client. The socket appears, by a rename, only once
+    everything is imported. In the server, returns None when it stops; in each forked child,
+    returns that client's `Job` at once: the caller runs it and ends the process as it ends
+    any (`sys.exit(job.run(main))`), so that the interpreter's own exit (atexit handlers,
+    waiting for threads, flushing) is a fresh process's. A child's exit status is the server's
+    to report (from `waitpid`), so that a command ending by `os._exit` or by a signal reports as
+    its own process would."""
+    if not SUPPORTED:
+        raise NotPrivate(f"the job server needs Linux (SO_PEERCRED); this is {sys.platform}")
+    folder = os.path.dirname(os.path.abspath(address))
+    why = _private_dir(folder)
+    if why is not None:
+        raise NotPrivate(f"the job server's socket must be in a directory only this user can enter ({why}); "
+                         f"see jobserver.private_address")
     preload = tuple(preload)
     for name in preload:
         importlib.import_module(name)
@@ -179,19 +266,21 @@ def serve(address: str, run: Callable[[list[str]], int], preload: Iterable[str] 
     if os.path.exists(staging):
         os.unlink(staging)
     listener.bind(staging)
+    os.chmod(staging, 0o600)  # the directory already keeps others out; this whatever the directory
     listener.listen(64)
     os.replace(staging, address)
     print(f"job server {os.getpid()}: ready at {address}, {time.process_time():.1f} s CPU since it started "
           f"(the interpreter and {len(preload)} modules)", file=log, flush=True)
+    server = os.getpid()
     stopping = []
     wake_r, wake_w = socket.socketpair()  # SIGCHLD and SIGTERM wake the select() below
     wake_r.setblocking(False)
     wake_w.setblocking(False)
     signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
+    previous = {s: signal.signal(s, h) for s, h in ((signal.SIGCHLD, lambda signum, frame: None),
+                                                   (signal.SIGTERM, lambda signum, frame: stopping.append(signum)))}
     clients: dict[int, socket.socket] = {}  # child pid -> its client's connection
-    served = 0
+    served = refused = 0
     try:
         with selectors.DefaultSelector() as selector:
             selector.register(listener, selectors.EVENT_READ)
@@ -204,6 +293,12 @@ def serve(address: str, run: Callable[[list[str]], int], preload: Iterable[str] 
                 if listener not in ready:
                     continue
                 conn, _ = listener.accept()
+                uid = peer_uid(conn)
+                if uid != os.geteuid():  # not a byte read from another user's connection
+                    conn.close()
+                    refused += 1
+                    print(f"job server {server}: refused a connection from uid {uid}", file=log, flush=True)
+                    continue
                 served += 1
                 sys.stdout.flush()
                 log.flush()
@@ -212,17 +307,22 @@ def serve(address: str, run: Callable[[list[str]], int], preload: Iterable[str] 
                     signal.set_wakeup_fd(-1)
                     for sock in (listener, wake_r, wake_w, *clients.values()):
                         sock.close()
-                    _child(conn, run, fingerprint)  # never returns
+                    return _Job.start(conn, fingerprint)
                 clients[pid] = conn
     finally:
-        signal.set_wakeup_fd(-1)
-        listener.close()
-        try:
-            os.unlink(address)
-        except FileNotFoundError:
-            pass
-        print(f"job server {os.getpid()}: stopped after {served} commands, "
-              f"{time.process_time():.1f} s CPU of its own", file=log, flush=True)
+        if os.getpid() == server:
+            signal.set_wakeup_fd(-1)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            listener.close()
+            for path in (address, folder):
+                try:
+                    os.rmdir(path) if path == folder else os.unlink(path)
+                except OSError:  # gone already, or (the folder) holding files that are not ours to remove
+                    pass
+            print(f"job server {server}: stopped after {served} commands ({refused} connections refused), "
+                  f"{time.process_time():.1f} s CPU of its own", file=log, flush=True)
+    return None
 
 
 def _drain(sock: socket.socket) -> None:
@@ -264,70 +364,68 @@ def _reap(clients: dict[int, socket.socket]) -> None:
         conn.close()
 
 
-def _child(conn: socket.socket, run: Callable[[list[str]], int], fingerprint: dict) -> None:
-    """The forked child: become the client's process, run its command, exit with its status."""
-    code = 1
-    try:
-        for s in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
-            signal.signal(s, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        os.setsid()  # not in the server's process group: a signal to the server does not reach it
-        conn.settimeout(None)
-        _, fds, _, _ = socket.recv_fds(conn, 1, 3)
-        request = _Lines(conn).next()
-        if request is None or len(fds) != 3:
-            os._exit(1)
-        theirs = {"python": request.get("python"), **{k: request["env"].get(k) for k in IMPORT_ENV}}
-        if theirs != fingerprint:
-            changed = ", ".join(f"{k}={theirs[k]} (server: {fingerprint[k]})" for k in fingerprint
-                                if theirs[k] != fingerprint[k])
-            _send(conn, {"fallback": f"start-up settings differ: {changed}"})
-            os._exit(0)
-        for target, fd in enumerate(fds):
-            os.dup2(fd, target)
-            os.close(fd)
-        os.chdir(request["cwd"])
-        os.umask(request["umask"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        sys.argv = ["vitprobe", *request["argv"]]
-        sys.stdin = open(0, closefd=False)
-        sys.stdout = open(1, "w", closefd=False)
-        sys.stderr = open(2, "w", buffering=1, closefd=False)  # line-buffered, as Python's own stderr
-        _reseed()
-        _send(conn, {"pid": os.getpid(), "startup_cpu": time.process_time()})
-        threading.Thread(target=_stop_when_gone, args=(conn,), daemon=True).start()
+@dataclass
+class _Job:
+    """A forked child that has become its client's process: descriptors, directory,
+    environment, umask, argv and fresh random seeds are the client's."""
+
+    argv: list[str]
+
+    @classmethod
+    def start(cls, conn: socket.socket, fingerprint: dict) -> _Job:
+        """Take over the client's process state; a child that cannot (a client that sent too
+        little, or other start-up settings) ends here, never back in the server's loop."""
         try:
-            code = run(list(request["argv"]))
+            for s in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+                signal.signal(s, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            os.setsid()  # not in the server's process group: a signal to the server does not reach it
+            conn.settimeout(None)
+            _, fds, _, _ = socket.recv_fds(conn, 1, 3)
+            request = _Lines(conn).next()
+            if request is None or len(fds) != 3:
+                os._exit(1)
+            theirs = {"python": request.get("python"), **{k: request["env"].get(k) for k in IMPORT_ENV}}
+            if theirs != fingerprint:
+                changed = ", ".join(k for k in fingerprint if theirs[k] != fingerprint[k])
+                _send(conn, {"fallback": f"start-up settings differ from the server's: {changed}"})
+                os._exit(0)
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+                os.close(fd)
+            os.chdir(request["cwd"])
+            os.umask(request["umask"])
+            os.environ.clear()
+            os.environ.update(request["env"])
+            sys.argv = ["vitprobe", *request["argv"]]
+            sys.stdin = open(0, closefd=False)
+            sys.stdout = open(1, "w", closefd=False)
+            sys.stderr = open(2, "w", buffering=1, closefd=False)  # line-buffered, as Python's own stderr
+            _reseed()
+            _send(conn, {"pid": os.getpid(), "startup_cpu": time.process_time()})
+            threading.Thread(target=_stop_when_gone, args=(conn,), daemon=True).start()
+            return cls(list(request["argv"]))
+        except BaseException:  # noqa: BLE001 (never back into the server's loop)
+            try:
+                import traceback  # only on a crash
+                traceback.print_exc()
+            finally:
+                os._exit(1)
+
+    def run(self, command: Callable[[list[str]], int]) -> int:
+        """`command(argv)`'s exit status, as a fresh process running it would exit with."""
+        try:
+            return command(self.argv)
         except SystemExit as exc:  # argparse's --help and usage errors
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             if exc.code is not None and not isinstance(exc.code, int):
                 print(exc.code, file=sys.stderr)
+            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         except KeyboardInterrupt:
-            code = 130
+            return 130
         except BaseException:  # noqa: BLE001 (the traceback a fresh process would print)
             import traceback  # only on a crash
             traceback.print_exc()
-            code = 1
-        _finish()
-    except BaseException:  # noqa: BLE001 (never back into the server's loop)
-        try:
-            import traceback  # only on a crash
-            traceback.print_exc()
-        finally:
-            os._exit(1)
-    os._exit(code)
-
-
-def _finish() -> None:
-    """What the interpreter does at exit: atexit handlers, then flushing stdout and stderr."""
-    import atexit  # only the exit path needs its handlers
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+            return 1
 
 
 def _reseed() -> None:

@@ -34,6 +34,15 @@ def run(argv: list[str]) -> int:
         Path(rest[1]).write_text(str(os.getpid()))
         time.sleep(60)
         return 0
+    if what == "touch":  # a file written: what another user must never get done
+        Path(rest[0]).write_text("ran")
+        return 0
+    if what == "atexit":  # the interpreter's own exit: atexit handlers run, a non-daemon thread is waited for
+        import atexit
+        import threading
+        atexit.register(lambda: print("atexit ran", flush=True))
+        threading.Thread(target=lambda: (time.sleep(0.5), print("thread ended", flush=True))).start()
+        return 4
     if what == "sleep":  # default SIGTERM: the process dies of it; writes its pid first
         Path(rest[0]).write_text(str(os.getpid()))
         time.sleep(60)

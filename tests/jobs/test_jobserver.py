@@ -38,15 +38,15 @@ def server():
     folder = Path(tempfile.mkdtemp(prefix="vp-", dir="/tmp"))  # a socket path has at most 107 bytes
     address = folder / "s.sock"
     code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import served_commands; from vitprobe import jobserver; "
-            f"jobserver.serve({str(address)!r}, run=served_commands.run, preload=['numpy'])")
+            f"job = jobserver.serve({str(address)!r}, preload=['numpy']); "
+            f"sys.exit(job.run(served_commands.run)) if job else None")
     proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **THREADS},
                             stderr=subprocess.PIPE, text=True)
     _wait_for(address, proc)
     yield address, proc
     proc.terminate()
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0 and not address.exists(), err
-    folder.rmdir()
+    assert proc.returncode == 0 and not address.exists() and not folder.exists(), err
 
 
 def _client(address, *argv, env=None, cwd=None, **kwargs):
@@ -79,6 +79,13 @@ def test_exit_status_usage_errors_and_crashes_come_back(server):
     crash = _client(address, "crash")
     assert crash.returncode == 1
     assert "RuntimeError: served crash" in crash.stderr and "Traceback" in crash.stderr
+
+
+def test_a_command_ends_as_a_process_does_atexit_handlers_and_threads(server):
+    address, _ = server
+    done = _client(address, "atexit")
+    assert done.returncode == 4
+    assert done.stdout == "thread ended\natexit ran\n"  # threads joined first, then the handlers
 
 
 def test_umask_and_random_seeds_are_a_fresh_processs(server):
@@ -144,16 +151,15 @@ def test_the_server_stops_when_its_parent_is_gone(tmp_path):
     folder = Path(tempfile.mkdtemp(prefix="vp-", dir="/tmp"))
     address = folder / "s.sock"
     parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    code = (f"from vitprobe import jobserver; jobserver.serve({str(address)!r}, run=lambda argv: 0, "
-            f"parent={parent.pid})")
+    code = (f"import sys; from vitprobe import jobserver; job = jobserver.serve({str(address)!r}, parent={parent.pid}); "
+            f"sys.exit(job.run(lambda argv: 0)) if job else None")
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
     _wait_for(address, proc)
     parent.kill()
     parent.wait()
     assert proc.wait(timeout=30) == 0
     assert "stopped after 0 commands" in proc.stderr.read()
-    assert not address.exists()
-    folder.rmdir()
+    assert not address.exists() and not folder.exists()  # the server removes its private directory
 
 
 # ---- the real thing: `vitprobe serve` and the `vitprobe` executable -------------------------
@@ -191,7 +197,7 @@ def test_a_probe_served_writes_the_table_its_own_process_writes(trained, tmp_pat
     finally:
         server.terminate()
         server.wait(timeout=30)
-        folder.rmdir() if not address.exists() else None
+    assert not folder.exists()  # the server removed its private directory
     ignored = [c.name for c in results.PROVENANCE_COLUMNS] + [
         c.name for cols in results.TABLES.values() for c in cols if c.unit in ("s", "1/s")]
     for own, served in zip(tables["own process"], tables["job server"]):

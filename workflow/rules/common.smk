@@ -22,8 +22,7 @@ from vitprobe.config.load import assemble, validate
 from vitprobe.config.paths import CORRUPTIONS_READY, DATA_READY, Layout
 from vitprobe.data.cifar_c import default_folder
 from vitprobe.errors import ConfigError
-from vitprobe.jobserver import ENV as JOB_SERVER_ENV
-from vitprobe.jobserver import THREAD_ENV
+from vitprobe import jobserver
 from vitprobe.launch import CPU_ENV
 from vitprobe.models.weights import kind as weights_kind
 
@@ -137,13 +136,11 @@ def start_job_server():
     VITPROBE_JOB_SERVER (vitprobe.jobserver). Started with the thread settings Snakemake gives
     a local job (threads 1, job_threads), waited for until it has imported everything (a job
     that finds no server runs on its own)."""
-    if not config["job_server"] or workflow.non_local_exec or workflow.remote_exec:
+    if not config["job_server"] or workflow.non_local_exec or workflow.remote_exec or not jobserver.SUPPORTED:
         return
-    address = f"/tmp/vitprobe-{os.getuid()}-{os.getpid()}.sock"  # short: a socket path has at most 107 bytes
-    env = {**os.environ, **{k: "1" for k in THREAD_ENV}}  # as Snakemake sets them for a job of 1 thread
-    env.pop(JOB_SERVER_ENV, None)  # an outer run's server is not this one's
-    if os.path.exists(address):  # left by a killed run whose pid this one reuses
-        os.unlink(address)
+    address = jobserver.private_address()  # in a fresh directory of mode 0700: this user's alone
+    env = {**os.environ, **{k: "1" for k in jobserver.THREAD_ENV}}  # as Snakemake sets them for a job of 1 thread
+    env.pop(jobserver.ENV, None)  # an outer run's server is not this one's
     log = Path(LAYOUT.log("job_server"))
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
@@ -159,22 +156,25 @@ def start_job_server():
         if os.path.exists(address) or server.poll() is not None:
             break
         time.sleep(0.1)
+    _JOB_SERVER["address"] = address
     if os.path.exists(address):
-        os.environ[JOB_SERVER_ENV] = address
+        os.environ[jobserver.ENV] = address
         _JOB_SERVER["process"] = server
     else:
         print(f"vitprobe: the job server did not start (see {log}); jobs start Python each", file=sys.stderr)
 
 
 def stop_job_server():
-    server = _JOB_SERVER.pop("process", None)
-    os.environ.pop(JOB_SERVER_ENV, None)
+    server, address = _JOB_SERVER.pop("process", None), _JOB_SERVER.pop("address", None)
+    os.environ.pop(jobserver.ENV, None)
     if server is not None:
         server.terminate()
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+    if address is not None:  # its private directory, if the server could not remove it
+        shutil.rmtree(os.path.dirname(address), ignore_errors=True)
 
 
 wildcard_constraints:
