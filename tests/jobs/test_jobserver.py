@@ -151,7 +151,8 @@ def test_the_server_stops_when_its_parent_is_gone(tmp_path):
     folder = Path(tempfile.mkdtemp(prefix="vp-", dir="/tmp"))
     address = folder / "s.sock"
     parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    code = (f"import sys; from vitprobe import jobserver; job = jobserver.serve({str(address)!r}, parent={parent.pid}); "
+    code = (f"import sys; from vitprobe import jobserver; "
+            f"job = jobserver.serve({str(address)!r}, parent={parent.pid}); "
             f"sys.exit(job.run(lambda argv: 0)) if job else None")
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
     _wait_for(address, proc)
