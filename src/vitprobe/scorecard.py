@@ -43,11 +43,10 @@ METRICS = {"error": "test error (%)", "nll_train": "NLL_train", "accuracy": "tes
 
 
 def _over_seeds(values, lows, highs, ci, single: str) -> tuple[float, float, float, float, str]:
-    values, lows, highs = (np.asarray(v, float) for v in (values, lows, highs))
-    if len(values) == 1:
-        return float(values[0]), float(lows[0]), float(highs[0]), float("nan"), single
-    mean, sd, low, high = stats.t_interval(values, ci.level)
-    return mean, low, high, sd, f"t-interval over {len(values)} seeds"
+    """(mean, low, high, sd, how) by `stats.over_seeds`, the figures' rule too."""
+    mean, sd, low, high, n = stats.over_seeds(values, lows, highs, ci.level)
+    how = single if n == 1 else f"t-interval over {n} seeds" if n else "no seed has a value"
+    return mean, low, high, sd, how
 
 
 def _run_metrics(ev: pd.DataFrame, corr: pd.DataFrame | None, ci) -> list[dict]:

@@ -99,6 +99,22 @@ def t_interval(values, level: float) -> tuple[float, float, float, float]:
     return mean, sd, mean - half, mean + half
 
 
+def over_seeds(values, lows, highs, level: float) -> tuple[float, float, float, float, int]:
+    """(mean, sd, low, high, n) of a quantity measured once per seed, the one rule for the
+    scorecard and the figures: the seeds without a value (NaN) are left out; of several, the
+    mean and its t-interval (`t_interval`); of one, its value and that seed's own interval
+    lows[i]..highs[i] (sd NaN); of none, NaN. n: the seeds counted."""
+    v = np.asarray(values, dtype=float)
+    known = np.flatnonzero(~np.isnan(v))
+    if len(known) > 1:
+        mean, sd, low, high = t_interval(v[known], level)
+        return mean, sd, low, high, len(known)
+    if not len(known):
+        return (float("nan"),) * 4 + (0,)
+    i = known[0]
+    return float(v[i]), float("nan"), float(np.asarray(lows, float)[i]), float(np.asarray(highs, float)[i]), 1
+
+
 def expanded_alpha(n: int, level: float) -> float:
     """α' of the expanded percentile interval for n units (module docstring); NaN below
     `MIN_UNITS`."""

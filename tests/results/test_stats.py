@@ -113,3 +113,23 @@ def test_intervals_config_is_checked():
     assert intervals() == stats.Intervals(level=0.95, resamples=2000, seed=0)  # the schema's defaults
     with pytest.raises(ValueError, match="intervals.level must be in"):
         stats.Intervals(level=95, resamples=2000, seed=0)
+
+
+def test_over_seeds_is_one_rule_for_the_scorecard_and_the_figures():
+    """A seed without a value is left out, in the scorecard and in a figure alike (they once
+    differed: the scorecard took the t-interval of what was left, the figure the seed's own)."""
+    from types import SimpleNamespace
+
+    from vitprobe.figures.bars import over_seeds as figure_rule
+    from vitprobe.scorecard import _over_seeds as scorecard_rule
+    nan = float("nan")
+    # two seeds with values: mean 2, sd sqrt(2), half-width t_{0.975, 1} * sd / sqrt(2) = 12.706
+    mean, sd, low, high, n = stats.over_seeds([1.0, nan, 3.0], [0, 0, 0], [9, 9, 9], 0.95)
+    assert (mean, n) == (2.0, 2) and sd == pytest.approx(2 ** 0.5)
+    assert (low, high) == pytest.approx((2 - 12.7062047, 2 + 12.7062047))
+    # one seed with a value: its own interval, whichever position it has
+    assert stats.over_seeds([nan, 5.0], [0.0, 4.0], [0.0, 6.0], 0.95)[2:] == (4.0, 6.0, 1)
+    assert np.isnan(stats.over_seeds([nan, nan], [0, 0], [1, 1], 0.95)[0])
+    fig = figure_rule([nan, 5.0], [0.0, 4.0], [0.0, 6.0], [10, 10], 0.95, "over {n} images")
+    card = scorecard_rule([nan, 5.0], [0.0, 4.0], [0.0, 6.0], SimpleNamespace(level=0.95), "own")
+    assert (fig.mean, fig.lo, fig.hi) == (card[0], card[1], card[2]) == (5.0, 4.0, 6.0)

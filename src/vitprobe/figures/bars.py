@@ -44,20 +44,16 @@ class Stat:
 
 
 def over_seeds(values, lows, highs, counts, level: float, words: str | None = None) -> Stat:
-    """Stat of per-seed `values`: several (not NaN): their mean and t-interval; one: the value
-    and its own interval lows[i]..highs[i] (over counts[i] units, `words`)."""
-    v = np.asarray(values, dtype=float)
-    known = np.flatnonzero(~np.isnan(v))
-    if len(known) > 1:
-        mean, _, lo, hi = stats.t_interval(v[known], level)
-        return Stat(mean, lo, hi, len(known), (SEEDS, len(known)))
-    if not len(known):
-        return Stat(math.nan, math.nan, math.nan, 0)
-    i = known[0]
-    lo, hi = float(lows[i]), float(highs[i])
+    """Stat of per-seed `values` by `vitprobe.stats.over_seeds` (the scorecard's rule): several
+    (not NaN), their mean and t-interval; one, the value and its own interval lows[i]..highs[i]
+    (over counts[i] units, `words`)."""
+    mean, _, lo, hi, n = stats.over_seeds(values, lows, highs, level)
+    if n != 1:
+        return Stat(mean, lo, hi, n, (SEEDS, n) if n else None)
     if np.isnan(lo) or np.isnan(hi):
-        return Stat(float(v[i]), math.nan, math.nan, 1)
-    return Stat(float(v[i]), lo, hi, 1, (words, int(counts[i])) if words else None)
+        return Stat(mean, math.nan, math.nan, 1)
+    i = int(np.flatnonzero(~np.isnan(np.asarray(values, dtype=float)))[0])
+    return Stat(mean, lo, hi, 1, (words, int(counts[i])) if words else None)
 
 
 def _own_interval(run: pd.DataFrame, column: str) -> tuple[float, float]:

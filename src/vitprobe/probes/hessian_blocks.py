@@ -421,12 +421,10 @@ def _normalized(P: np.ndarray) -> np.ndarray:
 def js_distances(P: np.ndarray, pairs: list[tuple[int, int]]) -> np.ndarray:
     """Jensen-Shannon distances (base 2) between rows of distributions P (..., blocks, grid)
     for each (a, b) of `pairs`: shape (..., pairs)."""
+    from scipy.spatial.distance import jensenshannon  # scipy.spatial: only the heterogeneity needs it
+
     a, b = P[..., [i for i, _ in pairs], :], P[..., [j for _, j in pairs], :]
-    m = (a + b) / 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl_a = np.where(a > 0, a * np.log2(a / m), 0.0).sum(-1)
-        kl_b = np.where(b > 0, b * np.log2(b / m), 0.0).sum(-1)
-    return np.sqrt(np.clip((kl_a + kl_b) / 2, 0.0, 1.0))
+    return jensenshannon(a, b, base=2, axis=-1)
 
 
 def pooled_js(D: np.ndarray, w: np.ndarray, pairs) -> np.ndarray:

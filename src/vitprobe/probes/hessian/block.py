@@ -33,9 +33,7 @@ from torch import Tensor, nn
 
 from vitprobe.models.losses import nll, trainable
 from vitprobe.models.modes import eval_mode
-from vitprobe.probes.hessian.products import batched_hvp, double_backward_attention
-
-DENSE_MAX_PARAMS = 64  # at most this many parameters: the dense Hessian (n products), as probes.hessian does
+from vitprobe.probes.hessian.products import DENSE_MAX_PARAMS, batched_hvp, dense_hessians, double_backward_attention
 
 EXTRA = 2            # Ritz vectors kept beyond k for the next warm start
 BLOCK = 2            # columns per step (measured: 1, 2 and k + 2 with warm starts; benchmarks/bench_hessian.py)
@@ -170,9 +168,7 @@ def block_eigensolve(hvp, B: int, n: int, k: int, tol: float, dtype, device, *, 
 
 
 def _dense(op, B, n, k, dtype, device):
-    eye = torch.eye(n, dtype=dtype, device=device)
-    H = torch.stack([op(eye[i].expand(B, n)) for i in range(n)], 2).double().cpu().numpy()  # (B, n, n)
-    theta, S = np.linalg.eigh((H + H.transpose(0, 2, 1)) / 2)
+    theta, S = np.linalg.eigh(dense_hessians(op, B, n, dtype, device))
     idx = [_top(theta[b], k) for b in range(B)]
     values = np.stack([theta[b, i] for b, i in enumerate(idx)])
     vectors = torch.from_numpy(np.stack([S[b][:, i].T for b, i in enumerate(idx)])).to(dtype=dtype, device=device)

@@ -12,12 +12,25 @@ from __future__ import annotations
 import contextlib
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from vitprobe.models.losses import nll, trainable
+
+#: At most this many parameters, the solvers take the exact dense Hessian (n products): as
+#: cheap as an iterative solve, and exact.
+DENSE_MAX_PARAMS = 64
+
+
+def dense_hessians(op: Callable[[Tensor], Tensor], B: int, n: int, dtype, device) -> np.ndarray:
+    """(B, n, n) float64 Hessians of B mini-batches, symmetrized ((H + Hᵀ)/2), from n products
+    with the unit vectors; `op` maps B vectors (B, n) to their B products (B, n)."""
+    eye = torch.eye(n, dtype=dtype, device=device)
+    H = torch.stack([op(eye[i].expand(B, n)) for i in range(n)], 2).double().cpu().numpy()
+    return (H + H.transpose(0, 2, 1)) / 2
 
 HVP_MODES = ("double_backward", "forward_over_reverse")
 

@@ -17,8 +17,6 @@ largest magnitude, sign kept, sorted by |λ| descending. Four backends:
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import importlib
 import time
 import warnings
@@ -27,17 +25,23 @@ from typing import Callable
 import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
+from threadpoolctl import ThreadpoolController
 from torch import Tensor, nn
 
 from vitprobe.models.losses import nll, trainable
 from vitprobe.models.modes import eval_mode
 from vitprobe.probes.hessian.block import top_eigenvalues_batched
-from vitprobe.probes.hessian.products import as_input, double_backward_attention, make_hvp, parameter_count  # noqa: F401 (parameter_count: re-exported for callers of the solver)
+from vitprobe.probes.hessian.products import (  # noqa: F401 (parameter_count: re-exported for callers of the solver)
+    DENSE_MAX_PARAMS,
+    as_input,
+    dense_hessians,
+    double_backward_attention,
+    make_hvp,
+    parameter_count,
+)
 
 METHODS = ("block", "lanczos", "power", "pyhessian")
 
-# Below this many parameters the dense Hessian (n HVPs) is as cheap as Lanczos and exact.
-DENSE_MAX_PARAMS = 64
 # Defaults when max_iter is None: iterations per eigenvalue for power/pyhessian, and ARPACK
 # restarts for lanczos (scipy's own default, 10·n, never ends if float32 noise keeps tol out of reach).
 POWER_MAX_ITER = 1000
@@ -52,46 +56,14 @@ def _order(values) -> np.ndarray:
 
 
 def _dense(hvp, n, dtype, device) -> np.ndarray:
-    eye = torch.eye(n, dtype=dtype, device=device)
-    H = torch.stack([hvp(eye[i]) for i in range(n)]).double().cpu().numpy()
-    return np.linalg.eigvalsh((H + H.T) / 2)
+    return np.linalg.eigvalsh(dense_hessians(lambda V: hvp(V[0])[None], 1, n, dtype, device)[0])
 
 
-@contextlib.contextmanager
 def _openblas_single_thread():
-    """Run OpenBLAS (ARPACK's BLAS) on one thread for the duration.
-
-    Its idle threads busy-wait between ARPACK calls and halve the speed of the HVPs that run
-    in torch's threads in between (measured on 2 cores). Linux only, a no-op elsewhere;
-    ``threadpoolctl`` does the same by the same ctypes calls.
-    """
-    restore = []
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
-    except OSError:
-        paths = []
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in ("scipy_openblas", "openblas"):
-            for suffix in ("", "64_"):
-                get = getattr(lib, f"{name}_get_num_threads{suffix}", None)
-                set_ = getattr(lib, f"{name}_set_num_threads{suffix}", None)
-                if get is not None and set_ is not None:
-                    restore.append((set_, get()))
-                    set_(1)
-                    break
-            else:
-                continue
-            break
-    try:
-        yield
-    finally:
-        for set_, threads in restore:
-            set_(threads)
+    """OpenBLAS (ARPACK's BLAS) on one thread for the duration: its idle threads busy-wait
+    between ARPACK calls and halve the speed of the HVPs that run in torch's threads in between
+    (measured on 2 cores)."""
+    return ThreadpoolController().select(internal_api="openblas").limit(limits=1)
 
 
 def _lanczos(hvp, n, k, tol, max_iter, dtype, device, count) -> np.ndarray:
