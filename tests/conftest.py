@@ -38,15 +38,19 @@ def paper_config() -> dict:
     return copy.deepcopy(yaml.safe_load((REPO / "config.yaml").read_text()))
 
 
-#: Each probe's settings at the size of a tiny run (seconds each); tests add epochs and more.
-TINY_PROBES = {
-    "hessian": {"n_batches": 2, "batch_size": 8, "k": 3, "trace_samples": 3},
-    "eval": {"batch_size": 64},
-    "fourier": {"n_images": 16},
-    "variance": {"n_images": 16},
-    "robustness": {"n_images": 24, "batch_size": 16, "freqs": [0.3, 0.7]},
-    "landscape": {"n_batches": 1, "batch_size": 16, "points_1d": 3, "points_2d": 3, "radius": 0.5},
-}
+def _tiny_probes() -> dict:
+    """Each probe's settings at the size of a tiny run (its `PROBE.tiny`; tests add epochs and,
+    for a probe that reads CIFAR-C, the folder). A probe without them fails every test here."""
+    from vitprobe.catalog import PROBES
+    missing = [name for name, probe in PROBES.items() if probe.tiny is None]
+    if missing:
+        raise AssertionError(f"probes {', '.join(missing)} declare no tiny settings (Probe(tiny=...)): every probe "
+                             f"runs in the tests at that size")
+    return {name: dict(probe.tiny) for name, probe in PROBES.items()}
+
+
+#: Each probe's settings at the size of a tiny run, from the probe itself.
+TINY_PROBES = _tiny_probes()
 
 
 def tiny_vit_config(tmp: Path, probes: dict, *, epochs: int = 1, train_per_class: int = 24,

@@ -384,15 +384,18 @@ def test_report_shows_a_figure_in_a_browser(workdir, tiny, tmp_path):
 
 
 @pytest.mark.parametrize("target, says", [
-    ("figures/demo/fig_hesian.pdf", "no such figure; did you mean figures/demo/fig_hessian.pdf?"),
-    ("figures/fig_hessian.pdf", "no such figure; did you mean figures/demo/fig_hessian.pdf?"),  # figures_dir
-    ("results/demo/hesian.parquet", "no such table; did you mean results/demo/hessian.parquet?"),
+    ("figures/demo/fig_hesian.pdf", "the config makes no such figure; did you mean figures/demo/fig_hessian.pdf?"),
+    ("figures/fig_hessian.pdf", "the config makes no such figure; did you mean figures/demo/fig_hessian.pdf?"),
+    ("results/demo/hesian.parquet", "the config makes no such table; did you mean results/demo/hessian.parquet?"),
+    # spelled right, not configured: not a typo
+    ("figures/demo/fig_corruption.pdf", "fig_corruption is one of vitprobe's figures, but this config does not "
+     "configure it: add a figures.fig_corruption block"),
 ])
 def test_a_target_the_config_does_not_make_names_what_it_makes(workdir, tiny, target, says):
     out = _snakemake(workdir, "-n", target)
     assert out.returncode != 0
     last = (out.stdout + out.stderr).strip().splitlines()[-1]
-    assert last.startswith(f"vitprobe: {target}: the config makes {says}"), last
+    assert last.startswith(f"vitprobe: {target}: {says}"), last
     assert ("figures/demo/fig_gap.pdf" if "figure" in says else "results/demo/eval.parquet") in last, last
 
 

@@ -27,7 +27,7 @@ from vitprobe.models import checkpoint
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 
 EPOCHS = 2
-PROBES = {**TINY_PROBES, "corruption": {"severities": [1], "n_images": 8, "batch_size": 8}}  # folder: the fixture's
+PROBES = TINY_PROBES  # every probe; the CIFAR-C folder of those that read it: the fixture's
 IGNORED = {c.name for c in results.PROVENANCE_COLUMNS} | {
     c.name for cols in results.TABLES.values() for c in cols if c.unit in ("s", "1/s")}
 
@@ -44,7 +44,10 @@ def setup(tmp_path_factory):
     """(plan, {model: run}, folder): a small ResNet and a small ViT, train.compile on."""
     tmp = tmp_path_factory.mktemp("rehearse")
     probes = {p: {**s, "epochs": [EPOCHS]} for p, s in PROBES.items()}
-    probes["corruption"]["folder"] = str(_write_cifar_c(tmp / "C", n=60))  # tiny_vit_config: 6 test images x 10 classes
+    folder = str(_write_cifar_c(tmp / "C", n=60))  # tiny_vit_config: 6 test images x 10 classes
+    for name in probes:
+        if "corruptions" in catalog.PROBES[name].reads:
+            probes[name]["folder"] = folder
     config = tiny_vit_config(tmp, probes, epochs=EPOCHS)
     config["experiments"] = {"x": {"models": ["resnet_demo", "vit_demo"]}}
     config["train"].update(compile=True, checkpoint_epochs=[1, EPOCHS])

@@ -91,6 +91,12 @@ def no_such_target(wildcards):
         if kind == "figure"
         else [LAYOUT.aggregate.format(table=t) for t in TABLES]
     )
+    name = os.path.basename(path)
+    if kind == "figure" and name in FIGURES and os.path.dirname(path) == LAYOUT.figures:
+        sys.exit(
+            f"vitprobe: {path}.{wildcards.ext}: {name} is one of vitprobe's figures, but this config does not "
+            f"configure it: add a figures.{name} block (config.yaml has one to copy); it makes: {', '.join(made)}"
+        )
     close = difflib.get_close_matches(f"{path}.{wildcards.ext}", made, n=1)
     hint = f"did you mean {close[0]}? " if close else ""
     where = f"figures_dir: {LAYOUT.figures}" if kind == "figure" else f"results_dir: {LAYOUT.results}"

@@ -18,6 +18,7 @@ A probe module defines
 `vitprobe.catalog` finds every module here that defines ``PROBE``; the generic runner
 (`vitprobe.jobs.probe`) loads a checkpoint, calls ``run`` and writes the tables. Adding a
 probe touches its module, its block in `vitprobe/config/schema.yaml` and its test.
+Its test settings are its ``PROBE.tiny``: the tests run every probe at that size.
 This file imports nothing heavy: the catalogue imports the probe modules themselves.
 """
 
@@ -42,6 +43,9 @@ class Probe:
     # summary table -> (the per-unit table its intervals are computed from, the interval columns
     # of the aggregated table, `<column>_low`/`_high`); the module then has `intervals`
     intervals: dict = field(default_factory=dict)
+    # its settings (keys of its schema block) at the size of a tiny test run, seconds on a CPU:
+    # the tests run every probe with them (tests/conftest.py); a probe without them fails there
+    tiny: dict | None = None
 
     def __post_init__(self):
         unknown = [r for r in self.reads if r not in READS]

@@ -53,6 +53,7 @@ PROBE = Probe(
         ],
     },
     reads=("test", "corruptions"),
+    tiny={"severities": [1], "n_images": 8, "batch_size": 8},
     intervals={"corruption": ("corruption_images", [
         *bounds("accuracy", "Wilson score interval over the n_images images", "%"),
         *bounds("nll", "expanded percentile bootstrap over the images of corruption_images", "nats"),

@@ -52,6 +52,7 @@ PROBE = Probe(
         ],
     },
     reads=("train", "test"), rule="evaluate", exact=True,  # NLL and ECE are defined on float32 logits
+    tiny={"batch_size": 64},
     intervals={"eval": ("eval_images", [
         *bounds("error", "Wilson score interval over the n_test test images", "%"),
         *bounds("nll_test", "expanded percentile bootstrap over the test images of eval_images", "nats"),

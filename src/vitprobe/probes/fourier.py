@@ -66,7 +66,7 @@ PROBE = Probe(
                "that image's relative log amplitude: log|F| on the diagonal, mean over channels, minus its own "
                "value at frequency 0; fourier.log_amplitude is the mean over images of it"),
     ]},
-    reads=("test",), exact=True,
+    reads=("test",), exact=True, tiny={"n_images": 16},
     intervals={"fourier": ("fourier_images", [
         *bounds("log_amplitude", "expanded percentile bootstrap over the images of fourier_images (one resample "
                 "for all of the checkpoint's rows)"),

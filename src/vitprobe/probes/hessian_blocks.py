@@ -140,6 +140,7 @@ PROBE = Probe(
         ],
     },
     reads=("train",), exact=True,
+    tiny={"n_batches": 2, "batch_size": 8, "k": 2, "density_steps": 4, "trace_products": 3},
     intervals={
         "hessian_blocks_summary": ("hessian_blocks", [
             *bounds("nep", "expanded percentile bootstrap over the mini-batches (one resample for all of the "

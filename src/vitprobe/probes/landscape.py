@@ -46,7 +46,8 @@ PROBE = Probe(
         Column("l2", pa.float64(), "", "release: Σ_p ‖p‖₂ over parameter tensors; li2018: ‖θ'‖² at that point"),
         Column("loss", pa.float64(), "nats", "release: nll + wd · l2; li2018: nll + wd/2 · l2"),
     ]},
-    reads=("train",), exact=True)
+    reads=("train",), exact=True,
+    tiny={"n_batches": 1, "batch_size": 16, "points_1d": 3, "points_2d": 3, "radius": 0.5})
 
 
 @torch.no_grad()

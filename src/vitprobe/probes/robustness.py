@@ -54,7 +54,7 @@ PROBE = Probe(
             Column("clean_correct", pa.bool_(), "", "argmax logit == label for the same image without noise"),
         ],
     },
-    reads=("test",),
+    reads=("test",), tiny={"n_images": 24, "batch_size": 16, "freqs": [0.3, 0.7]},
     intervals={"robustness": ("robustness_images", [
         *bounds("accuracy", "Wilson score interval over the n_images images", "%"),
         *bounds("clean_accuracy", "Wilson score interval over the n_images images", "%"),

@@ -48,7 +48,7 @@ PROBE = Probe(
                "that image's variance over spatial positions (Bessel), mean over channels; NaN for maps of one "
                "position (1x1); variance.variance is the mean over images of it"),
     ]},
-    reads=("test",), exact=True,
+    reads=("test",), exact=True, tiny={"n_images": 16},
     intervals={"variance": ("variance_images", [
         *bounds("variance", "expanded percentile bootstrap over the images of variance_images (one resample for "
                 "all of the checkpoint's maps); NaN for maps of one position"),

@@ -66,6 +66,7 @@ PROBE = Probe(
         ],
     },
     reads=("train",), shardable=True, exact=True,
+    tiny={"n_batches": 2, "batch_size": 8, "k": 3, "trace_samples": 3},
     intervals={"hessian_summary": ("hessian", [
         *bounds("nep", "expanded percentile bootstrap over the mini-batches (whole batches resampled, the share "
                 "pooled per resample); NaN below 5 mini-batches"),
