@@ -36,11 +36,13 @@ docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict --quiet
 
 # Lint first: ruff (pyflakes, pycodestyle, import order), snakefmt on the rules, the docs build.
+# The tests on two workers, a file each at a time (its module fixtures built once), the slow
+# end-to-end files first (tests/conftest.py): the Slurm test mostly waits on the cluster.
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts docs/hooks.py
 	$(VENV)/bin/snakefmt --check Snakefile workflow/rules/*.smk
 	$(VENV)/bin/mkdocs build --strict --quiet
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
 
 # Removes the demos' outputs only (results/demo, figures/demo, and the search demo's); the paper's results stay.
 clean-demo:

@@ -27,6 +27,12 @@ def randomize_bn(model):
     return model
 
 
+def pytest_collection_modifyitems(items):
+    """The slow end-to-end files first (stable otherwise): split over workers (`make test`:
+    -n 2 --dist loadfile), the longest start at once instead of meeting at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def demo_config() -> dict:
     """A fresh copy of the demo preset (profiles/demo/demo.yaml), unvalidated."""
