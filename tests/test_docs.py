@@ -35,6 +35,8 @@ def test_reference_pages_hold_every_column_probe_figure_and_key(tmp_path):
 
 
 def test_relative_links_point_at_files():
+    """Every relative link points at a file; the README's at files in the repository (the
+    generated reference pages exist only after `make docs`, so only the docs site may link them)."""
     pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
     broken = []
     for page in pages:
@@ -43,7 +45,7 @@ def test_relative_links_point_at_files():
                 continue  # a URL
             path = (page.parent / target).resolve()
             generated = path.parent == (REPO / "docs" / "reference").resolve() and path.name in docs.PAGES
-            if not path.exists() and not generated:
+            if (not path.exists() and not generated) or (generated and page.name == "README.md"):
                 broken.append(f"{page.relative_to(REPO)}: {target}")
     assert not broken, broken
 

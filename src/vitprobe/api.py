@@ -64,7 +64,8 @@ from vitprobe.config import load
 from vitprobe.device import full_precision
 from vitprobe.models import weights as w
 
-__all__ = ["load_model", "fourier", "variance", "hessian", "robustness", "landscape", "evaluate", "corruption",
+__all__ = ["load_model", "fourier", "variance", "hessian", "hessian_blocks", "robustness", "landscape", "evaluate",
+           "corruption",
            "pipeline_defaults", "intervals"]
 
 _API_NAMES = {"eval": "evaluate"}  # probe -> its name here, where they differ

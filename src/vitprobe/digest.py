@@ -76,7 +76,8 @@ def update_readme(readme, block: str) -> None:
 
 
 def copy_images(figures, to) -> list[Path]:
-    """The figures' PNGs (as the report shows them) into the README's image folder."""
+    """The figures' PNGs (as the report shows them) into the documentation's image folder
+    (docs/img, shown by docs/guide/figures.md)."""
     to = Path(to)
     to.mkdir(parents=True, exist_ok=True)
     pngs = sorted(Path(figures).glob("*.png"))

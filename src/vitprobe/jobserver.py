@@ -2,7 +2,7 @@
 does not pay for starting Python and importing torch, timm, pandas and matplotlib again.
 
 Measured on the project's 2-core machines, `import torch, timm, vitprobe.models` takes 5-10 s
-of CPU, paid by each of the demo's 75 jobs: about a third of its CPU time
+of CPU, paid by each of the demo's jobs: about a third of its CPU time
 (`benchmarks/bench_startup.py`). The server imports all of it once; each command is a `fork()`
 of it, which starts in milliseconds with everything loaded.
 

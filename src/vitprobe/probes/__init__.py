@@ -17,7 +17,8 @@ A probe module defines
 
 `vitprobe.catalog` finds every module here that defines ``PROBE``; the generic runner
 (`vitprobe.jobs.probe`) loads a checkpoint, calls ``run`` and writes the tables. Adding a
-probe touches its module, its block in `vitprobe/config/schema.yaml` and its test.
+probe touches its module, its block in `vitprobe/config/schema.yaml` and its test
+(docs/guide/extending.md).
 Its test settings are its ``PROBE.tiny``: the tests run every probe at that size.
 This file imports nothing heavy: the catalogue imports the probe modules themselves.
 """

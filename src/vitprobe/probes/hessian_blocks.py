@@ -422,10 +422,15 @@ def _normalized(P: np.ndarray) -> np.ndarray:
 def js_distances(P: np.ndarray, pairs: list[tuple[int, int]]) -> np.ndarray:
     """Jensen-Shannon distances (base 2) between rows of distributions P (..., blocks, grid)
     for each (a, b) of `pairs`: shape (..., pairs)."""
-    from scipy.spatial.distance import jensenshannon  # scipy.spatial: only the heterogeneity needs it
-
+    # Not scipy.spatial.distance.jensenshannon: it takes the square root of a divergence that
+    # rounding can make negative, and so gives NaN for about half of all pairs of nearly equal
+    # densities (and for an all-zero one); this clips the divergence to [0, 1] first.
     a, b = P[..., [i for i, _ in pairs], :], P[..., [j for _, j in pairs], :]
-    return jensenshannon(a, b, base=2, axis=-1)
+    m = (a + b) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl_a = np.where(a > 0, a * np.log2(a / m), 0.0).sum(-1)
+        kl_b = np.where(b > 0, b * np.log2(b / m), 0.0).sum(-1)
+    return np.sqrt(np.clip((kl_a + kl_b) / 2, 0.0, 1.0))
 
 
 def pooled_js(D: np.ndarray, w: np.ndarray, pairs) -> np.ndarray:
