@@ -5,7 +5,7 @@
 On the demo's ViT and ResNet (profiles/demo/demo.yaml sizes), one mini-batch of random
 images, float32, eval mode: the seconds of a whole-network product (the graph of the
 gradient kept, one backward through it: `probes.hessian.products.make_hvp`), of each
-block's product (`probes.hessian_blocks.block_products`: the same graph, the backward
+block's product (`probes.hessian.products.block_products`: the same graph, the backward
 restricted to the block's parameters), and of the naive block product (the whole-network
 product of v_b padded with zeros, then cut to the block). Prints, per model, each block's
 product time as a ratio to the whole-network one, and the sum over blocks: what one product
@@ -25,8 +25,8 @@ import yaml
 
 from vitprobe import models
 from vitprobe.models.modes import eval_mode
-from vitprobe.probes.hessian.products import double_backward_attention, make_hvp
-from vitprobe.probes.hessian_blocks import block_products, partition
+from vitprobe.probes.hessian.partition import partition
+from vitprobe.probes.hessian.products import block_products, double_backward_attention, make_hvp
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -310,7 +310,7 @@ def block_nep_of(t, role, label, kinds: tuple[str, ...], **at) -> Quantity:
 def heterogeneity_of(t, role, label, **at) -> Quantity:
     """Mean Jensen-Shannon distance between the blocks' densities pooled over the
     mini-batches (hessian_blocks_heterogeneity.mean_js), the batches resampled."""
-    from vitprobe.probes.hessian_blocks import pooled_mean_js  # the probe's own definition (numpy)
+    from vitprobe.probes.hessian.heterogeneity import pooled_mean_js  # the probe's own definition (numpy)
     dens = _rows(t.get("hessian_blocks_density"), "hessian_blocks_density", role, **at)
     het = _rows(t.get("hessian_blocks_heterogeneity"), "hessian_blocks_heterogeneity", role, **at)
     out = []
@@ -495,7 +495,7 @@ def _variance_blocks(t, r, spec):
 
 
 def _msa_block_nep(t, r, spec):
-    from vitprobe.probes.hessian_blocks import MSA_KINDS  # the probe's definition; its module imports torch
+    from vitprobe.probes.hessian.partition import MSA_KINDS  # the block rule; the hessian package imports torch
     vit = _role(r, "vit")
     return [block_nep_of(t, vit, "MSA blocks", MSA_KINDS), block_nep_of(t, vit, "MLP blocks", ("mlp",))], _diff
 

@@ -17,7 +17,9 @@ from vitprobe import api, models
 from vitprobe.config.load import validate
 from vitprobe.errors import ConfigError
 from vitprobe.probes import hessian_blocks as hb
-from vitprobe.probes.hessian.products import double_backward_attention
+from vitprobe.probes.hessian import heterogeneity as hetero
+from vitprobe.probes.hessian.partition import partition
+from vitprobe.probes.hessian.products import DENSE_MAX_PARAMS, double_backward_attention
 from vitprobe.probes.hessian.trace import hutchinson, hutchpp
 
 
@@ -66,7 +68,7 @@ def vit_case():
     model = _tiny_vit()
     x, y = toy_data(shape=(3, 32, 32), classes=5, soft=True, n=6)
     x, y = x.double(), y.double()
-    return model, x, y, fd_block_hessians(model, x, y, 0.05, hb.partition(model))
+    return model, x, y, fd_block_hessians(model, x, y, 0.05, partition(model))
 
 
 def _top_by_magnitude(values, k):
@@ -77,8 +79,8 @@ def _top_by_magnitude(values, k):
 def test_block_eigenvalues_equal_the_dense_diagonal_blocks(vit_case):
     model, x, y, H = vit_case
     eig, summary, *_ = hb.compute(model, [(x, y)], k=4, weight_decay=0.05, tol=1e-8, trace_products=0)
-    blocks = hb.partition(model)
-    assert any(b.size > hb.__dict__.get("DENSE", 64) for b in blocks)  # ARPACK as well as the dense path
+    blocks = partition(model)
+    assert any(b.size > DENSE_MAX_PARAMS for b in blocks)  # ARPACK as well as the dense path
     negative = 0
     for block in blocks:
         truth = _top_by_magnitude(np.linalg.eigvalsh(H[block.name]), 4)
@@ -156,20 +158,20 @@ def test_js_distance_against_its_definition():
     rng = np.random.default_rng(1)
     P = rng.random((3, 50))
     P /= P.sum(1, keepdims=True)
-    got = hb.js_distances(P, [(0, 1), (0, 2), (1, 2), (1, 1)])
+    got = hetero.js_distances(P, [(0, 1), (0, 2), (1, 2), (1, 1)])
     want = [_js(P[a], P[b]) for a, b in [(0, 1), (0, 2), (1, 2)]] + [0.0]
     np.testing.assert_allclose(got, want, atol=1e-12)
     disjoint = np.zeros((2, 4))
     disjoint[0, 0] = disjoint[1, 3] = 1
-    assert hb.js_distances(disjoint, [(0, 1)])[0] == pytest.approx(1.0)
+    assert hetero.js_distances(disjoint, [(0, 1)])[0] == pytest.approx(1.0)
     # by hand: p = (1, 0), q = (½, ½), m = (¾, ¼): KL(p‖m) = log2(4/3) = 0.415037,
     # KL(q‖m) = ½·log2(2/3) + ½·log2(2) = 0.207519; √((0.415037 + 0.207519)/2) = 0.557923
-    assert hb.js_distances(np.array([[1.0, 0.0], [0.5, 0.5]]), [(0, 1)])[0] == pytest.approx(0.557923, abs=1e-6)
+    assert hetero.js_distances(np.array([[1.0, 0.0], [0.5, 0.5]]), [(0, 1)])[0] == pytest.approx(0.557923, abs=1e-6)
     # nearly equal densities: a distance near 0, never NaN (scipy's jensenshannon gives NaN for
     # about half of these: the square root of a divergence rounded below 0)
     near = P[0] * (1 + 1e-12 * rng.standard_normal(50))
     pairs = np.stack([P[0], near / near.sum()])
-    assert 0 <= hb.js_distances(pairs, [(0, 1)])[0] < 1e-5
+    assert 0 <= hetero.js_distances(pairs, [(0, 1)])[0] < 1e-5
 
 
 def _js(p, q):
@@ -182,7 +184,7 @@ def _js(p, q):
 def test_heterogeneity_is_the_mean_pairwise_distance_of_the_pooled_densities():
     dens = pd.DataFrame({"block": ["a", "a", "b", "b", "c"], "batch": [0, 1, 0, 1, 0],
                          "node": [0.0, 1.0, 5.0, 5.0, 10.0], "weight": [1.0, 1.0, 1.0, 1.0, 1.0]})
-    js, het = hb.heterogeneity(dens, ["a", "b", "c"], sigma=0.05, points=201)
+    js, het = hetero.heterogeneity(dens, ["a", "b", "c"], sigma=0.05, points=201)
     assert list(zip(js["block_a"], js["block_b"])) == [("a", "b"), ("a", "c"), ("b", "c")]
     assert het["mean_js"].iloc[0] == pytest.approx(js["js_distance"].mean())
     assert (js["js_distance"] > 0.99).all()  # nodes 5 apart at width 0.5: disjoint densities
@@ -200,7 +202,7 @@ def _assert_partition(model, blocks):
 def test_the_rule_partitions_every_registered_model(arch):
     with torch.device("meta"):
         model = models.create(arch, num_classes=10)
-    blocks = hb.partition(model)
+    blocks = partition(model)
     _assert_partition(model, blocks)
     kinds = {b.kind for b in blocks}
     assert {"embed", "head"} <= kinds and "other" not in kinds, kinds
@@ -214,7 +216,7 @@ def test_the_rule_partitions_every_registered_model(arch):
 def test_the_rule_partitions_timms_models(name):
     with torch.device("meta"):
         model = timm.create_model(name, pretrained=False)
-    blocks = hb.partition(model)
+    blocks = partition(model)
     _assert_partition(model, blocks)
     by_kind = {}
     for b in blocks:

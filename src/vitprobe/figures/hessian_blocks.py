@@ -22,7 +22,7 @@ from matplotlib.patches import Patch
 from vitprobe.figures.bars import MINIBATCHES, level_of, stat
 from vitprobe.figures.panels import epoch_title, errorbar, finish, series_rows
 from vitprobe.figures.style import FULL_WIDTH, color, paper_style, plt
-from vitprobe.probes.hessian_blocks import MSA_KINDS
+from vitprobe.probes.hessian.partition import MSA_KINDS
 
 BAND_COLOR = "0.9"
 

@@ -22,35 +22,15 @@ its graph kept) and every block's products differentiate only its own part, whos
 runs from the block's parameters to the loss (the blocks near the head are cheap, none costs
 a whole-network product; `benchmarks/bench_hessian_blocks.py` measures it).
 
-**The block rule** (`partition`), on every registered model and timm's: a *unit* is the
-deepest module on a parameter's path whose name ends in an integer index (``blocks.3``,
-``layer2.0``, ``layers.1.blocks.0``) and that is not the parameter's own layer (so
-``layer2.0.downsample.0`` belongs to the unit ``layer2.0``). Within a unit, a parameter's
-*kind* is: qkv (under an ``attn*`` module, in its qkv/q/k/v/kv layer), attn_proj (its
-output projection ``proj``/``out*``), attn_other (anything else under ``attn*``: relative-
-position tables), mlp (under an ``mlp*`` module), norm (in a normalisation layer), conv, linear
-(a convolution or a linear layer elsewhere: a shortcut, a pooling or merging layer), other.
-Outside the units: embed (the parameters before the first unit: patch or stem
-convolution, its norm, class token, positional embedding), final_norm and head (the norms and
-the rest after the last unit). A block is a (unit, kind) pair, named ``<unit>:<kind>``; its
-depth is the unit's position (0 for embed, units 1..U in parameter order, U + 1 after them).
-MSA blocks are the kinds qkv, attn_proj and attn_other. `blocks=` in `compute` takes any
-other grouping (block name -> parameter names).
-
-**Heterogeneity** (Zhang et al.): each block's density, pooled over the mini-batches, on one
-grid for the checkpoint (its nodes' range, padded by 3σ, `density_grid` points; each node a
-Gaussian of σ = `density_sigma` times the range, normalised to a distribution over the grid);
-the Jensen-Shannon distance (base 2, in [0, 1]: the square root of the divergence) of every
-pair of blocks, and their mean. Intervals: the expanded percentile bootstrap over the
-mini-batches, the pooled densities recomputed per resample.
+The block rule: `vitprobe.probes.hessian.partition`; the block products:
+`vitprobe.probes.hessian.products.block_products`; the heterogeneity (Jensen-Shannon distances
+of the block densities): `vitprobe.probes.hessian.heterogeneity`. This module is the probe:
+its tables, `compute`, the pipeline's side and the intervals.
 """
 
 from __future__ import annotations
 
-import itertools
-import re
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -66,16 +46,12 @@ from vitprobe.errors import ConfigError
 from vitprobe.models.losses import nll
 from vitprobe.models.modes import eval_mode
 from vitprobe.probes import Probe, no_log, no_progress
-from vitprobe.probes.hessian.products import as_input, double_backward_attention
+from vitprobe.probes.hessian.heterogeneity import heterogeneity, pooled_js, stored_densities
+from vitprobe.probes.hessian.partition import KINDS, Block, check_k, partition
+from vitprobe.probes.hessian.products import block_products, double_backward_attention
 from vitprobe.probes.hessian.solvers import operator_top_eigenvalues
 from vitprobe.probes.hessian.summary import nep_ape
 from vitprobe.probes.hessian.trace import TRACE_ESTIMATORS, hutchinson, hutchpp, operator_density
-
-KINDS = ("embed", "qkv", "attn_proj", "attn_other", "mlp", "norm", "conv", "linear", "other", "final_norm", "head",
-         "user")
-MSA_KINDS = ("qkv", "attn_proj", "attn_other")
-_QKV = re.compile(r"^(qkv|q|k|v|kv|q_proj|k_proj|v_proj|query|key|value|in_proj.*)$")
-_OUT = re.compile(r"^(proj|out.*|o_proj)$")
 
 _BLOCK_COLUMNS = [
     Column("block", pa.string(), "", "block name: <unit>:<kind>, embed, final_norm, head (or a `blocks=` name)"),
@@ -159,157 +135,6 @@ PROBE = Probe(
     })
 
 
-# ---- the blocks ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Block:
-    """A group of trainable parameters whose diagonal Hessian block is analysed."""
-    name: str
-    kind: str
-    depth: int
-    params: tuple[str, ...]
-    size: int
-
-    @property
-    def msa(self) -> bool:
-        return self.kind in MSA_KINDS
-
-
-def _is_norm(module: nn.Module) -> bool:
-    return isinstance(module, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)) or \
-        "norm" in type(module).__name__.lower()
-
-
-def _unit_of(name: str, modules: dict) -> str | None:
-    parts = name.split(".")
-    owner = ".".join(parts[:-1])
-    for i in range(len(parts) - 1, 0, -1):
-        prefix = ".".join(parts[:i])
-        if parts[i - 1].isdigit() and prefix != owner and prefix in modules and \
-                next(modules[prefix].children(), None) is not None:
-            return prefix
-    return None
-
-
-def _kind_in_unit(sub: list[str], owner: nn.Module) -> str:
-    """The kind of a parameter at path `sub` (its unit's prefix removed; the last element is
-    the parameter's own name) in layer `owner`."""
-    layers = sub[:-1]
-    at = next((i for i, s in enumerate(layers) if s.startswith("attn") or s == "attention"), None)
-    if at is not None:
-        inner = layers[at + 1:]
-        if inner and _QKV.match(inner[-1]) or (not inner and _QKV.match(sub[-1].split("_")[0])):
-            return "qkv"
-        if inner and _OUT.match(inner[-1]):
-            return "attn_proj"
-        return "attn_other"
-    if any(s.startswith("mlp") for s in layers):
-        return "mlp"
-    if _is_norm(owner):
-        return "norm"
-    if isinstance(owner, nn.modules.conv._ConvNd):
-        return "conv"
-    if isinstance(owner, nn.Linear):
-        return "linear"
-    return "other"
-
-
-def partition(model: nn.Module, blocks: dict[str, list[str]] | None = None) -> list[Block]:
-    """The model's trainable parameters split into blocks: by the block rule (module
-    docstring), or by `blocks` (block name -> parameter names), which must name every
-    trainable parameter exactly once. In parameter order (a user's blocks: in dict order)."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not named:
-        raise ValueError("the model has no parameters with requires_grad=True")
-    sizes = {n: p.numel() for n, p in named}
-    if blocks is not None:
-        return _user_blocks(blocks, sizes)
-    modules = dict(model.named_modules())
-    units = [_unit_of(n, modules) for n, _ in named]
-    order = list(dict.fromkeys(u for u in units if u is not None))
-    first = units.index(order[0]) if order else len(named)
-    last = max(i for i, u in enumerate(units) if u is not None) if order else -1
-    groups: dict[str, list] = {}
-    for i, ((name, _), unit) in enumerate(zip(named, units)):
-        owner = modules.get(name.rsplit(".", 1)[0], model) if "." in name else model
-        if unit is not None:
-            kind = _kind_in_unit(name[len(unit) + 1:].split("."), owner)
-            key, depth = f"{unit}:{kind}", order.index(unit) + 1
-        elif i < first:
-            key, kind, depth = "embed", "embed", 0
-        elif i > last:
-            kind = "final_norm" if _is_norm(owner) else "head"
-            key, depth = kind, len(order) + 1
-        else:
-            key, kind, depth = f"{name.rsplit('.', 1)[0] or name}:other", "other", order.index(
-                next(u for u in reversed(units[:i]) if u is not None)) + 1
-        groups.setdefault(key, [kind, depth, []])[2].append(name)
-    out = [Block(key, kind, depth, tuple(names), sum(sizes[n] for n in names))
-           for key, (kind, depth, names) in groups.items()]
-    return sorted(out, key=lambda b: (b.depth, [n for n, _ in named].index(b.params[0])))
-
-
-def _user_blocks(blocks: dict, sizes: dict[str, int]) -> list[Block]:
-    if not isinstance(blocks, dict) or not blocks:
-        raise ValueError("blocks must be a non-empty dict of block name -> list of parameter names")
-    seen: dict[str, str] = {}
-    for name, params in blocks.items():
-        if isinstance(params, str) or not params:
-            raise ValueError(f"blocks[{name!r}] must be a non-empty list of parameter names, got {params!r}")
-        for p in params:
-            if p not in sizes:
-                raise ValueError(f"blocks[{name!r}] names {p!r}, not a trainable parameter of the model; allowed: "
-                                 f"the names of model.named_parameters() with requires_grad")
-            if p in seen:
-                raise ValueError(f"parameter {p!r} is in two blocks, {seen[p]!r} and {name!r}; each must be in one")
-            seen[p] = name
-    left = [p for p in sizes if p not in seen]
-    if left:
-        raise ValueError(f"blocks leave {len(left)} trainable parameter(s) out ({', '.join(left[:5])}"
-                         f"{', …' if len(left) > 5 else ''}); every trainable parameter must be in one block")
-    return [Block(name, "user", i, tuple(params), sum(sizes[p] for p in params))
-            for i, (name, params) in enumerate(blocks.items())]
-
-
-def check_k(blocks: list[Block], k: int, where: str = "k") -> None:
-    """k must not exceed any block's size (H_bb has `size` eigenvalues)."""
-    small = [b for b in blocks if b.size < k]
-    if small:
-        raise ValueError(f"{where} = {k} exceeds the size of block {small[0].name} ({small[0].size} parameters); "
-                         f"allowed: k <= {min(b.size for b in blocks)}, the smallest block's size")
-
-
-# ---- the products --------------------------------------------------------------------------
-def block_products(model: nn.Module, inputs, targets, blocks: list[Block], weight_decay: float = 0.0,
-                   loss_fn: Callable = nll) -> dict[str, Callable]:
-    """For each block, v_b -> H_bb v_b (flat, the parameters' dtype and device): one backward
-    of the whole gradient with its graph kept, shared by every block; each product a
-    backward through that graph restricted to the block's parameters."""
-    named = dict((n, p) for n, p in model.named_parameters() if p.requires_grad)
-    names, params = list(named), list(named.values())
-    loss = loss_fn(model(as_input(inputs, params)), targets.to(params[0].device))
-    grads = dict(zip(names, torch.autograd.grad(loss, params, create_graph=True, allow_unused=True,
-                                                materialize_grads=True)))
-
-    def make(block: Block):
-        ps, gs = [named[n] for n in block.params], [grads[n] for n in block.params]
-        live = [i for i, g in enumerate(gs) if g.requires_grad]
-        sizes = [p.numel() for p in ps]
-
-        def hvp(v):
-            pieces = torch.split(v, sizes)
-            out = [torch.zeros_like(p) for p in ps]
-            if live:
-                hv = torch.autograd.grad([gs[i] for i in live], [ps[i] for i in live],
-                                         [pieces[i].view_as(ps[i]) for i in live], retain_graph=True,
-                                         allow_unused=True, materialize_grads=True)
-                for i, h in zip(live, hv):
-                    out[i] = h
-            flat = torch.cat([o.reshape(-1) for o in out])
-            return flat + weight_decay * v if weight_decay else flat
-        return hvp
-    return {b.name: make(b) for b in blocks}
-
-
 # ---- compute -------------------------------------------------------------------------------
 def _seed(seed: int, batch: int, block: int) -> int:
     return (seed + 1) * 1_000_003 + batch * 1009 + block
@@ -388,92 +213,6 @@ def _summary_row(block: Block, eig: pd.DataFrame, traces: list, estimator: str, 
             "trace": float(flat.mean()) if flat.size else float("nan"),
             "trace_std_error": float(flat.std(ddof=1) / np.sqrt(flat.size)) if flat.size > 1 else float("nan"),
             "trace_estimator": estimator if products else "", "trace_products": products, "seconds": seconds}
-
-
-# ---- heterogeneity --------------------------------------------------------------------------
-def density_grid(density: pd.DataFrame, sigma: float, points: int) -> tuple[np.ndarray, float]:
-    """(grid, σ): `points` points over the nodes' range padded by 3σ, σ = sigma·range (1 if
-    every node is the same)."""
-    lo, hi = float(density["node"].min()), float(density["node"].max())
-    width = sigma * (hi - lo) if hi > lo else 1.0
-    return np.linspace(lo - 3 * width, hi + 3 * width, points), width
-
-
-def batch_densities(density: pd.DataFrame, blocks: list[str], grid: np.ndarray, width: float):
-    """(batches, D): D[b, j] is block j's smoothed density on batch b, a distribution over
-    `grid` (sums to 1); batches sorted."""
-    batches = sorted(density["batch"].unique())
-    D = np.zeros((len(batches), len(blocks), len(grid)))
-    pos = {b: i for i, b in enumerate(batches)}
-    col = {n: j for j, n in enumerate(blocks)}
-    for (block, batch), g in density.groupby(["block", "batch"], sort=False):
-        z = (grid[None, :] - g["node"].to_numpy()[:, None]) / width
-        D[pos[batch], col[block]] = (np.exp(-0.5 * z * z) * g["weight"].to_numpy()[:, None]).sum(0)
-    D /= np.maximum(D.sum(2, keepdims=True), 1e-300)
-    return batches, D
-
-
-def _normalized(P: np.ndarray) -> np.ndarray:
-    """Each block's pooled density made a distribution again (a block absent from some
-    batches pools fewer of them)."""
-    return P / np.maximum(P.sum(-1, keepdims=True), 1e-300)
-
-
-def js_distances(P: np.ndarray, pairs: list[tuple[int, int]]) -> np.ndarray:
-    """Jensen-Shannon distances (base 2) between rows of distributions P (..., blocks, grid)
-    for each (a, b) of `pairs`: shape (..., pairs)."""
-    # Not scipy.spatial.distance.jensenshannon: it takes the square root of a divergence that
-    # rounding can make negative, and so gives NaN for about half of all pairs of nearly equal
-    # densities (and for an all-zero one); this clips the divergence to [0, 1] first.
-    a, b = P[..., [i for i, _ in pairs], :], P[..., [j for _, j in pairs], :]
-    m = (a + b) / 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl_a = np.where(a > 0, a * np.log2(a / m), 0.0).sum(-1)
-        kl_b = np.where(b > 0, b * np.log2(b / m), 0.0).sum(-1)
-    return np.sqrt(np.clip((kl_a + kl_b) / 2, 0.0, 1.0))
-
-
-def pooled_js(D: np.ndarray, w: np.ndarray, pairs) -> np.ndarray:
-    """(resamples, pairs): the JS distances of the densities D (batches, blocks, grid) pooled
-    with batch weights w (resamples, batches), in chunks."""
-    out = []
-    for chunk in np.array_split(w, max(1, len(w) // 100)):
-        out.append(js_distances(_normalized(np.einsum("rb,bjg->rjg", chunk, D)), pairs))
-    return np.concatenate(out)
-
-
-def stored_densities(density: pd.DataFrame, grid_row):
-    """(blocks, batches, D, pairs) of one checkpoint's density rows on the grid a table row
-    recorded (grid_low, grid_high, grid_points, sigma): `batch_densities` and every block
-    pair, in the order `heterogeneity` wrote them."""
-    blocks = list(dict.fromkeys(density["block"]))
-    grid = np.linspace(grid_row["grid_low"], grid_row["grid_high"], int(grid_row["grid_points"]))
-    batches, D = batch_densities(density, blocks, grid, float(grid_row["sigma"]))
-    return blocks, batches, D, list(itertools.combinations(range(len(blocks)), 2))
-
-
-def pooled_mean_js(density: pd.DataFrame, grid_row) -> tuple[Callable, np.ndarray]:
-    """(statistic, batches) of one checkpoint's density rows on the grid of its heterogeneity
-    row (grid_low, grid_high, grid_points, sigma): statistic(w), for batch weights w
-    (resamples, batches in `batches` order), is the mean over block pairs of their JS
-    distance, the densities pooled with w; with w all ones, hessian_blocks_heterogeneity's
-    mean_js."""
-    _, batches, D, pairs = stored_densities(density, grid_row)
-    return (lambda w: pooled_js(D, np.atleast_2d(w), pairs).mean(1)), np.asarray(batches)
-
-
-def heterogeneity(density: pd.DataFrame, blocks: list[str], sigma: float = 0.01, points: int = 401):
-    """(hessian_blocks_js, hessian_blocks_heterogeneity) of one checkpoint's density rows."""
-    grid, width = density_grid(density, sigma, points)
-    batches, D = batch_densities(density, blocks, grid, width)
-    pairs = list(itertools.combinations(range(len(blocks)), 2))
-    d = js_distances(_normalized(D.sum(0)), pairs)
-    on = {"grid_low": float(grid[0]), "grid_high": float(grid[-1]), "grid_points": len(grid), "sigma": width}
-    js = pd.DataFrame({"block_a": [blocks[i] for i, _ in pairs], "block_b": [blocks[j] for _, j in pairs],
-                       "js_distance": d, **on})
-    het = pd.DataFrame([{"n_blocks": len(blocks), "mean_js": float(d.mean()) if len(d) else float("nan"),
-                         "n_batches": len(batches), **on}])
-    return js, het
 
 
 # ---- the pipeline -----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from torch.func import functional_call, grad, jvp, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from vitprobe.models.losses import nll, trainable
+from vitprobe.probes.hessian.partition import Block
 
 #: At most this many parameters, the solvers take the exact dense Hessian (n products): as
 #: cheap as an iterative solve, and exact.
@@ -159,3 +160,34 @@ def batched_hvp(model: nn.Module, batches: list, weight_decay: float = 0.0, mode
                 out[i] = h
         return flat(out) + weight_decay * V
     return hvp, n
+
+
+def block_products(model: nn.Module, inputs, targets, blocks: list[Block], weight_decay: float = 0.0,
+                   loss_fn: Callable = nll) -> dict[str, Callable]:
+    """For each block, v_b -> H_bb v_b (flat, the parameters' dtype and device): one backward
+    of the whole gradient with its graph kept, shared by every block; each product a
+    backward through that graph restricted to the block's parameters."""
+    named = dict((n, p) for n, p in model.named_parameters() if p.requires_grad)
+    names, params = list(named), list(named.values())
+    loss = loss_fn(model(as_input(inputs, params)), targets.to(params[0].device))
+    grads = dict(zip(names, torch.autograd.grad(loss, params, create_graph=True, allow_unused=True,
+                                                materialize_grads=True)))
+
+    def make(block: Block):
+        ps, gs = [named[n] for n in block.params], [grads[n] for n in block.params]
+        live = [i for i, g in enumerate(gs) if g.requires_grad]
+        sizes = [p.numel() for p in ps]
+
+        def hvp(v):
+            pieces = torch.split(v, sizes)
+            out = [torch.zeros_like(p) for p in ps]
+            if live:
+                hv = torch.autograd.grad([gs[i] for i in live], [ps[i] for i in live],
+                                         [pieces[i].view_as(ps[i]) for i in live], retain_graph=True,
+                                         allow_unused=True, materialize_grads=True)
+                for i, h in zip(live, hv):
+                    out[i] = h
+            flat = torch.cat([o.reshape(-1) for o in out])
+            return flat + weight_decay * v if weight_decay else flat
+        return hvp
+    return {b.name: make(b) for b in blocks}
