@@ -21,7 +21,7 @@ LAYERS = [
     ["vitprobe.probes", "vitprobe.probes.*"],
     ["vitprobe.catalog"],
     ["vitprobe.results", "vitprobe.config.checks", "vitprobe.search.plan", "vitprobe.config.plan",
-     "vitprobe.claims", "vitprobe.config.load", "vitprobe.config.cost"],
+     "vitprobe.claims", "vitprobe.claims.*", "vitprobe.config.load", "vitprobe.config.cost"],
     ["vitprobe.training.*", "vitprobe.search.jobs", "vitprobe.jobs.*", "vitprobe.scorecard"],
     ["vitprobe.figures", "vitprobe.figures.*"],
     ["vitprobe.api", "vitprobe.digest", "vitprobe.docs", "vitprobe.cli", "vitprobe.launch", "vitprobe.__main__"],

@@ -461,9 +461,12 @@ def test_vit_ti_cifar_has_timm05s_key_names():
     assert ours == timm05
 
 
-def test_readme_api_example_runs_as_written(tmp_path):
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Analyse your own model")[1]
+@pytest.mark.parametrize("page, heading", [("README.md", "## Analyse your own model"),
+                                           ("docs/guide/api.md", "# Analysing your own model")])
+def test_readme_api_example_runs_as_written(tmp_path, page, heading):
+    """The first ```python block under the heading: the README's small example and the API page's."""
+    text = (REPO / page).read_text()
+    section = text.split(heading)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert len(code.strip().splitlines()) <= 12
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)

@@ -301,6 +301,17 @@ def _check_report(workdir, figures):
         assert caption[:200] in shown.get(fig, ""), (fig, shown.get(fig))
 
 
+# The pages whose ```bash and ```python blocks the tests run as written: the README and the
+# Python API page its "Analyse your own model" section links to.
+SNIPPET_PAGES = ("README.md", "docs/guide/api.md")
+
+
+def _snippets(lang):
+    """(page, code) of every ```<lang> block of SNIPPET_PAGES."""
+    return [(page, code) for page in SNIPPET_PAGES
+            for code in re.findall(rf"```{lang}\n(.*?)```", (REPO / page).read_text(), re.S)]
+
+
 def _own_grid(workdir):
     """mine.yaml as the README's "Adapt it" makes it: config.yaml with two experiments kept
     and the figures that draw only them."""
@@ -314,11 +325,11 @@ def _own_grid(workdir):
 
 
 def test_readme_commands_run_as_written(workdir, tiny):
-    """Every command of the README's ```bash blocks, in the tiny demo's workdir (after
+    """Every command of the ```bash blocks of the README and the API page, in the tiny demo's workdir (after
     test_pipeline_runs_end_to_end): the demo profile is the tiny config there, mine.yaml the
     README's own grid; Snakemake commands that would train get -n (their arguments, targets and
     config files are parsed as written). `make demo`/`make test` are what CI runs."""
-    blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    blocks = [code for _, code in _snippets("bash")]
     commands = [line.split("  #")[0].strip() for b in blocks for line in b.splitlines() if line.strip()]
     commands = [c for c in commands if not c.startswith("make ")]
     assert len(commands) >= 8, commands
@@ -347,15 +358,15 @@ def test_readme_commands_run_as_written(workdir, tiny):
 
 
 def test_readme_python_snippets_run_on_the_demo_results(workdir, tiny, monkeypatch):
-    """Every ```python block of the README, run where the (tiny) demo wrote its results."""
-    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    """Every ```python block of the README and the API page, run where the (tiny) demo wrote its results."""
+    blocks = _snippets("python")
     assert len(blocks) >= 2
     assert (workdir / "results/demo/eval.parquet").exists(), "run test_pipeline_runs_end_to_end first"
     monkeypatch.chdir(workdir)
     names = {}
-    for code in blocks:
+    for page, code in blocks:
         namespace = {}
-        exec(compile(code, "README.md", "exec"), namespace)
+        exec(compile(code, page, "exec"), namespace)
         names.update(namespace)
     assert names["logits"].shape == (2, 10)  # the load_checkpoint snippet ran to its end
 
