@@ -419,8 +419,8 @@ def test_a_weights_file_of_another_architecture_fails_the_config_check(tmp_path)
 
 def test_import_weights_writes_a_checkpoint_every_probe_reads(tmp_path):
     from vitprobe.device import resolve
-    from vitprobe.jobs.probe import run_probe
     from vitprobe.models import recipe
+    from vitprobe.probe_runner import run_probe
 
     _images(tmp_path / "val")
     plan = validate(_config(tmp_path, vt={"arch": "vit_tiny_patch16_224", "weights": "init",
