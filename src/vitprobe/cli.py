@@ -22,11 +22,11 @@ from vitprobe.data.synthetic import SYNTHETIC_KEYS
 from vitprobe.device import DEVICE_CHOICES, resolve
 from vitprobe.digest import copy_images, digest, update_readme
 from vitprobe.errors import VitprobeError
-from vitprobe.jobs.probe import merge_probe, run_probe
 from vitprobe.models.recipe import import_weights
 from vitprobe.models.weights import WeightsError
+from vitprobe.probe_runner import merge_probe, run_probe
 from vitprobe.results import markdown_docs, units_table, write_aggregate
-from vitprobe.search import jobs as search_jobs
+from vitprobe.search import steps as search_steps
 from vitprobe.training.loop import train
 
 #: Modules a verb imports beyond this module's own: `preload` imports them before the verb
@@ -92,16 +92,16 @@ def cmd_prepare_corruptions(args):
 
 
 def cmd_search_score(args):
-    search_jobs.score(_spec(args.spec, "search-score", "train"), args.checkpoint, args.out, device=_device(args))
+    search_steps.score(_spec(args.spec, "search-score", "train"), args.checkpoint, args.out, device=_device(args))
 
 
 def cmd_search_step(args):
     spec = _spec(args.spec, "search-step", "search")
-    search_jobs.step(spec, args.score or [], args.out)
+    search_steps.step(spec, args.score or [], args.out)
 
 
 def cmd_search_table(args):
-    df = search_jobs.table(args.state, args.out)
+    df = search_steps.table(args.state, args.out)
     print(f"{args.out}: {len(df)} steps, kept {', '.join(df.loc[df['kept'], 'msa_blocks'])}")
 
 

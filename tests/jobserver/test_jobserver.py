@@ -34,7 +34,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
 
 @pytest.fixture
 def server():
-    """(address, process) of a server running tests/jobs/served_commands.py's `run`."""
+    """(address, process) of a server running tests/jobserver/served_commands.py's `run`."""
     folder = Path(tempfile.mkdtemp(prefix="vp-", dir="/tmp"))  # a socket path has at most 107 bytes
     address = folder / "s.sock"
     code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import served_commands; from vitprobe import jobserver; "

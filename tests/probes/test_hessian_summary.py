@@ -12,10 +12,10 @@ from dense_truth import dense_hessian, toy_data
 from test_hessian_trace import _vectors
 from torch import nn
 
+from vitprobe import probe_runner as probe_job
 from vitprobe import results
 from vitprobe.analysis.inputs import RunInputs
 from vitprobe.device import resolve
-from vitprobe.jobs import probe as probe_job
 from vitprobe.probes.hessian.summary import nep_ape, spectrum_summary
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")

@@ -1,6 +1,6 @@
 """The build-up rule (vitprobe.search.walk) against hand-made cases, candidate naming, the
 search's config checks and held-out split (vitprobe.config.plan.Plan, vitprobe.models.recipe), and the
-step job (vitprobe.search.jobs.step)."""
+step job (vitprobe.search.steps.step)."""
 
 import json
 
@@ -9,7 +9,7 @@ import torch
 
 from vitprobe.config.load import validate
 from vitprobe.errors import ConfigError, VitprobeError
-from vitprobe.search import jobs as search_jobs
+from vitprobe.search import steps as search_steps
 from vitprobe.search import walk as search
 
 R50 = (3, 4, 6, 3)  # pre-activation ResNet-50: at most 1, 2, 3, 1 MSA blocks per stage
@@ -153,7 +153,7 @@ def test_buildup_figure_needs_a_search(demo_config):
 
 # ---- the step job ------------------------------------------------------------------------
 def _score(tmp_path, s, layout, acc):
-    run = search_jobs._run_id(s, layout)
+    run = search_steps._run_id(s, layout)
     path = tmp_path / f"{run}.json"
     path.write_text(json.dumps({"run": run, "epoch": 6, "accuracy": acc, "nll": 1.0, "n_images": 8,
                                 "config_hash": "h"}))
@@ -163,19 +163,19 @@ def _score(tmp_path, s, layout, acc):
 def test_step_writes_the_decisions_and_the_next_candidate(demo_config, tmp_path):
     s = validate(_config(demo_config, stages=[4, 3])).search
     scores = [_score(tmp_path, s, (0, 0, 0, 0), 50.0), _score(tmp_path, s, (0, 0, 0, 1), 40.0)]
-    state = search_jobs.step(s, scores, tmp_path / "step_1.json")
+    state = search_steps.step(s, scores, tmp_path / "step_1.json")
     assert state == json.loads((tmp_path / "step_1.json").read_text())
     assert [(st["layout"], st["kept"]) for st in state["steps"]] == [([0, 0, 0, 0], True), ([0, 0, 0, 1], False)]
     assert state["next"] == {"layout": [0, 0, 1, 0], "stage": 3, "run": "synthetic-preact_demo_msa0_0_1_0-k0-f1-s0"}
-    last = search_jobs.step(s, scores + [_score(tmp_path, s, (0, 0, 1, 0), 55.0)], tmp_path / "step_2.json")
+    last = search_steps.step(s, scores + [_score(tmp_path, s, (0, 0, 1, 0), 55.0)], tmp_path / "step_2.json")
     assert last["next"] is None and last["steps"][2]["kept"]
-    df = search_jobs.table(tmp_path / "step_2.json", tmp_path / "search.parquet")
+    df = search_steps.table(tmp_path / "step_2.json", tmp_path / "search.parquet")
     assert df["msa_blocks"].tolist() == ["0,0,0,0", "0,0,0,1", "0,0,1,0"]
     assert df["kept"].tolist() == [True, False, True] and df["best_before"].isna().tolist() == [True, False, False]
     with pytest.raises(VitprobeError, match="not the last step"):
-        search_jobs.table(tmp_path / "step_1.json", tmp_path / "x.parquet")
+        search_steps.table(tmp_path / "step_1.json", tmp_path / "x.parquet")
     with pytest.raises(VitprobeError, match="scores out of order"):
-        search_jobs.step(s, scores[::-1], tmp_path / "bad.json")
+        search_steps.step(s, scores[::-1], tmp_path / "bad.json")
 
 
 def test_fig_buildup_draws_the_path(demo_config, tmp_path):
@@ -183,8 +183,8 @@ def test_fig_buildup_draws_the_path(demo_config, tmp_path):
     s = validate(_config(demo_config, stages=[4, 3])).search
     scores = [_score(tmp_path, s, (0, 0, 0, 0), 50.0), _score(tmp_path, s, (0, 0, 0, 1), 40.0),
               _score(tmp_path, s, (0, 0, 1, 0), 55.0)]
-    search_jobs.step(s, scores, tmp_path / "step_2.json")
-    df = search_jobs.table(tmp_path / "step_2.json", tmp_path / "search.parquet")
+    search_steps.step(s, scores, tmp_path / "step_2.json")
+    df = search_steps.table(tmp_path / "step_2.json", tmp_path / "search.parquet")
     fig = buildup.plot({}, {"search": df}, [tmp_path / "f.pdf"])
     ax = fig.axes[0]
     kept = next(line for line in ax.get_lines() if line.get_label() == "kept (current best)")

@@ -16,7 +16,7 @@ A probe module defines
   that another level (`intervals.level`) reruns no probe. numpy and pandas only.
 
 `vitprobe.catalog` finds every module here that defines ``PROBE``; the generic runner
-(`vitprobe.jobs.probe`) loads a checkpoint, calls ``run`` and writes the tables. Adding a
+(`vitprobe.probe_runner`) loads a checkpoint, calls ``run`` and writes the tables. Adding a
 probe touches its module, its block in `vitprobe/config/schema.yaml` and its test
 (docs/guide/extending.md).
 Its test settings are its ``PROBE.tiny``: the tests run every probe at that size.

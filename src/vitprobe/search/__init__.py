@@ -1,2 +1,3 @@
 """The AlterNet build-up search (Fig. 12a): the walk over MSA layouts (`walk`, pure), its
-planning from the config (`plan`) and the pipeline jobs that score and step it (`jobs`)."""
+planning from the config (`plan`) and the steps its pipeline jobs take: score a candidate,
+decide, tabulate (`steps`)."""

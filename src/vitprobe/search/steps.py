@@ -1,4 +1,4 @@
-"""The jobs of the build-up search (`vitprobe.search.walk`): score a candidate on the held-out
+"""The steps of the build-up search (`vitprobe.search.walk`): score a candidate on the held-out
 split, take one decision step, write the path taken as the `search` table.
 
 Files: a candidate's score is `<run dir>/holdout_e<epoch>.json` ({run, epoch, accuracy, nll,
