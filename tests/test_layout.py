@@ -15,7 +15,7 @@ PACKAGE = REPO / "src" / "vitprobe"
 LAYERS = [
     ["vitprobe", "vitprobe.errors", "vitprobe.atomic", "vitprobe.columns", "vitprobe.search.walk", "vitprobe.stats",
      "vitprobe.paper", "vitprobe.jobserver"],
-    ["vitprobe.config.identity", "vitprobe.config.paths", "vitprobe.data.registry"],
+    ["vitprobe.config.identity", "vitprobe.config.job", "vitprobe.config.paths", "vitprobe.data.registry"],
     ["vitprobe.device", "vitprobe.data.*", "vitprobe.models.*", "vitprobe.models"],
     ["vitprobe.analysis.*"],
     ["vitprobe.probes", "vitprobe.probes.*"],

@@ -64,11 +64,10 @@ from vitprobe.config import load
 from vitprobe.device import full_precision
 from vitprobe.models import weights as w
 
-__all__ = ["load_model", "fourier", "variance", "hessian", "hessian_blocks", "robustness", "landscape", "evaluate",
-           "corruption",
-           "pipeline_defaults", "intervals"]
-
 _API_NAMES = {"eval": "evaluate"}  # probe -> its name here, where they differ
+
+# every probe of the catalogue, by its name here: a new probe is in the API without a line here
+__all__ = ["load_model", *(_API_NAMES.get(p, p) for p in PROBES), "pipeline_defaults", "intervals"]
 
 
 @functools.cache

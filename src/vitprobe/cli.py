@@ -15,6 +15,7 @@ from vitprobe import __version__, claims, docs
 from vitprobe.atomic import atomic_path
 from vitprobe.catalog import FIGURES, PROBES
 from vitprobe.config import cost
+from vitprobe.config.job import JobSpec
 from vitprobe.config.load import intervals, load
 from vitprobe.data import cifar_c as corruptions
 from vitprobe.data import splits as data
@@ -92,7 +93,8 @@ def cmd_prepare_corruptions(args):
 
 
 def cmd_search_score(args):
-    search_steps.score(_spec(args.spec, "search-score", "train"), args.checkpoint, args.out, device=_device(args))
+    job = JobSpec.of(_spec(args.spec, "search-score", "train"))
+    search_steps.score(job, args.checkpoint, args.out, device=_device(args))
 
 
 def cmd_search_step(args):
@@ -127,24 +129,24 @@ def _pairs(values, flag: str, allowed, key_type=str, *, exactly=False, many=Fals
 
 
 def cmd_train(args):
-    spec = _spec(args.spec, "train", "train")
-    epochs = sorted(set(spec["train"]["checkpoint_epochs"]) | {spec["train"]["epochs"]})
+    job = JobSpec.of(_spec(args.spec, "train", "train"))
+    epochs = sorted(set(job.train["checkpoint_epochs"]) | {job.train["epochs"]})
     checkpoints = _pairs(args.checkpoint, "--checkpoint", epochs, int)
     if not checkpoints:
         raise VitprobeError(f"--checkpoint EPOCH=PATH: give at least one; epochs of this spec: {epochs}")
-    train(spec, state_dir=args.state_dir, checkpoints=checkpoints, log_path=args.log,
+    train(job, state_dir=args.state_dir, checkpoints=checkpoints, log_path=args.log,
           device=_device(args), progress=not args.no_progress, tensorboard=args.tensorboard)
 
 
 def cmd_import_weights(args):
-    spec = _spec(args.spec, "import-weights", "train")
-    if "weights" not in spec["model"]:
+    job = JobSpec.of(_spec(args.spec, "import-weights", "train"))
+    if "weights" not in job.model:
         raise WeightsError("--spec: its model has no 'weights' source (models.<alias>.weights); train it instead")
-    import_weights(spec, args.out, download=args.download)
-    print(f"{args.out}: weights {spec['model']['weights']} of {spec['model']['arch']}", file=sys.stderr)
+    import_weights(job, args.out, download=args.download)
+    print(f"{args.out}: weights {job.model['weights']} of {job.model['arch']}", file=sys.stderr)
 
 
-def _shard(value: str | None, probe, spec: dict):
+def _shard(value: str | None, probe, job: JobSpec):
     """`--shard I/S` as (i, s): a shardable probe, s its config's `shards`, 0 <= i < s."""
     if value is None:
         return None
@@ -154,7 +156,7 @@ def _shard(value: str | None, probe, spec: dict):
     i, s = int(i), int(s)
     if not probe.shardable:
         raise VitprobeError(f"--shard: the {probe.name} probe cannot be split into shards")
-    shards = spec["probe"].get("shards", 1)
+    shards = job.probe.get("shards", 1)
     if s != shards or not 0 <= i < s:
         raise VitprobeError(f"--shard {value}: the spec's probes.{probe.name}.shards is {shards}; allowed: "
                             f"I/{shards} with I in 0..{shards - 1}")
@@ -164,9 +166,9 @@ def _shard(value: str | None, probe, spec: dict):
 def cmd_probe(args):
     probe = PROBES[args.verb]
     outs = _pairs(args.out, "--out", probe.table_names, exactly=True)
-    spec = _spec(args.spec, args.verb, "probe")
-    shard = _shard(args.shard, probe, spec)
-    run_probe(probe.name, spec, args.checkpoint, outs, device=_device(args), shard=shard)
+    job = JobSpec.of(_spec(args.spec, args.verb, "probe"))
+    shard = _shard(args.shard, probe, job)
+    run_probe(probe.name, job, args.checkpoint, outs, device=_device(args), shard=shard)
 
 
 def cmd_merge(args):
@@ -174,14 +176,14 @@ def cmd_merge(args):
     if not probe.shardable:
         raise VitprobeError(f"--probe {args.probe}: cannot be split into shards; allowed: "
                             f"{', '.join(p.name for p in PROBES.values() if p.shardable)}")
-    spec = _spec(args.spec, "merge", "probe")
+    job = JobSpec.of(_spec(args.spec, "merge", "probe"))
     shards = _pairs(args.shard, "--shard", probe.table_names, exactly=True, many=True)
     outs = _pairs(args.out, "--out", probe.table_names, exactly=True)
     counts = {t: len(f) for t, f in shards.items()}
-    if len(set(counts.values())) > 1 or set(counts.values()) != {spec["probe"].get("shards", 1)}:
+    if len(set(counts.values())) > 1 or set(counts.values()) != {job.probe.get("shards", 1)}:
         raise VitprobeError(f"--shard: {counts} files per table; the spec's probes.{args.probe}.shards is "
-                            f"{spec['probe'].get('shards', 1)}: give that many of each table")
-    merge_probe(probe.name, spec, shards, outs)
+                            f"{job.probe.get('shards', 1)}: give that many of each table")
+    merge_probe(probe.name, job, shards, outs)
 
 
 def _intervals(args):

@@ -263,3 +263,30 @@ def test_last_is_train_epochs_and_follows_an_override(paper_config):
 def test_last_and_its_number_are_one_epoch(demo_config):
     demo_config["probes"]["hessian"]["epochs"] = [1, 6, "last"]  # 6 is the demo's train.epochs
     assert validate(demo_config).probe_epochs("hessian") == [1, 6]
+
+
+def test_a_jobs_spec_is_parsed_once_into_what_its_parts_read():
+    """JobSpec.of: the run, the training hash (sha256 of the sorted JSON of run, data, model,
+    train: its first 16 hex digits), the model's recipe (the alias's kwargs, the training's
+    drop-path rate unless the alias sets one, the run's kernel size, the dataset's classes)
+    and the weights label; a JobSpec is returned as it is."""
+    import hashlib
+    import json
+
+    from vitprobe.config.identity import Run
+    from vitprobe.config.job import JobSpec
+    run = {"dataset": "synthetic", "model": "lvit", "kernel_size": 3, "fraction": 0.25, "seed": 1}
+    spec = {"run": run, "data": {"dataset": "synthetic", "synthetic": {"num_classes": 7}},
+            "model": {"arch": "lvit_demo", "kwargs": {"depth": 2}, "weights": "/w/ckpt-1a2b3c.safetensors?x=1"},
+            "train": {"drop_path_rate": 0.1, "weight_decay": 0.05}, "probe": {"k": 3}}
+    job = JobSpec.of(spec)
+    blob = json.dumps({k: spec[k] for k in ("run", "data", "model", "train")}, sort_keys=True, separators=(",", ":"))
+    assert job.hash == hashlib.sha256(blob.encode()).hexdigest()[:16]
+    assert job.run == Run("synthetic", "lvit", 3, 0.25, 1) and job.run.id == "synthetic-lvit-k3-f1of4-s1"
+    assert job.recipe == {"arch": "lvit_demo", "kwargs": {"depth": 2, "drop_path_rate": 0.1, "kernel_size": 3},
+                          "num_classes": 7, "weights": "/w/ckpt-1a2b3c.safetensors?x=1"}
+    assert job.weights == "ckpt-1a2b3c.safetensors" and job.probe == {"k": 3} and job.run_columns is run
+    assert JobSpec.of(job) is job
+    train_job = {k: v for k, v in spec.items() if k != "probe"}  # a training job's spec: no probe block
+    trained = JobSpec.of({**train_job, "model": {"arch": "lvit_demo", "kwargs": {"drop_path_rate": 0.0}}})
+    assert trained.weights == "trained" and trained.recipe["kwargs"]["drop_path_rate"] == 0.0 and trained.probe == {}

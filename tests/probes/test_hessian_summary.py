@@ -67,7 +67,8 @@ def test_probe_runner_summary_matches_dense_hessians(tmp_path, monkeypatch, wd, 
     monkeypatch.setattr(probe_job, "load_run_model", lambda path, spec: (model, {"epoch": 4}))
     monkeypatch.setattr(RunInputs, "augmented_batches", lambda *args, **kwargs: iter(batches))
     run = {"dataset": "synthetic", "model": "mlp", "kernel_size": 0, "fraction": 1.0, "seed": 0}
-    spec = {"run": run, "data": {"dataset": "synthetic"}, "model": {}, "train": {"weight_decay": wd},
+    spec = {"run": run, "data": {"dataset": "synthetic"}, "model": {"arch": "mlp", "kwargs": {}},
+            "train": {"weight_decay": wd},
             "probe": {"n_batches": 2, "batch_size": 16, "k": n, "method": "lanczos", "tol": 1e-3,
                       "seed": seed, "trace_samples": samples, "trace_estimator": "hutchinson", "batches_at_once": 1,
                       "hvp": "double_backward"}}

@@ -205,8 +205,8 @@ def test_nan_loss_stops_with_run_epoch_and_step(tiny_spec, tmp_path, monkeypatch
 
 
 def test_checkpoint_from_another_config_is_refused(tiny_spec, tmp_path):
+    from vitprobe.config.identity import train_hash
     from vitprobe.models.recipe import load_run_model as load_model
-    from vitprobe.models.recipe import train_hash
     out = tmp_path / "run"
     train(tiny_spec, state_dir=out / ".train", checkpoints={0: out / "e0.pt"}, log_path=out / "log.parquet",
           device=resolve("cpu"), progress=False)

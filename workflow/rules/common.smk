@@ -24,7 +24,7 @@ from vitprobe.data.cifar_c import default_folder
 from vitprobe.errors import ConfigError
 from vitprobe import jobserver
 from vitprobe.launch import CPU_ENV
-from vitprobe.models.weights import kind as weights_kind
+from vitprobe.config.job import weights_kind
 
 
 def _shown(path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from vitprobe.config.identity import Run
+from vitprobe.config.job import JobSpec
 from vitprobe.data import imagefolder, splits
 from vitprobe.data.augment import BatchAugment, normalize
 from vitprobe.data.cifar_c import default_folder
@@ -79,21 +79,22 @@ def batch_seed(seed: int, batch: int) -> int:
 
 class RunInputs:
     """The inputs of one probe job: `spec` is the job's spec (run, data, model, train,
-    probe; `vitprobe.config.plan.Plan.probe_spec`), `device` where tensors go."""
+    probe; `vitprobe.config.plan.Plan.probe_spec`) or its parse (`JobSpec`), `device` where
+    tensors go."""
 
-    def __init__(self, spec: dict, device: Device):
-        self.spec, self.device = spec, device
-        self.run = Run(**spec["run"])
-        self.dataset = spec["data"]["dataset"]
-        self.weight_decay = spec["train"]["weight_decay"]
+    def __init__(self, spec: dict | JobSpec, device: Device):
+        self.job, self.device = JobSpec.of(spec), device
+        self.run = self.job.run
+        self.dataset = self.job.data["dataset"]
+        self.weight_decay = self.job.train["weight_decay"]
 
     @cached_property
     def training_split(self) -> Split:
-        return splits.training_split(self.spec)
+        return splits.training_split(self.job.raw)
 
     @cached_property
     def test_split(self) -> Split:
-        return splits.test_split(self.spec)
+        return splits.test_split(self.job.raw)
 
     @property
     def mean_std(self):
@@ -101,7 +102,7 @@ class RunInputs:
 
     def augment(self, num_classes: int) -> BatchAugment:
         """The run's training augmentation (crop/flip, RandAugment, Mixup/CutMix, smoothing)."""
-        return BatchAugment(*self.mean_std, num_classes, **self.spec["train"]["augment"])
+        return BatchAugment(*self.mean_std, num_classes, **self.job.train["augment"])
 
     def augmented_batches(self, batches, batch_size: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
         """Mini-batches of augmented training images with soft targets, batch b for each b of
@@ -130,7 +131,7 @@ class RunInputs:
         of a seeded permutation of the test split (uint8 tensors in memory), or of the
         class-folder directory `data.imagenet_dir` with the model's own preprocessing and
         mean/std (decoded chunk by chunk); `images` has `len()` and `chunk(i, j)`."""
-        d = self.spec["data"]
+        d = self.job.data
         if self.dataset == "imagenet":
             transform, mean, std = imagefolder.eval_transform(model)
             return imagefolder.ImageFolderSample(d["imagenet_dir"], transform, n_images, seed), mean, std
@@ -151,13 +152,13 @@ class RunInputs:
     @property
     def images_described(self) -> str:
         """What `image_sample` draws from, for log lines."""
-        d = self.spec["data"]
+        d = self.job.data
         return f"images of {d['imagenet_dir']}" if self.dataset == "imagenet" else "test images"
 
     def corruption_folder(self, folder: str | None) -> Path:
         """The CIFAR-C folder: `folder` (probes.corruption.folder), else the published folder
         of the run's dataset under data.root (`vitprobe.data.cifar_c.default_folder`)."""
-        return Path(folder) if folder else default_folder(self.dataset, self.spec["data"]["root"])
+        return Path(folder) if folder else default_folder(self.dataset, self.job.data["root"])
 
 
 def normalized_chunks(images, mean, std, device: Device) -> Iterable[Tensor]:

@@ -2,8 +2,8 @@
 a run's checkpoint checked against the run's training hash, and writing the one checkpoint
 of a run whose weights are imported.
 
-A spec is the JSON handed over by a Snakemake rule (`vitprobe.config.plan.Plan.train_spec`):
-{"run": {...grid columns}, "data": {...}, "model": {"arch", "kwargs"}, "train": {...}, ...}.
+Every function takes a job's spec, the JSON a Snakemake rule hands over or its parse
+(`vitprobe.config.job.JobSpec`); the recipe, hash and label are the parse's.
 """
 
 from __future__ import annotations
@@ -14,21 +14,18 @@ import os
 import torch
 
 from vitprobe import models
-from vitprobe.config.identity import IMPORTED_EPOCH, model_kwargs, train_hash
-from vitprobe.data.registry import num_classes
+from vitprobe.config.identity import IMPORTED_EPOCH
+from vitprobe.config.job import JobSpec
 from vitprobe.errors import first_line
 from vitprobe.models import checkpoint, weights
 
 
-def model_recipe(spec: dict) -> dict:
+def model_recipe(spec: dict | JobSpec) -> dict:
     """What builds the run's model, without the config: {"arch": registered (or, with imported
     weights, any timm) name, "kwargs": the alias's kwargs plus drop_path_rate and kernel_size
-    from the run, "num_classes"}, and "weights" (the source) for imported weights."""
-    kwargs = model_kwargs(spec["model"], spec["train"], spec["run"]["kernel_size"])
-    recipe = {"arch": spec["model"]["arch"], "kwargs": kwargs, "num_classes": num_classes(spec["data"])}
-    if "weights" in spec["model"]:
-        recipe["weights"] = spec["model"]["weights"]
-    return recipe
+    from the run, "num_classes"}, and "weights" (the source) for imported weights
+    (`JobSpec.recipe`)."""
+    return JobSpec.of(spec).recipe
 
 
 def build_from_recipe(recipe: dict, pretrained: bool = False) -> torch.nn.Module:
@@ -37,8 +34,8 @@ def build_from_recipe(recipe: dict, pretrained: bool = False) -> torch.nn.Module
                              **recipe["kwargs"])
 
 
-def build_model(spec: dict) -> torch.nn.Module:
-    return build_from_recipe(model_recipe(spec))
+def build_model(spec: dict | JobSpec) -> torch.nn.Module:
+    return build_from_recipe(JobSpec.of(spec).recipe)
 
 
 @contextlib.contextmanager
@@ -60,11 +57,12 @@ def hub_offline():
             os.environ["HF_HUB_OFFLINE"] = saved_env
 
 
-def import_weights(spec: dict, out, *, download: bool = False) -> torch.nn.Module:
+def import_weights(spec: dict | JobSpec, out, *, download: bool = False) -> torch.nn.Module:
     """The one checkpoint of a run whose weights are imported (`spec["model"]["weights"]`,
     see `vitprobe.models.weights`): the model built from the run's recipe, the weights loaded,
     saved as an ordinary checkpoint of epoch 0 (`vitprobe.config.identity.IMPORTED_EPOCH`)."""
-    recipe = model_recipe(spec)
+    job = JobSpec.of(spec)
+    recipe = job.recipe
     source = recipe["weights"]
     if source == "timm":
         try:
@@ -78,32 +76,32 @@ def import_weights(spec: dict, out, *, download: bool = False) -> torch.nn.Modul
     else:
         model = build_from_recipe(recipe)
     if weights.kind(source) in ("file", "url"):
-        weights.load_into(model, source, root=spec["data"]["root"], download=download)
-    checkpoint.save(out, model, run=spec["run"], epoch=IMPORTED_EPOCH, config_hash=train_hash(spec), recipe=recipe)
+        weights.load_into(model, source, root=job.data["root"], download=download)
+    checkpoint.save(out, model, run=job.run_columns, epoch=IMPORTED_EPOCH, config_hash=job.hash, recipe=recipe)
     return model.eval()
 
 
-def weights_misfit(spec: dict) -> str:
+def weights_misfit(spec: dict | JobSpec) -> str:
     """For a spec whose weights are a file: '' if `import_weights` would load it, else how its
     keys and shapes differ from the run's model (`weights.differences`). The model is built on
     PyTorch's meta device and the file read without its tensors' data: cheap, before any job."""
-    recipe = model_recipe(spec)
+    recipe = JobSpec.of(spec).recipe
     with torch.device("meta"):
         model = build_from_recipe(recipe)
     return weights.check_file(model, recipe["weights"])
 
 
-def weights_label(spec: dict) -> str:
+def weights_label(spec: dict | JobSpec) -> str:
     """The `weights` column of the run's result rows: trained, init, timm or a file name."""
-    source = spec["model"].get("weights")
-    return "trained" if source is None else weights.label(source)
+    return JobSpec.of(spec).weights
 
 
-def load_run_model(checkpoint_path, spec: dict) -> tuple[torch.nn.Module, dict]:
+def load_run_model(checkpoint_path, spec: dict | JobSpec) -> tuple[torch.nn.Module, dict]:
     """The model of a run's checkpoint, built from the spec and checked against its training
     hash (CPU, eval mode), and the checkpoint's payload; reads format-1 checkpoints too."""
-    payload = checkpoint.load(checkpoint_path, expected_hash=train_hash(spec), expected_run=spec["run"])
-    model = checkpoint.load_state(build_model(spec), payload["model"], checkpoint_path)
+    job = JobSpec.of(spec)
+    payload = checkpoint.load(checkpoint_path, expected_hash=job.hash, expected_run=job.run_columns)
+    model = checkpoint.load_state(build_from_recipe(job.recipe), payload["model"], checkpoint_path)
     return model.eval(), payload
 
 

@@ -39,11 +39,13 @@ from timm.models.pit import PoolingVisionTransformer
 from timm.models.swin_transformer import SwinTransformer
 from timm.models.swin_transformer import checkpoint_filter_fn as swin_filter
 
+from vitprobe.config.job import WEIGHTS_KEYWORDS as KEYWORDS
+from vitprobe.config.job import weights_kind as kind
+from vitprobe.config.job import weights_label
 from vitprobe.errors import VitprobeError, first_line
 from vitprobe.models.checkpoint import CheckpointError, load_state
 
 SUFFIXES = (".pth", ".pth.tar", ".pt", ".bin", ".safetensors")
-KEYWORDS = ("init", "timm")
 _HASH = re.compile(r"-([a-f0-9]{6,})\.")  # torch.hub's convention: name-<sha256 prefix>.ext
 
 
@@ -52,18 +54,9 @@ class WeightsError(VitprobeError, ValueError):
     fitting the model."""
 
 
-def kind(source: str | os.PathLike) -> str:
-    """'init', 'timm', 'url' or 'file'."""
-    source = os.fspath(source)
-    if source in KEYWORDS:
-        return source
-    return "url" if re.match(r"https?://", source) else "file"
-
-
 def label(source: str | os.PathLike) -> str:
-    """What the `weights` column of result rows says: init, timm, or the file's name."""
-    source = os.fspath(source)
-    return source if source in KEYWORDS else Path(source.split("?")[0]).name
+    """What the `weights` column of result rows says of a source: init, timm, or the file's name."""
+    return weights_label(source)
 
 
 def check_source(source: str | os.PathLike, where: str, *, download: bool) -> None:

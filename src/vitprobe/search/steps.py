@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 from vitprobe import results
 from vitprobe.atomic import atomic_path
 from vitprobe.columns import SEARCH_TABLE
-from vitprobe.config.identity import NO_KERNEL, Run, train_hash
+from vitprobe.config.identity import NO_KERNEL, Run
+from vitprobe.config.job import JobSpec
 from vitprobe.data.registry import mean_std
 from vitprobe.data.splits import holdout_split
 from vitprobe.device import Device
@@ -35,16 +36,17 @@ def _write_json(obj, out) -> None:
         tmp.write_text(json.dumps(obj, indent=1) + "\n")
 
 
-def score(spec: dict, checkpoint_path, out, device: Device) -> dict:
+def score(spec: dict | JobSpec, checkpoint_path, out, device: Device) -> dict:
     """Accuracy (%) and NLL of a candidate's checkpoint on its held-out split (never the test set)."""
-    if not spec["data"].get("holdout"):
+    job = JobSpec.of(spec)
+    if not job.data.get("holdout"):
         raise VitprobeError("search-score: the spec has no data.holdout; only build-up search candidates are scored")
-    model, payload = load_run_model(checkpoint_path, spec)
+    model, payload = load_run_model(checkpoint_path, job)
     model = device.prepare_model(model)
-    split = holdout_split(spec)
-    m = clean_metrics(model, split.images, split.labels, *mean_std(spec["data"]["dataset"]), device, 500)
-    row = {"run": Run(**spec["run"]).id, "epoch": payload["epoch"], "accuracy": 100.0 - m["error"],
-           "nll": m["nll_test"], "n_images": len(split.labels), "config_hash": train_hash(spec)}
+    split = holdout_split(job.raw)
+    m = clean_metrics(model, split.images, split.labels, *mean_std(job.data["dataset"]), device, 500)
+    row = {"run": job.run.id, "epoch": payload["epoch"], "accuracy": 100.0 - m["error"],
+           "nll": m["nll_test"], "n_images": len(split.labels), "config_hash": job.hash}
     _write_json(row, out)
     print(f"[{row['run']} e{row['epoch']}] held-out accuracy {row['accuracy']:.2f} % on {row['n_images']} "
           f"training images held out; wrote {out}", file=sys.stderr)

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from vitprobe import results
 from vitprobe.atomic import atomic_path
-from vitprobe.config.identity import Run, train_hash
+from vitprobe.config.job import JobSpec
 from vitprobe.data.augment import BatchAugment
 from vitprobe.data.registry import mean_std
 from vitprobe.data.splits import test_split, training_split
@@ -41,7 +41,7 @@ from vitprobe.device import Device
 from vitprobe.errors import VitprobeError
 from vitprobe.models import checkpoint
 from vitprobe.models.losses import nll, trainable
-from vitprobe.models.recipe import build_from_recipe, model_recipe
+from vitprobe.models.recipe import build_from_recipe
 from vitprobe.probes.evaluate import clean_metrics
 
 RESUME_FILE = "resume.pt"
@@ -183,24 +183,25 @@ def tensorboard_writer(directory):
     return SummaryWriter(str(directory))
 
 
-def train(spec: dict, *, state_dir, checkpoints: dict[int, str], log_path, device: Device,
+def train(spec: dict | JobSpec, *, state_dir, checkpoints: dict[int, str], log_path, device: Device,
           progress: bool = True, tensorboard=None) -> pd.DataFrame:
     """Train the run described by `spec`; write the checkpoints named in `checkpoints`
     ({epoch: path}) and the per-epoch log table. Returns the log. With `tensorboard` (a
     folder), the per-epoch curves also go to TensorBoard event files there."""
-    cfg, run = spec["train"], spec["run"]
-    run_id, h = Run(**run).id, train_hash(spec)
+    job = JobSpec.of(spec)
+    cfg, run = job.train, job.run_columns
+    run_id, h = job.run.id, job.hash
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     dev = device.torch_device
 
     writer = tensorboard_writer(tensorboard)
     torch.manual_seed(run["seed"])
-    recipe = model_recipe(spec)
+    recipe = job.recipe
     model = device.prepare_model(build_from_recipe(recipe))
     optimizer = make_optimizer(model, cfg)
-    mean, std = mean_std(spec["data"]["dataset"])
-    train_set, test_set = training_split(spec), test_split(spec)
+    mean, std = mean_std(job.data["dataset"])
+    train_set, test_set = training_split(job.raw), test_split(job.raw)
     augment = BatchAugment(mean, std, train_set.num_classes, **cfg["augment"])
     images, labels = train_set.images.to(dev), train_set.labels.to(dev)  # uint8 on the device: 150 MB for CIFAR
 

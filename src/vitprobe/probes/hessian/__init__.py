@@ -21,7 +21,7 @@ import pyarrow as pa
 from vitprobe import device as devices
 from vitprobe.analysis.inputs import as_batches
 from vitprobe.columns import Column, bounds
-from vitprobe.config.identity import train_hash
+from vitprobe.config.job import JobSpec
 from vitprobe.errors import ConfigError, VitprobeError
 from vitprobe.models.losses import nll, trainable
 from vitprobe.models.modes import eval_mode
@@ -224,14 +224,14 @@ def headline(eig: pd.DataFrame, summary: pd.DataFrame) -> str:
     return f"NEP {s['nep']:.3f}, APE {s['ape']:.4g}, λ_max {s['lambda_max']:.4g}, {trace}"
 
 
-def merge(spec: dict, parts: dict[str, list[pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def merge(job: JobSpec, parts: dict[str, list[pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The tables one job writes, from its shards' tables (`parts`: table -> the shards'
     DataFrames, with their grid and provenance columns): the hessian rows concatenated in
     batch order; the summary recomputed from the pooled eigenvalues, its trace statistics
     pooled from the shards' (mean, standard error, sample count) exactly as if all samples
     were pooled. The shards must be of one checkpoint and config and cover the batches
     0..n-1 once each."""
-    wd = spec["train"]["weight_decay"]
+    wd = job.train["weight_decay"]
     eig = pd.concat(parts["hessian"], ignore_index=True)
     summ = pd.concat(parts["hessian_summary"], ignore_index=True)
     for what, df in (("hessian", eig), ("hessian_summary", summ)):
@@ -239,9 +239,9 @@ def merge(spec: dict, parts: dict[str, list[pd.DataFrame]]) -> tuple[pd.DataFram
             if df[col].nunique() > 1:
                 raise VitprobeError(f"{what} shards differ in {col} ({', '.join(map(str, df[col].unique()))}): they "
                                     f"are not of one checkpoint and config; rerun the shard jobs")
-    if eig["config_hash"].iloc[0] != train_hash(spec):
+    if eig["config_hash"].iloc[0] != job.hash:
         raise VitprobeError(f"the hessian shards were computed for another training config (hash "
-                            f"{eig['config_hash'].iloc[0]}, this spec's {train_hash(spec)}); rerun the shard jobs")
+                            f"{eig['config_hash'].iloc[0]}, this spec's {job.hash}); rerun the shard jobs")
     batches = sorted(eig["batch"].unique())
     if batches != list(range(len(batches))) or eig.duplicated(["batch", "rank"]).any() or \
             summ["n_batches"].sum() != len(batches):
