@@ -31,8 +31,9 @@ is too, before it sends its descriptors and environment. Linux only (`SUPPORTED`
 there is no peer check, and forking a process that imported torch and matplotlib is not safe on
 macOS, so every command runs in its own process.
 
-Imports: the standard library only (layer 0); the command to run is handed in by the caller
-(`vitprobe.cli` serves `cli.main`), so this module imports nothing of vitprobe.
+Imports: the standard library only (layer 0). In each forked child `serve` returns the
+client's `Job` to its caller, which runs the command (`vitprobe.cli` runs `cli.main`) and ends
+the process through the interpreter's own exit; so this module imports nothing of vitprobe.
 """
 
 from __future__ import annotations
