@@ -9,6 +9,7 @@ from conftest import randomize_bn
 
 import vitprobe
 from vitprobe.config import identity
+from vitprobe.config.job import JobSpec
 from vitprobe.config.load import validate
 from vitprobe.models import checkpoint
 from vitprobe.models import recipe as recipes
@@ -40,7 +41,7 @@ def _save(spec, path):
     torch.manual_seed(0)
     model = randomize_bn(recipes.build_model(spec)).eval()  # non-trivial BN statistics and affine
     checkpoint.save(path, model, run=spec["run"], epoch=3, config_hash=identity.train_hash(spec),
-                    recipe=recipes.model_recipe(spec))
+                    recipe=JobSpec.of(spec).recipe)
     return model
 
 

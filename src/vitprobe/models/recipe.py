@@ -20,16 +20,9 @@ from vitprobe.errors import first_line
 from vitprobe.models import checkpoint, weights
 
 
-def model_recipe(spec: dict | JobSpec) -> dict:
-    """What builds the run's model, without the config: {"arch": registered (or, with imported
-    weights, any timm) name, "kwargs": the alias's kwargs plus drop_path_rate and kernel_size
-    from the run, "num_classes"}, and "weights" (the source) for imported weights
-    (`JobSpec.recipe`)."""
-    return JobSpec.of(spec).recipe
-
-
 def build_from_recipe(recipe: dict, pretrained: bool = False) -> torch.nn.Module:
-    """`models.create_any(arch, num_classes=num_classes, **kwargs)` of a `model_recipe`."""
+    """`models.create_any(arch, num_classes=num_classes, **kwargs)` of a recipe (`JobSpec.recipe`:
+    what builds the run's model, stored in its checkpoints)."""
     return models.create_any(recipe["arch"], num_classes=recipe["num_classes"], pretrained=pretrained,
                              **recipe["kwargs"])
 
@@ -89,11 +82,6 @@ def weights_misfit(spec: dict | JobSpec) -> str:
     with torch.device("meta"):
         model = build_from_recipe(recipe)
     return weights.check_file(model, recipe["weights"])
-
-
-def weights_label(spec: dict | JobSpec) -> str:
-    """The `weights` column of the run's result rows: trained, init, timm or a file name."""
-    return JobSpec.of(spec).weights
 
 
 def load_run_model(checkpoint_path, spec: dict | JobSpec) -> tuple[torch.nn.Module, dict]:

@@ -54,11 +54,6 @@ class WeightsError(VitprobeError, ValueError):
     fitting the model."""
 
 
-def label(source: str | os.PathLike) -> str:
-    """What the `weights` column of result rows says of a source: init, timm, or the file's name."""
-    return weights_label(source)
-
-
 def check_source(source: str | os.PathLike, where: str, *, download: bool) -> None:
     """Checks that need no torch and no network, run before any job: a known keyword, a file
     that exists with a known suffix, or a URL allowed to be downloaded. A missing file names
@@ -68,7 +63,7 @@ def check_source(source: str | os.PathLike, where: str, *, download: bool) -> No
     if k in KEYWORDS:
         return
     allowed = f"init, timm, an http(s) URL or a path of a file ending in {', '.join(SUFFIXES)}"
-    name = label(source)
+    name = weights_label(source)
     if k == "url":
         if not name.endswith(SUFFIXES):
             raise WeightsError(f"{where}: the URL {source} names no file ending in {', '.join(SUFFIXES)}")
@@ -105,7 +100,7 @@ def _nearest(path: Path) -> str | None:
 
 
 def cached_path(url: str, root) -> Path:
-    return Path(root) / "weights" / label(url)
+    return Path(root) / "weights" / weights_label(url)
 
 
 def fetch(url: str, root, *, download: bool) -> Path:
