@@ -36,8 +36,8 @@ def child(arch: str, n: int, threads: int, device: str, stored: bool) -> dict:
     from vitprobe import models
     from vitprobe.analysis.featuremaps import feature_maps, map_statistics
     from vitprobe.data.augment import normalize
-    from vitprobe.probes.fourier import relative_log_amplitude
-    from vitprobe.probes.variance import feature_map_variance
+    from vitprobe.probes.fourier.measure import relative_log_amplitude
+    from vitprobe.probes.variance.measure import feature_map_variance
 
     torch.set_num_threads(threads)
     model = models.create_any(arch).eval().to(device)

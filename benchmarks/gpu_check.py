@@ -60,9 +60,9 @@ from vitprobe.data.randaugment import apply_op, draw, rand_augment
 from vitprobe.data.registry import DATASETS
 from vitprobe.device import resolve
 from vitprobe.models.losses import nll
-from vitprobe.probes import hessian
-from vitprobe.probes.fourier import relative_log_amplitude
-from vitprobe.probes.variance import feature_map_variance
+from vitprobe.probes.fourier.measure import relative_log_amplitude
+from vitprobe.probes.hessian import measure as hessian
+from vitprobe.probes.variance.measure import feature_map_variance
 from vitprobe.training.loop import make_optimizer
 
 REPO = Path(__file__).resolve().parents[1]

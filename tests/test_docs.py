@@ -54,4 +54,4 @@ def test_every_probe_is_in_the_api_as_its_modules_compute():
     from vitprobe import api
 
     for name in catalog.PROBES:
-        assert getattr(api, name).__wrapped__ is catalog.module_of(name).compute, name
+        assert getattr(api, name).__wrapped__ is catalog.measure_of(name).compute, name

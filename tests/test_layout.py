@@ -26,8 +26,8 @@ LAYERS = [
     ["vitprobe.figures", "vitprobe.figures.*"],
     ["vitprobe.api", "vitprobe.digest", "vitprobe.docs", "vitprobe.cli", "vitprobe.launch", "vitprobe.__main__"],
 ]
-PACKAGES = {"vitprobe.config", "vitprobe.data", "vitprobe.search", "vitprobe.training", "vitprobe.analysis",
-            "vitprobe.probes.hessian"}  # docstring-only __init__ files: layer of nothing
+PACKAGES = {"vitprobe.config", "vitprobe.data", "vitprobe.search", "vitprobe.training",
+            "vitprobe.analysis"}  # docstring-only __init__ files: layer of nothing
 
 
 def _modules() -> dict[str, Path]:
@@ -138,3 +138,33 @@ def test_import_vitprobe_loads_no_torch():
     code = "import sys, vitprobe, vitprobe.config.identity, vitprobe.data.registry; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# The verbs that read and write tables, draw or check names: none may pay for torch (about 5 s
+# of CPU per process); a probe's declaration, the catalogue and the schema come without it.
+TORCH_FREE_VERBS = ["aggregate", "plot", "scorecard", "digest", "docs", "tables", "prepare-corruptions"]
+
+
+def test_table_verbs_import_no_torch():
+    code = ("import sys; from vitprobe import catalog, cli; cli.preload(sys.argv[1]); "
+            "[catalog.module_of(p) for p in catalog.PROBES]; print(sorted({'torch', 'timm'} & set(sys.modules)))")
+    for verb in TORCH_FREE_VERBS:
+        out = subprocess.run([sys.executable, "-c", code, verb], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == "[]", f"vitprobe {verb} imports {out.stdout.strip()}"
+
+
+def test_each_verb_imports_what_verb_imports_lists():
+    """A command's imports are those `cli.verb_imports` gives for its verb (what `preload` and
+    the job server import up front): read from the command's own function."""
+    from vitprobe import cli
+
+    tree = ast.parse((PACKAGE / "cli.py").read_text())
+    functions = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
+    for verb, modules in cli.VERB_IMPORTS.items():
+        func = functions[f"cmd_{verb.replace('-', '_')}"]
+        called = {n.func.id for n in ast.walk(func) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        nodes = [n for f in [func, *(functions[c] for c in called if c in functions)] for n in ast.walk(f)
+                 if isinstance(n, ast.ImportFrom)]
+        imported = {(f"{n.module}.{a.name}" if f"{n.module}.{a.name}" in MODULES else n.module)
+                    for n in nodes for a in n.names}
+        assert imported == set(modules), f"vitprobe {verb}: imports {sorted(imported)}, VERB_IMPORTS {modules}"

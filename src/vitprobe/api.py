@@ -58,7 +58,7 @@ from torch import nn
 
 from vitprobe import models
 from vitprobe.analysis.inputs import as_batches
-from vitprobe.catalog import PROBES, module_of
+from vitprobe.catalog import PROBES, measure_of
 from vitprobe.columns import GRID_COLUMNS
 from vitprobe.config import load
 from vitprobe.device import full_precision
@@ -72,7 +72,7 @@ __all__ = ["load_model", *(_API_NAMES.get(p, p) for p in PROBES), "pipeline_defa
 
 @functools.cache
 def _pipeline_defaults(probe: str) -> dict:
-    compute = module_of(probe).compute
+    compute = measure_of(probe).compute
     block = load.schema()["properties"]["probes"]["properties"].get(probe, {}).get("properties", {})
     keyword = {n for n, p in inspect.signature(compute).parameters.items() if p.kind is p.KEYWORD_ONLY}
     out = {k: v["default"] for k, v in block.items() if k in keyword and "default" in v}
@@ -98,7 +98,7 @@ def _listed(value):
 def _probe(probe: str):
     """`api.<probe>`: the probe's `compute` with the pipeline's defaults, its `batches` (if it
     takes any) normalised by `as_batches` (one pair or an iterable of pairs)."""
-    compute = module_of(probe).compute
+    compute = measure_of(probe).compute
     exact = PROBES[probe].exact  # float32 products as float32 (TF32 off on CUDA), as in the pipeline
     signature = inspect.signature(compute)
     defaults = _pipeline_defaults(probe)

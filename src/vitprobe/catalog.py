@@ -2,8 +2,10 @@
 result tables and the Snakemake rules (one rule per configured probe and figure) all read it;
 nothing else lists them.
 
-Probes are found, not listed: every module of `vitprobe.probes` that defines ``PROBE`` (see
-that package's docstring). Figures are one line each below, beside their module
+Probes are found, not listed: every package of `vitprobe.probes` whose ``__init__`` defines
+``PROBE`` (see that package's docstring). Reading the catalogue imports no torch: a probe's
+declaration is numpy, pandas and pyarrow; its ``measure`` module (torch) is imported by the
+jobs that measure (`measure_of`). Figures are one line each below, beside their module
 `vitprobe.figures.<name>` and caption `workflow/report/<name>.rst`.
 """
 
@@ -103,4 +105,15 @@ def tables_of(probe: str) -> tuple[str, ...]:
 
 
 def module_of(probe: str) -> ModuleType:
+    """The probe's declaration: its PROBE, `headline`, `intervals`, `check`, `merge` (no torch)."""
     return probe_modules()[probe]
+
+
+def measure_module(probe: str) -> str:
+    """The name of the probe's measure module, `vitprobe.probes.<package>.measure`."""
+    return f"{probe_modules()[probe].__name__}.measure"
+
+
+def measure_of(probe: str) -> ModuleType:
+    """The probe's measure module: its `compute` and `run` (torch)."""
+    return importlib.import_module(measure_module(probe))

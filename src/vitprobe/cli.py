@@ -11,30 +11,43 @@ import json
 import sys
 from pathlib import Path
 
-from vitprobe import __version__, claims, docs
+from vitprobe import __version__
 from vitprobe.atomic import atomic_path
-from vitprobe.catalog import FIGURES, PROBES
-from vitprobe.config import cost
-from vitprobe.config.job import JobSpec
-from vitprobe.config.load import intervals, load
-from vitprobe.data import cifar_c as corruptions
-from vitprobe.data import splits as data
-from vitprobe.data.synthetic import SYNTHETIC_KEYS
-from vitprobe.device import DEVICE_CHOICES, resolve
-from vitprobe.digest import copy_images, digest, update_readme
+from vitprobe.catalog import FIGURES, PROBES, measure_module
+from vitprobe.config.job import DEVICE_CHOICES, JobSpec
 from vitprobe.errors import VitprobeError
-from vitprobe.models.recipe import import_weights
-from vitprobe.models.weights import WeightsError
-from vitprobe.probe_runner import merge_probe, run_probe
-from vitprobe.results import markdown_docs, units_table, write_aggregate
-from vitprobe.search import steps as search_steps
-from vitprobe.training.loop import train
 
-#: Modules a verb imports beyond this module's own: `preload` imports them before the verb
-#: starts, so that a job's CPU line counts them as start-up, and the job server up front.
-VERB_IMPORTS = {"plot": ("vitprobe.figures",), "scorecard": ("vitprobe.scorecard",)}
-#: What the job server imports once for every command it runs (`vitprobe serve`).
-PRELOAD = ("vitprobe.cli", *sorted({m for mods in VERB_IMPORTS.values() for m in mods}))
+#: The modules each verb imports beyond this module's own (its command imports them itself:
+#: torch, timm and matplotlib only where a verb needs them, tests/test_layout.py checks the
+#: list against the commands); a probe's verb imports the runner and its `measure` module.
+VERB_IMPORTS = {
+    "prepare-data": ("vitprobe.data.splits", "vitprobe.data.synthetic"),
+    "prepare-corruptions": ("vitprobe.data.cifar_c",),
+    "train": ("vitprobe.device", "vitprobe.training.loop"),
+    "import-weights": ("vitprobe.models.recipe", "vitprobe.models.weights"),
+    "merge": ("vitprobe.probe_runner",),
+    "search-score": ("vitprobe.device", "vitprobe.search.steps"),
+    "search-step": ("vitprobe.search.steps",),
+    "search-table": ("vitprobe.search.steps",),
+    "aggregate": ("vitprobe.config.load", "vitprobe.results"),
+    "scorecard": ("vitprobe.scorecard",),
+    "plot": ("vitprobe.figures",),
+    "check-config": ("vitprobe.claims", "vitprobe.config.cost", "vitprobe.config.load"),
+    "digest": ("vitprobe.digest",),
+    "tables": ("vitprobe.results",),
+    "docs": ("vitprobe.docs",),
+}
+
+
+def verb_imports(verb: str) -> tuple[str, ...]:
+    """What `verb` imports (VERB_IMPORTS; a probe's verb: the runner and its measure module)."""
+    if verb in PROBES:
+        return ("vitprobe.device", "vitprobe.probe_runner", measure_module(verb))
+    return VERB_IMPORTS.get(verb, ())
+
+
+#: What the job server imports once for every command it runs (`vitprobe serve`): every verb's.
+PRELOAD = ("vitprobe.cli", *sorted({m for verb in [*VERB_IMPORTS, *PROBES] for m in verb_imports(verb)}))
 
 
 class SpecError(VitprobeError):
@@ -70,10 +83,14 @@ def _spec(value: str, verb: str, kind: str) -> dict:
 
 
 def _device(args):
+    from vitprobe.device import resolve  # torch: the verbs that compute
     return resolve(args.device)
 
 
 def cmd_prepare_data(args):
+    from vitprobe.data import splits as data  # torchvision's dataset readers
+    from vitprobe.data.synthetic import SYNTHETIC_KEYS  # (the same verb's)
+
     try:
         synthetic = json.loads(args.synthetic) if args.synthetic else None
     except json.JSONDecodeError as exc:
@@ -86,6 +103,7 @@ def cmd_prepare_data(args):
 
 
 def cmd_prepare_corruptions(args):
+    from vitprobe.data import cifar_c as corruptions  # this verb's module
     summary = corruptions.prepare(args.dataset, args.root, args.folder, extra=args.extra, download=args.download)
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
@@ -93,16 +111,19 @@ def cmd_prepare_corruptions(args):
 
 
 def cmd_search_score(args):
+    from vitprobe.search import steps as search_steps  # torch: scores a checkpoint
     job = JobSpec.of(_spec(args.spec, "search-score", "train"))
     search_steps.score(job, args.checkpoint, args.out, device=_device(args))
 
 
 def cmd_search_step(args):
+    from vitprobe.search import steps as search_steps  # this verb's module
     spec = _spec(args.spec, "search-step", "search")
     search_steps.step(spec, args.score or [], args.out)
 
 
 def cmd_search_table(args):
+    from vitprobe.search import steps as search_steps  # this verb's module
     df = search_steps.table(args.state, args.out)
     print(f"{args.out}: {len(df)} steps, kept {', '.join(df.loc[df['kept'], 'msa_blocks'])}")
 
@@ -129,6 +150,7 @@ def _pairs(values, flag: str, allowed, key_type=str, *, exactly=False, many=Fals
 
 
 def cmd_train(args):
+    from vitprobe.training.loop import train  # torch and timm: the verbs that compute
     job = JobSpec.of(_spec(args.spec, "train", "train"))
     epochs = sorted(set(job.train["checkpoint_epochs"]) | {job.train["epochs"]})
     checkpoints = _pairs(args.checkpoint, "--checkpoint", epochs, int)
@@ -139,6 +161,8 @@ def cmd_train(args):
 
 
 def cmd_import_weights(args):
+    from vitprobe.models.recipe import import_weights  # torch and timm: builds the model
+    from vitprobe.models.weights import WeightsError  # (the same verb's)
     job = JobSpec.of(_spec(args.spec, "import-weights", "train"))
     if "weights" not in job.model:
         raise WeightsError("--spec: its model has no 'weights' source (models.<alias>.weights); train it instead")
@@ -164,6 +188,7 @@ def _shard(value: str | None, probe, job: JobSpec):
 
 
 def cmd_probe(args):
+    from vitprobe.probe_runner import run_probe  # torch: the probe's measure module
     probe = PROBES[args.verb]
     outs = _pairs(args.out, "--out", probe.table_names, exactly=True)
     job = JobSpec.of(_spec(args.spec, args.verb, "probe"))
@@ -172,6 +197,7 @@ def cmd_probe(args):
 
 
 def cmd_merge(args):
+    from vitprobe.probe_runner import merge_probe  # the probe's tables
     probe = PROBES[args.probe]
     if not probe.shardable:
         raise VitprobeError(f"--probe {args.probe}: cannot be split into shards; allowed: "
@@ -187,18 +213,20 @@ def cmd_merge(args):
 
 
 def _intervals(args):
+    from vitprobe.config.load import intervals  # the schema's defaults
     given = {k: getattr(args, k) for k in ("level", "resamples", "seed") if getattr(args, k) is not None}
     return intervals({"intervals": given})
 
 
 def cmd_aggregate(args):
+    from vitprobe.results import units_table, write_aggregate  # pandas and pyarrow
     n = write_aggregate(args.inputs, args.table, args.out, args.units or (), _intervals(args))
     units = f" (intervals from {len(args.units)} {units_table(args.table)} files)" if args.units else ""
     print(f"{args.out}: {n} rows from {len(args.inputs)} files{units}")
 
 
 def cmd_scorecard(args):
-    from vitprobe import scorecard  # pandas and scipy: imported by scorecard jobs only
+    from vitprobe import scorecard  # pandas and scipy
     spec = _spec(args.spec, "scorecard", "scorecard")
     paths = _pairs(args.table, "--table", (*scorecard.claims.TABLES, "eval"))
     tables = {name: scorecard.read(path) for name, path in paths.items()}
@@ -217,7 +245,7 @@ def cmd_scorecard(args):
 
 
 def cmd_plot(args):
-    from vitprobe.figures import plot  # matplotlib: imported by plot jobs only
+    from vitprobe.figures import plot  # matplotlib
     figure = FIGURES[args.figure]
     tables = _pairs(args.table, "--table", figure.tables, many=True)
     spec = _spec(args.spec, "plot", "plot")
@@ -240,6 +268,10 @@ def _overrides(pairs) -> dict:
 
 
 def cmd_check_config(args):
+    from vitprobe import claims  # a config's validation builds every model (torch, timm)
+    from vitprobe.config import cost  # (the same verb's)
+    from vitprobe.config.load import load  # (the same verb's)
+
     _, plan = load(args.config, _overrides(args.set))
     imported = f" ({len(plan.imported_runs)} with imported weights: epoch 0 only)" if plan.imported_runs else ""
     print(f"{args.config}: valid; {len(plan.runs)} runs{imported}, checkpoints at epochs {plan.checkpoint_epochs}")
@@ -264,7 +296,7 @@ def cmd_check_config(args):
         print(format_cost(cost.estimate(plan, {p: PROBES[p].rule_name for p in plan.probes}), plan.config))
 
 
-def format_cost(c: "cost.Cost", config: dict) -> str:
+def format_cost(c, config: dict) -> str:
     """The table of `vitprobe check-config --cost`."""
     res, hours = config["resources"], f"{c.unit}-h"
     lines = ["cost: an upper bound from the time limits requested (resources.train/probes runtimes), not measured "
@@ -288,6 +320,7 @@ def format_cost(c: "cost.Cost", config: dict) -> str:
 
 
 def cmd_digest(args):
+    from vitprobe.digest import copy_images, digest, update_readme  # pandas
     block = digest(args.results)
     print(block)
     if args.readme:
@@ -298,11 +331,13 @@ def cmd_digest(args):
 
 
 def cmd_docs(args):
+    from vitprobe import docs  # the reference pages
     for path in docs.write(args.out):
         print(path)
 
 
 def cmd_tables(args):
+    from vitprobe.results import markdown_docs  # the tables' reference
     print(markdown_docs())
 
 
@@ -447,9 +482,10 @@ def cmd_serve(args):
 
 
 def preload(verb: str) -> None:
-    """Import what `verb` imports on its own (VERB_IMPORTS)."""
+    """Import what `verb` imports (`verb_imports`) before it starts, so that a job's CPU line
+    counts the imports as start-up."""
     import importlib  # only to import by name
-    for name in VERB_IMPORTS.get(verb, ()):
+    for name in verb_imports(verb):
         importlib.import_module(name)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "rehearse")
+from vitprobe.config.job import DEVICE_CHOICES
 
 
 @dataclass(frozen=True)

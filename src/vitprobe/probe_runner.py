@@ -46,7 +46,7 @@ def run_probe(name: str, spec: dict | JobSpec, checkpoint_path, outs: dict, devi
     log = Log(name, job.run.id, payload["epoch"])
     extra = {"shard": shard} if shard else {}
     with full_precision() if probe.exact else contextlib.nullcontext():
-        tables = _as_tuple(module.run(model, RunInputs(job, device), job.probe, log, **extra))
+        tables = _as_tuple(catalog.measure_of(name).run(model, RunInputs(job, device), job.probe, log, **extra))
     _write(tables, probe, job, payload["epoch"], outs)
     log(f"{module.headline(*tables)}; wrote {', '.join(str(outs[t]) for t in probe.table_names)}")
     return tables

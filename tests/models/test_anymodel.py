@@ -21,9 +21,9 @@ from vitprobe.data import imagefolder
 from vitprobe.data.registry import DataMissing
 from vitprobe.errors import ConfigError
 from vitprobe.models import weights
-from vitprobe.probes import hessian as hessian_probe
-from vitprobe.probes.fourier import relative_log_amplitude
-from vitprobe.probes.variance import feature_map_variance
+from vitprobe.probes.fourier.measure import relative_log_amplitude
+from vitprobe.probes.hessian import measure as hessian_probe
+from vitprobe.probes.variance.measure import feature_map_variance
 
 
 def _images(tmp_path, classes=("n01", "n02", "n03"), per_class=3):

@@ -14,7 +14,7 @@ import torch
 from vitprobe.data import cifar_c as corruptions
 from vitprobe.data.registry import DataDamaged, DataMissing, mean_std
 from vitprobe.device import resolve
-from vitprobe.probes.corruption import corruption_metrics
+from vitprobe.probes.corruption.measure import corruption_metrics
 
 N = 6  # images per severity
 
@@ -89,7 +89,7 @@ def test_download_goes_to_zenodo_with_the_md5(tmp_path, monkeypatch):
         calls.append((url, filename, md5))
         write_cifar_c(tmp_path / "CIFAR-10-C")
 
-    monkeypatch.setattr(corruptions, "download_and_extract_archive", fake)
+    monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", fake)
     with pytest.raises(DataMissing, match=r"CIFAR-10-C/gaussian_noise.npy \(corruption 'gaussian_noise'\) not "
                                           r"found, and 15 more of its files"):  # no download unless asked for
         corruptions.prepare("cifar10", tmp_path)
@@ -153,7 +153,8 @@ def _per_image_by_hand(images_nhwc, labels, w, b, mean, std):
 def test_corruption_images_match_hand_computed_values_and_their_means_are_the_table(tmp_path):
     """Through compute with a seeded subset: one row per (corruption, severity, image), image
     = the index of the clean test image; the table is their means, exactly."""
-    from vitprobe.probes.corruption import PROBE, compute, headline
+    from vitprobe.probes.corruption import PROBE, headline
+    from vitprobe.probes.corruption.measure import compute
     rng = np.random.default_rng(2)
     w, b = rng.normal(0, 3, (10, 3)), rng.normal(0, 0.1, 10)
     clean = rng.integers(0, 256, (N, 3, 32, 32), dtype=np.uint8)

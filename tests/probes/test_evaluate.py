@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from vitprobe.device import resolve
-from vitprobe.probes import evaluate
-from vitprobe.probes.evaluate import PROBE, augmented_nll, calibration_error, clean_metrics, compute, headline
+from vitprobe.probes.evaluate import PROBE, headline
+from vitprobe.probes.evaluate import measure as evaluate
+from vitprobe.probes.evaluate.measure import augmented_nll, calibration_error, clean_metrics, compute
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 K = 4

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vitprobe.probes.fourier import EPS, frequencies, high_frequency_delta, relative_log_amplitude
+from vitprobe.probes.fourier.measure import EPS, frequencies, high_frequency_delta, relative_log_amplitude
 
 SIDES = [4, 8, 16, 32]
 
@@ -145,7 +145,8 @@ def test_high_frequency_value_of_a_cosine_at_the_last_frequency():
 def test_compute_gives_nan_for_maps_of_side_2_and_1_and_logs_one_note():
     from torch import nn
 
-    from vitprobe.probes.fourier import compute, headline
+    from vitprobe.probes.fourier import headline
+    from vitprobe.probes.fourier.measure import compute
 
     pools = [nn.AvgPool2d(2), nn.AdaptiveAvgPool2d(3), nn.AdaptiveAvgPool2d(2), nn.AdaptiveAvgPool2d(1)]
     model = nn.Sequential(*pools)  # 8x8 -> 4x4, 3x3, 2x2, 1x1
@@ -185,7 +186,7 @@ def test_compute_gives_nan_for_maps_of_side_2_and_1_and_logs_one_note():
 def test_compute_logs_nothing_when_every_map_has_a_value():
     from torch import nn
 
-    from vitprobe.probes.fourier import compute
+    from vitprobe.probes.fourier.measure import compute
 
     notes = []
     compute(nn.Sequential(nn.AvgPool2d(2)), torch.randn(2, 1, 8, 8), modules=["0"], log=notes.append)
@@ -219,7 +220,8 @@ def test_fourier_table_is_the_mean_over_images_of_fourier_images(case):
     """7 random images in chunks of 3 (the last one of 1): the per-image table's mean over
     images is the fourier table, every image's rows are that image's curve alone, and the
     chunk size changes nothing."""
-    from vitprobe.probes.fourier import PROBE, compute
+    from vitprobe.probes.fourier import PROBE
+    from vitprobe.probes.fourier.measure import compute
 
     g = torch.Generator().manual_seed(1)
     if case == "vit":
@@ -265,7 +267,7 @@ def test_a_pure_cosine_image_has_its_own_known_log_amplitude():
     frequency 0.5 and 0 elsewhere, whatever the random image 1 next to it."""
     from torch import nn
 
-    from vitprobe.probes.fourier import compute
+    from vitprobe.probes.fourier.measure import compute
 
     cosine = _diagonal_cosine(8, 2).expand(1, 2, 8, 8)
     noise = torch.randn(1, 2, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
@@ -280,7 +282,7 @@ def test_a_pure_cosine_image_has_its_own_known_log_amplitude():
 
 
 def test_relative_log_amplitude_per_image_is_each_images_own_curve():
-    from vitprobe.probes.fourier import relative_log_amplitude_per_image
+    from vitprobe.probes.fourier.measure import relative_log_amplitude_per_image
 
     fmap = torch.randn(4, 3, 7, 7, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     curves = relative_log_amplitude_per_image(fmap)

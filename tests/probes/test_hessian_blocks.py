@@ -16,11 +16,11 @@ from scipy.stats import wasserstein_distance
 from vitprobe import api, models
 from vitprobe.config.load import validate
 from vitprobe.errors import ConfigError
-from vitprobe.probes import hessian_blocks as hb
 from vitprobe.probes.hessian import heterogeneity as hetero
 from vitprobe.probes.hessian.partition import partition
 from vitprobe.probes.hessian.products import DENSE_MAX_PARAMS, double_backward_attention
 from vitprobe.probes.hessian.trace import hutchinson, hutchpp
+from vitprobe.probes.hessian_blocks import measure as hb
 
 
 def _tiny_vit():

@@ -339,7 +339,7 @@ def test_whole_network_hutchpp_against_dense_and_hutchinson(mlp_case):
     count of products not in threes refused. (Its lower variance needs a decaying spectrum:
     tests/probes/test_hessian_blocks.py; on this MLP's flat one, with 4 vectors per part,
     it is not lower.)"""
-    from vitprobe.probes.hessian import compute
+    from vitprobe.probes.hessian.measure import compute
 
     model, x, y, H = mlp_case
     batches = [(x, y)] * 40

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from vitprobe.models.losses import nll as loss_fn
-from vitprobe.probes.landscape import (
+from vitprobe.probes.landscape.measure import (
     filter_normalized_direction,
     grid_1d,
     grid_2d,

@@ -168,9 +168,9 @@ def test_probe_loops_take_a_progress_wrapper_that_changes_nothing():
     from torch import nn
 
     from vitprobe.device import resolve
-    from vitprobe.probes.evaluate import augmented_nll, clean_metrics
-    from vitprobe.probes.landscape import filter_normalized_direction, grid_2d, loss_landscape
-    from vitprobe.probes.robustness import noise_robustness
+    from vitprobe.probes.evaluate.measure import augmented_nll, clean_metrics
+    from vitprobe.probes.landscape.measure import filter_normalized_direction, grid_2d, loss_landscape
+    from vitprobe.probes.robustness.measure import noise_robustness
 
     def recorder(seen):
         def progress(iterable):

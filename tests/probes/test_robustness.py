@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from vitprobe.data.augment import normalize
-from vitprobe.probes.robustness import band_mask, band_noise, noise_robustness
+from vitprobe.probes.robustness.measure import band_mask, band_noise, noise_robustness
 
 FREQS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
@@ -159,7 +159,8 @@ def _check_means(df, per_image):
 
 
 def test_robustness_images_reproduce_the_table():
-    from vitprobe.probes.robustness import PROBE, compute, headline
+    from vitprobe.probes.robustness import PROBE, headline
+    from vitprobe.probes.robustness.measure import compute
     model = _tiny_model()
     images = _data()
     labels = _labels_about_two_thirds_right(model, images)
@@ -185,7 +186,7 @@ def test_robustness_images_reproduce_the_table():
 def test_chunked_run_numbers_the_images_by_their_position_in_the_sample():
     """Decoded image folders go chunk by chunk (noise seeded seed + chunk start): each image
     keeps its position 0..n-1 in the sample, and the table holds the means over all of them."""
-    from vitprobe.probes.robustness import compute, run
+    from vitprobe.probes.robustness.measure import compute, run
 
     model = _tiny_model()
     images = _data(40)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from vitprobe.probes.variance import compute, feature_map_variance, headline
+from vitprobe.probes.variance import headline
+from vitprobe.probes.variance.measure import compute, feature_map_variance
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 4, 4), (5, 1, 8, 8), (1, 7, 2, 3)])
@@ -136,7 +137,7 @@ def test_variance_table_is_the_mean_over_images_of_variance_images(case):
 def test_a_constant_image_has_variance_0_next_to_a_random_one():
     """Image 0 is constant in space (a level per channel): its own variance is 0, whatever the
     random image 1; image 1's is numpy's, and the table's value is their mean."""
-    from vitprobe.probes.variance import feature_map_variance_per_image
+    from vitprobe.probes.variance.measure import feature_map_variance_per_image
 
     constant = torch.tensor([1.5, -2.0, 7.0], dtype=torch.float64).view(1, 3, 1, 1).expand(1, 3, 6, 6)
     noise = torch.randn(1, 3, 6, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)

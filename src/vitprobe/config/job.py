@@ -23,6 +23,8 @@ from vitprobe.config.identity import Run, model_kwargs, train_hash
 from vitprobe.data.registry import num_classes
 
 #: Weights sources that are no file: a fresh initialisation, or timm's pretrained weights.
+#: Where a job may run (`--device`; `vitprobe.device.resolve` makes it a torch device).
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "rehearse")
 WEIGHTS_KEYWORDS = ("init", "timm")
 
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 import copy
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jsonschema
 import yaml
 
 from vitprobe import claims, stats
-from vitprobe.config.plan import Plan
 from vitprobe.data.registry import DATASETS
 from vitprobe.errors import ConfigError, first_line
+
+if TYPE_CHECKING:
+    from vitprobe.config.plan import Plan
 
 SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
 # `--config train__epochs=10` (Snakemake allows no dots in --config keys) or, for
@@ -208,6 +211,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 def validate(config: dict, source: str = "config") -> Plan:
     """Validate in place (filling defaults) and return the run plan; raise ConfigError.
     `source` (the file names) prefixes the message."""
+    from vitprobe.config.plan import Plan  # the model registry (torch), only where a config is validated
     cls = _with_defaults(jsonschema.Draft202012Validator)
     errors = sorted(cls(schema()).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:

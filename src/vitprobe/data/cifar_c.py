@@ -14,12 +14,14 @@ when asked to.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torchvision.datasets.utils import download_and_extract_archive
 
 from vitprobe.data.registry import ARCHIVES, DataDamaged, DataMissing
+
+if TYPE_CHECKING:
+    import torch
 
 #: The 15 corruptions of the benchmark, by group: noise, blur, weather, digital.
 CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise",
@@ -97,6 +99,8 @@ def read(folder: str | Path, corruption: str, severity: int, dataset: str | None
     """Images uint8 (n, 3, 32, 32) and labels int64 (n,) of one corruption at one severity
     (1..5): rows ``(severity - 1) N .. severity N - 1`` of its file, the ``index`` rows of
     that block when given (default: all N)."""
+    import torch  # here, where tensors are made: the workflow and the figures read the names without it
+
     if severity not in SEVERITIES:
         raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}")
     folder = Path(folder)
@@ -122,6 +126,8 @@ def prepare(dataset: str, root: str | Path, folder: str | Path | None = None, *,
         if dataset not in ARCHIVES:
             raise DataMissing(f"CIFAR-C: nothing to download for dataset {dataset!r}; {_how(None)}")
         a = ARCHIVES[dataset]
+        from torchvision.datasets.utils import download_and_extract_archive  # (as torch in `read`)
+
         try:
             download_and_extract_archive(a.url, str(root), filename=f"{a.folder}.tar", md5=a.md5)
         except Exception as exc:  # noqa: BLE001 - URLError, md5 mismatch (RuntimeError), ...

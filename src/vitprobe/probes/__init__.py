@@ -1,26 +1,30 @@
-"""The probes, one module (or subpackage) each: `vitprobe.probes.<name>` is the whole probe.
+"""The probes, one package each: `vitprobe.probes.<name>` is the whole probe.
 
-A probe module defines
+Its ``__init__`` declares what the probe is, and imports no torch (the catalogue, the config
+checks, the workflow and the table verbs read it):
 - ``PROBE = Probe(...)``: its name (CLI verb and config key under ``probes:``), its tables
   and their columns, what it reads (``reads``), whether it may be split into shards;
-- ``compute(model, <its data>, **settings)``: the math, on any ``nn.Module`` and tensors,
-  returning its tables as DataFrames (in ``PROBE.tables`` order); `vitprobe.api` exposes
-  exactly these functions;
-- ``run(model, inputs, settings, log)``: what it reads from a pipeline run
-  (`vitprobe.analysis.inputs.RunInputs`), handed to ``compute``, with the job's start line;
 - ``headline(tables)``: the job's result line;
+- optionally ``check(settings, config)``: its settings checked before any job;
 - with ``shardable``, ``merge(spec, parts)``: one job's tables from its shards' tables;
 - with ``intervals``, ``intervals(table, rows, units, ci)``: the interval columns of a
   summary table, computed from its per-unit table (per image, per mini-batch) when tables
   are aggregated or drawn (`vitprobe.results.with_intervals`), never in the probe's job, so
   that another level (`intervals.level`) reruns no probe. numpy and pandas only.
 
-`vitprobe.catalog` finds every module here that defines ``PROBE``; the generic runner
-(`vitprobe.probe_runner`) loads a checkpoint, calls ``run`` and writes the tables. Adding a
-probe touches its module, its block in `vitprobe/config/schema.yaml` and its test
-(docs/guide/extending.md).
+Its ``measure`` module measures (torch):
+- ``compute(model, <its data>, **settings)``: the math, on any ``nn.Module`` and tensors,
+  returning its tables as DataFrames (in ``PROBE.tables`` order); `vitprobe.api` exposes
+  exactly these functions;
+- ``run(model, inputs, settings, log)``: what it reads from a pipeline run
+  (`vitprobe.analysis.inputs.RunInputs`), handed to ``compute``, with the job's start line.
+
+`vitprobe.catalog` finds every package here that defines ``PROBE``; the generic runner
+(`vitprobe.probe_runner`) loads a checkpoint, calls ``measure.run`` and writes the tables.
+Adding a probe touches its two modules, its block in `vitprobe/config/schema.yaml` and its
+test (docs/guide/extending.md).
 Its test settings are its ``PROBE.tiny``: the tests run every probe at that size.
-This file imports nothing heavy: the catalogue imports the probe modules themselves.
+This file imports nothing heavy: the catalogue imports the probes' declarations.
 """
 
 from __future__ import annotations

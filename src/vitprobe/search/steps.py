@@ -27,7 +27,7 @@ from vitprobe.data.splits import holdout_split
 from vitprobe.device import Device
 from vitprobe.errors import VitprobeError
 from vitprobe.models.recipe import load_run_model
-from vitprobe.probes.evaluate import clean_metrics
+from vitprobe.probes.evaluate.measure import clean_metrics
 from vitprobe.search import walk as search
 
 

@@ -42,7 +42,7 @@ from vitprobe.errors import VitprobeError
 from vitprobe.models import checkpoint
 from vitprobe.models.losses import nll, trainable
 from vitprobe.models.recipe import build_from_recipe
-from vitprobe.probes.evaluate import clean_metrics
+from vitprobe.probes.evaluate.measure import clean_metrics
 
 RESUME_FILE = "resume.pt"
 

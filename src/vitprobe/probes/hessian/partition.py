@@ -13,7 +13,7 @@ Outside the units: embed (the parameters before the first unit: patch or stem
 convolution, its norm, class token, positional embedding), final_norm and head (the norms and
 the rest after the last unit). A block is a (unit, kind) pair, named ``<unit>:<kind>``; its
 depth is the unit's position (0 for embed, units 1..U in parameter order, U + 1 after them).
-MSA blocks are the kinds qkv, attn_proj and attn_other. `blocks=` in `vitprobe.probes.hessian_blocks.compute` takes any
+MSA blocks are the kinds qkv, attn_proj and attn_other. `blocks=` in `vitprobe.probes.hessian_blocks.measure.compute` takes any
 other grouping (block name -> parameter names).
 """
 
@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 KINDS = ("embed", "qkv", "attn_proj", "attn_other", "mlp", "norm", "conv", "linear", "other", "final_norm", "head",
          "user")
@@ -46,6 +48,8 @@ class Block:
 
 
 def _is_norm(module: nn.Module) -> bool:
+    from torch import nn  # here, not at the top: the probe's declaration reads KINDS without torch
+
     return isinstance(module, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)) or \
         "norm" in type(module).__name__.lower()
 
@@ -64,6 +68,8 @@ def _unit_of(name: str, modules: dict) -> str | None:
 def _kind_in_unit(sub: list[str], owner: nn.Module) -> str:
     """The kind of a parameter at path `sub` (its unit's prefix removed; the last element is
     the parameter's own name) in layer `owner`."""
+    from torch import nn  # (as in _is_norm)
+
     layers = sub[:-1]
     at = next((i for i, s in enumerate(layers) if s.startswith("attn") or s == "attention"), None)
     if at is not None:
