@@ -1,8 +1,8 @@
 """mkdocs hook: the reference pages are generated from the code before every build."""
 from pathlib import Path
 
-from vitprobe import docs
+from vitprobe.report import reference
 
 
 def on_pre_build(config, **kwargs):
-    docs.write(Path(config["docs_dir"]) / "reference")
+    reference.write(Path(config["docs_dir"]) / "reference")

@@ -6,8 +6,9 @@ import re
 
 from conftest import REPO
 
-from vitprobe import catalog, claims, docs, results
+from vitprobe import catalog, claims, results
 from vitprobe.config.load import schema
+from vitprobe.report import reference as docs
 
 
 def test_reference_pages_hold_every_column_probe_figure_and_key(tmp_path):

@@ -22,12 +22,13 @@ LAYERS = [
     ["vitprobe.catalog"],
     ["vitprobe.results", "vitprobe.config.checks", "vitprobe.search.plan", "vitprobe.config.plan",
      "vitprobe.claims", "vitprobe.claims.*", "vitprobe.config.load", "vitprobe.config.cost"],
-    ["vitprobe.training.*", "vitprobe.search.steps", "vitprobe.probe_runner", "vitprobe.scorecard"],
+    ["vitprobe.training.*", "vitprobe.search.steps", "vitprobe.probe_runner", "vitprobe.report.scorecard"],
     ["vitprobe.figures", "vitprobe.figures.*"],
-    ["vitprobe.api", "vitprobe.digest", "vitprobe.docs", "vitprobe.cli", "vitprobe.launch", "vitprobe.__main__"],
+    ["vitprobe.api", "vitprobe.report.digest", "vitprobe.report.reference", "vitprobe.cli", "vitprobe.launch",
+     "vitprobe.__main__"],
 ]
 PACKAGES = {"vitprobe.config", "vitprobe.data", "vitprobe.search", "vitprobe.training",
-            "vitprobe.analysis"}  # docstring-only __init__ files: layer of nothing
+            "vitprobe.analysis", "vitprobe.report"}  # docstring-only __init__ files: layer of nothing
 
 
 def _modules() -> dict[str, Path]:

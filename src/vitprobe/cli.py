@@ -30,12 +30,12 @@ VERB_IMPORTS = {
     "search-step": ("vitprobe.search.steps",),
     "search-table": ("vitprobe.search.steps",),
     "aggregate": ("vitprobe.config.load", "vitprobe.results"),
-    "scorecard": ("vitprobe.scorecard",),
+    "scorecard": ("vitprobe.report.scorecard",),
     "plot": ("vitprobe.figures",),
     "check-config": ("vitprobe.claims", "vitprobe.config.cost", "vitprobe.config.load"),
-    "digest": ("vitprobe.digest",),
+    "digest": ("vitprobe.report.digest",),
     "tables": ("vitprobe.results",),
-    "docs": ("vitprobe.docs",),
+    "docs": ("vitprobe.report.reference",),
 }
 
 
@@ -226,7 +226,7 @@ def cmd_aggregate(args):
 
 
 def cmd_scorecard(args):
-    from vitprobe import scorecard  # pandas and scipy
+    from vitprobe.report import scorecard  # pandas and scipy
     spec = _spec(args.spec, "scorecard", "scorecard")
     paths = _pairs(args.table, "--table", (*scorecard.claims.TABLES, "eval"))
     tables = {name: scorecard.read(path) for name, path in paths.items()}
@@ -320,7 +320,7 @@ def format_cost(c, config: dict) -> str:
 
 
 def cmd_digest(args):
-    from vitprobe.digest import copy_images, digest, update_readme  # pandas
+    from vitprobe.report.digest import copy_images, digest, update_readme  # pandas
     block = digest(args.results)
     print(block)
     if args.readme:
@@ -331,8 +331,8 @@ def cmd_digest(args):
 
 
 def cmd_docs(args):
-    from vitprobe import docs  # the reference pages
-    for path in docs.write(args.out):
+    from vitprobe.report import reference  # the reference pages
+    for path in reference.write(args.out):
         print(path)
 
 

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vitprobe import claims, scorecard, stats
+from vitprobe import claims, stats
 from vitprobe.config.load import load
 from vitprobe.errors import ConfigError
+from vitprobe.report import scorecard
 
 ROLES = {"cnn": {"model": "c", "kernel_sizes": [0], "fractions": [1.0]},
          "vit": {"model": "v", "kernel_sizes": [0], "fractions": [1.0]}}

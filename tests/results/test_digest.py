@@ -6,8 +6,8 @@ import math
 import pandas as pd
 import pytest
 
-from vitprobe import digest, scorecard
 from vitprobe.errors import VitprobeError
+from vitprobe.report import digest, scorecard
 
 
 def test_digest_is_the_scorecard_and_the_hessian_summary_with_intervals(tmp_path):

@@ -121,7 +121,7 @@ def test_over_seeds_is_one_rule_for_the_scorecard_and_the_figures():
     from types import SimpleNamespace
 
     from vitprobe.figures.bars import over_seeds as figure_rule
-    from vitprobe.scorecard import _over_seeds as scorecard_rule
+    from vitprobe.report.scorecard import _over_seeds as scorecard_rule
     nan = float("nan")
     # two seeds with values: mean 2, sd sqrt(2), half-width t_{0.975, 1} * sd / sqrt(2) = 12.706
     mean, sd, low, high, n = stats.over_seeds([1.0, nan, 3.0], [0, 0, 0], [9, 9, 9], 0.95)

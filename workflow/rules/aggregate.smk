@@ -20,7 +20,7 @@ rule aggregate:
 
 
 # The paper's claims scored on the runs that play their roles, and the runs beside the
-# paper's numbers (vitprobe.scorecard): the report's first page.
+# paper's numbers (vitprobe.report.scorecard): the report's first page.
 rule scorecard:
     input:
         unpack(scorecard_inputs),

@@ -1,7 +1,7 @@
 """The paper's numbers (`numbers.csv`, read off the figures of "How Do Vision Transformers
 Work?", December 2021 version, about ±0.1 in each axis's unit), each with the figure it comes
 from, as `numbers()`: the targets a full reproduction's runs are compared with in the
-scorecard (`vitprobe.scorecard`). Columns: figure, dataset, paper_model (the paper's name),
+scorecard (`vitprobe.report.scorecard`). Columns: figure, dataset, paper_model (the paper's name),
 arch (vitprobe's architecture for it), fraction, kernel_size (0: not local attention),
 epochs (the paper's training epochs after warmup), metric (error %, nll_train, accuracy %,
 corrupted_accuracy %: mean over CIFAR-C's 15 corruptions x 5 severities), value."""

@@ -1,7 +1,7 @@
 """The demo's numbers for the README, computed from its result tables, so that no number in
 the README is copied by hand: `vitprobe digest --results results/demo --readme README.md`
 (`make readme`) rewrites the block between `<!-- digest:begin -->` and `<!-- digest:end -->`
-with the demo's scorecard (`vitprobe.scorecard`) and copies the figures' PNGs next to it."""
+with the demo's scorecard (`vitprobe.report.scorecard`) and copies the figures' PNGs next to it."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vitprobe import scorecard, stats
+from vitprobe import stats
 from vitprobe.errors import VitprobeError
+from vitprobe.report import scorecard
 
 BEGIN, END = "<!-- digest:begin -->", "<!-- digest:end -->"
 RUN_KEYS = ["model", "kernel_size", "fraction"]
@@ -43,7 +44,7 @@ def _interval(row, column: str, scale: float = 1.0, unit: str = "") -> str:
 
 
 def digest(results) -> str:
-    """Markdown: the results folder's scorecard (`vitprobe.scorecard`: the claims with their
+    """Markdown: the results folder's scorecard (`vitprobe.report.scorecard`: the claims with their
     verdicts, the runs with their intervals) and the Hessian summary per run and epoch with
     its intervals, each table named with the file it comes from."""
     results = Path(results)
