@@ -121,6 +121,7 @@ onstart:
                 f"vitprobe: the Slurm executor needs {', '.join(missing)} on PATH; run on a Slurm login "
                 f"node (or load the site's slurm module), or drop --profile profiles/slurm to run locally"
             )
+    quiet_interrupted_jobs()
     start_job_server()
 
 
@@ -130,6 +131,7 @@ onsuccess:
 
 onerror:
     stop_job_server()
+    report_interrupted()
 
 
 # Every job's log ends with its CPU seconds in start-up and in work (vitprobe.launch).
@@ -181,6 +183,95 @@ def stop_job_server():
             server.kill()
     if address is not None:  # its private directory, if the server could not remove it
         shutil.rmtree(os.path.dirname(address), ignore_errors=True)
+
+
+# ---- Ctrl-C at the console --------------------------------------------------------------
+# A job that Ctrl-C stopped (its command ended by SIGINT: exit status 130) failed for no reason
+# to report: Snakemake would print its error (the shell command, its --spec JSON) and, with
+# show-failed-logs, its log again: some 80 lines for two training jobs. On the console they
+# give way to the job's own line on the interrupt (training: where its state is saved), and the
+# run ends with how to resume (onerror). The run's log file (.snakemake/log) keeps them whole;
+# every other failure is shown as before.
+_SIGINT_EXIT = re.compile(r"non-zero exit status (?:130|-2)\.|died with <Signals\.SIGINT: 2>")
+_INTERRUPTED = []  # (rule, the job's own line on the interrupt or None), as the jobs ended
+
+
+class InterruptedJobs:
+    """A filter (standard logging) on Snakemake's console handler. A job's failure comes as two
+    records from the thread that saw it end: its exception (with the exit status), then its
+    report (rule, log files), each with an `event` of the logger-plugin interface."""
+
+    def __init__(self):
+        import threading
+        from snakemake_interface_logger_plugins.common import LogEvent
+
+        self.event, self.thread = LogEvent, threading.get_ident
+        self.pending = set()  # threads whose last record was a job's exit by SIGINT
+
+    def filter(self, record):
+        event, thread = getattr(record, "event", None), self.thread()
+        if thread in self.pending:
+            self.pending.discard(thread)
+            if event == self.event.JOB_ERROR:
+                _INTERRUPTED.append((record.rule_name, interrupt_line(record.log)))
+                return False
+        if event == self.event.ERROR and _SIGINT_EXIT.search(str(record.msg)):
+            self.pending.add(thread)
+            return False
+        return True
+
+
+def quiet_interrupted_jobs():
+    import logging
+
+    for handler in workflow.logger_manager.logger.handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.addFilter(InterruptedJobs())
+
+
+def interrupt_line(logs):
+    """The job's own last line on the interrupt in its log: training's says where it saved its
+    state (vitprobe.training.loop), other verbs' only that they were interrupted."""
+    for log in logs:
+        try:
+            with open(log, "rb") as f:
+                f.seek(max(0, os.path.getsize(log) - 8192))
+                tail = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        lines = [l.strip() for l in re.split(r"[\r\n]+", tail) if "interrupted" in l]
+        if lines:
+            return lines[-1]
+    return None
+
+
+def report_interrupted():
+    """onerror: what the jobs Ctrl-C stopped saved (training: its own line), which start over,
+    and the command that resumes the run."""
+    if not _INTERRUPTED:
+        return
+    from collections import Counter
+
+    saved = [line for _, line in _INTERRUPTED if line and "state saved" in line]
+    others = Counter(rule for rule, line in _INTERRUPTED if not (line and "state saved" in line))
+    if others:
+        jobs = ", ".join(rule if n == 1 else f"{rule} ({n} jobs)" for rule, n in sorted(others.items()))
+        saved.append(f"vitprobe: interrupted before they saved anything, to run again from the start: {jobs}")
+    saved.append(f"vitprobe: interrupted; to resume, run the same command again: {shlex.join(_command())}")
+    print("\n".join(saved), file=sys.stderr)
+
+
+def _command():
+    """This Snakemake command as the user would type it again."""
+    program, args = sys.argv[0], sys.argv[1:]
+    if program.endswith("__main__.py"):  # python -m snakemake
+        return [_shown(sys.executable), "-m", "snakemake", *args]
+    name, found = os.path.basename(program), shutil.which(os.path.basename(program))
+    try:
+        on_path = found is not None and os.path.samefile(found, program)
+    except OSError:
+        on_path = False
+    return [name if on_path else _shown(program), *args]
 
 
 wildcard_constraints:
