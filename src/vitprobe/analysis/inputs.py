@@ -161,8 +161,9 @@ class RunInputs:
         return Path(folder) if folder else default_folder(self.dataset, self.job.data["root"])
 
 
-def normalized_chunks(images, mean, std, device: Device) -> Iterable[Tensor]:
-    """The normalized float chunks of an image sample (`RunInputs.image_sample`), on the device."""
-    chunk = images.chunk_size
+def normalized_chunks(images, mean, std, device: Device, size: int | None = None) -> Iterable[Tensor]:
+    """The normalized float chunks of an image sample (`RunInputs.image_sample`), on the device,
+    of `size` images (default: the sample's `chunk_size`; the last may be smaller)."""
+    chunk = size or images.chunk_size
     for i in range(0, len(images), chunk):
         yield normalize(images.chunk(i, i + chunk)[0].to(device.torch_device), mean, std)
