@@ -85,6 +85,8 @@ FIGURES: dict[str, Figure] = {f.name: f for f in [
            "accuracy vs robustness, spectra: ResNet vs AlterNet"),
     Figure("fig_corruption", "vitprobe.figures.corruption", ("corruption", "corruption_images"), "Fig. 12b",
            "clean accuracy vs mean accuracy over 15 CIFAR-C corruptions x 5 severities"),
+    Figure("fig_cka", "vitprobe.figures.cka", ("cka", "cka_maps", "cka_batches"), "Fig. 10a",
+           "mini-batch CKA between every pair of feature maps: a block per stage"),
     Figure("fig_buildup", "vitprobe.figures.buildup", ("search",), "Fig. 12a",
            "the AlterNet build-up search: held-out accuracy per step, the kept path", needs=()),
 ]}

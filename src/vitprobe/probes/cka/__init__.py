@@ -111,9 +111,10 @@ def cka_from_hsic(hsic: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 
 
 def headline(maps: pd.DataFrame, cka: pd.DataFrame, batches: pd.DataFrame | None = None) -> str:
-    """The job's result line: maps, stages, mean CKA within and across stages."""
+    """The job's result line: maps, stages, mean CKA within and across stages (the stem's
+    pairs left out)."""
     stage = maps.set_index("map_index")["stage"]
-    off = cka[cka["map_a"] != cka["map_b"]]
+    off = cka[(cka["map_a"] != cka["map_b"]) & (stage.reindex(cka["map_a"]).to_numpy() > 0)]
     same = stage.reindex(off["map_a"]).to_numpy() == stage.reindex(off["map_b"]).to_numpy()
     within = off["cka"][same].mean() if same.any() else float("nan")
     across = off["cka"][~same].mean() if (~same).any() else float("nan")
