@@ -204,3 +204,30 @@ def test_intervals_bootstrap_the_minibatches():
     assert (row["cka_low"], row["cka_high"]) == pytest.approx((low, high), rel=1e-9)
     short = intervals("cka", rows, units[units["batch"] < 4], ci)  # below 5 mini-batches: no interval
     assert short["cka_low"].isna().all()
+
+
+def test_claim_statistics_are_means_of_the_cka_table():
+    """stage_contrast and far_similarity at unit weights equal the means computed by hand from
+    table cka; resampling mini-batches moves them."""
+    from vitprobe.probes.cka import far_similarity, stage_contrast
+
+    torch.manual_seed(0)
+    model = models.create("alternet50_cifar", num_classes=10, **SMALL["alternet50_cifar"])
+    maps, cka, batches = compute(model, torch.randn(48, 3, 32, 32), batch_size=8)
+    stage = maps.set_index("map_index")["stage"]
+    depth = maps.set_index("map_index")["depth"]
+    off = cka[(cka["map_a"] != cka["map_b"])]
+    sa, sb = stage[off["map_a"]].to_numpy(), stage[off["map_b"]].to_numpy()
+    inside = off["cka"][(sa > 0) & (sa == sb)].mean()
+    across = off["cka"][(sa > 0) & (sa != sb)].mean()
+    far = off["cka"][np.abs(depth[off["map_a"]].to_numpy() - depth[off["map_b"]].to_numpy()) >= 0.5].mean()
+    contrast, ids = stage_contrast(batches, maps)
+    assert list(ids) == list(range(6))
+    assert contrast(np.ones((1, 6)))[0] == pytest.approx(inside - across, rel=1e-9)
+    uniform, _ = far_similarity(batches, maps)
+    assert uniform(np.ones(6))[0] == pytest.approx(far, rel=1e-9)
+    w = stats.weights(6, 50, np.random.default_rng(0))
+    assert np.std(contrast(w)) > 0
+    vit_like = maps.assign(stage=np.where(maps["map_index"] == 0, 0, 1))  # one stage: no pair across
+    with pytest.raises(ValueError, match="no pair of feature maps"):
+        stage_contrast(batches, vit_like)

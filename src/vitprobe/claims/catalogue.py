@@ -12,6 +12,7 @@ import numpy as np
 from vitprobe.claims.measures import (
     Missing,
     block_nep_of,
+    cka_statistic_of,
     corrupted_accuracy,
     error_of,
     heterogeneity_of,
@@ -135,6 +136,25 @@ def _block_heterogeneity(t, r, spec):
     return [heterogeneity_of(t, _role(r, "vit"), "ViT"), heterogeneity_of(t, _role(r, "cnn"), "CNN")], _diff
 
 
+def _stage_blocks(t, r, spec):
+    from vitprobe.probes.cka import stage_contrast  # the probe's own definition (numpy, pandas)
+    found, why = [], []
+    for role, label in (("cnn", "CNN"), ("preact", "pre-act ResNet"), ("alternet", "AlterNet")):
+        try:
+            found.append(cka_statistic_of(t, _role(r, role), label, stage_contrast))
+        except Missing as exc:
+            why.append(str(exc))
+    if not found:
+        raise Missing("; ".join(why))
+    return found, lambda *gaps: np.minimum.reduce(gaps)
+
+
+def _uniform_vit(t, r, spec):
+    from vitprobe.probes.cka import far_similarity  # the probe's own definition (numpy, pandas)
+    return [cka_statistic_of(t, _role(r, "vit"), "ViT", far_similarity),
+            cka_statistic_of(t, _role(r, "cnn"), "CNN", far_similarity)], _diff
+
+
 def _noise(t, r, spec):
     return [noise_change(t, _role(r, "vit"), "ViT"), noise_change(t, _role(r, "cnn"), "CNN")], _diff
 
@@ -181,6 +201,14 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
     Claim("msa_lowers_variance", "in a ViT, MSA blocks lower the feature-map variance and MLP blocks raise it",
           "Fig. 9", ("vit",), "the smaller of: the mean fall of the variance at an MSA map and its mean rise at an "
           "MLP map", "variance", _variance_blocks),
+    Claim("stages_are_blocks", "multi-stage networks behave like a series of small individual models: feature maps "
+          "within a stage are more similar than maps of different stages", "Fig. 10a", ("cnn", "preact", "alternet"),
+          "the smallest, over the multi-stage models (CNN, pre-act ResNet, AlterNet) that have a stage of two or more "
+          "maps, of: mean mini-batch CKA within a stage − across stages (the stem's pairs left out)", "CKA",
+          _stage_blocks),
+    Claim("vit_representations_uniform", "a ViT's representations are more uniform across depth than a CNN's "
+          "(Raghu et al. 2021, read on the paper's models)", "extends Fig. 10a", ("vit", "cnn"),
+          "mean mini-batch CKA of the ViT's maps at least half the depth apart − the CNN's", "CKA", _uniform_vit),
     Claim("vit_robust_to_high_freq_noise", "a ViT loses less accuracy than a CNN under high-frequency noise",
           "Fig. 2b", ("vit", "cnn"), "ViT − CNN accuracy change under band noise at frequencies ≥ 0.5π", "pp", _noise),
     Claim("alternet_more_robust", "AlterNet is more robust to corruptions than its pre-activation ResNet",
@@ -191,4 +219,4 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in [
 #: The tables the claims read (those the config makes are the scorecard job's inputs).
 TABLES = ("eval_images", "hessian", "hessian_blocks", "hessian_blocks_summary", "hessian_blocks_density",
           "hessian_blocks_heterogeneity", "fourier", "fourier_images", "variance", "variance_images",
-          "robustness_images", "corruption_images")
+          "robustness_images", "corruption_images", "cka_maps", "cka_batches")

@@ -177,6 +177,22 @@ def block_nep_of(t, role, label, kinds: tuple[str, ...], **at) -> Quantity:
     return _nep_quantity(rows, label)
 
 
+def cka_statistic_of(t, role, label, statistic_of: Callable, **at) -> Quantity:
+    """A statistic of a model's mini-batch CKA (`vitprobe.probes.cka.stage_contrast` or
+    `far_similarity`: a function of the mini-batches' HSIC), the mini-batches resampled."""
+    batches = _rows(t.get("cka_batches"), "cka_batches", role, **at)
+    maps = _rows(t.get("cka_maps"), "cka_maps", role, **at)
+    out = []
+    for (run, seed), g in batches.groupby(["run", "seed"], sort=True):
+        try:
+            statistic, ids = statistic_of(g, maps[(maps["run"] == run) & (maps["seed"] == seed)])
+        except ValueError as exc:
+            raise Missing(f"{role['model']}: {exc} (its feature maps allow no such pair)") from None
+        out.append(Measure(f"mini-batches|{run} e{int(g['epoch'].iloc[0])}", ids, np.zeros(len(ids)), np.ones(len(ids)),
+                           statistic))
+    return Quantity(label, out, "CKA")
+
+
 def heterogeneity_of(t, role, label, **at) -> Quantity:
     """Mean Jensen-Shannon distance between the blocks' densities pooled over the
     mini-batches (hessian_blocks_heterogeneity.mean_js), the batches resampled."""

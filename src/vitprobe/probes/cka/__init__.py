@@ -110,6 +110,44 @@ def cka_from_hsic(hsic: np.ndarray, pairs: np.ndarray) -> np.ndarray:
         return np.where(den > 0, hsic / np.sqrt(np.where(den > 0, den, 1.0)), np.nan)
 
 
+#: Maps "far apart in depth" (Raghu et al. 2021's uniformity): normalized depths at least this far.
+FAR_APART = 0.5
+
+
+def pair_mean(batches: pd.DataFrame, maps: pd.DataFrame, select) -> tuple[callable, np.ndarray]:
+    """(statistic, batch ids) of one checkpoint's cka_batches and cka_maps rows: statistic(w),
+    for mini-batch weights w (resamples, batches), is the mean CKA over the pairs a < b that
+    `select(a_rows, b_rows)` (the two maps' cka_maps rows, aligned) keeps, each CKA recomputed
+    from the weighted mean HSIC; with w all ones, the mean of table cka's values."""
+    wide = batches.pivot_table(index="batch", columns=["map_a", "map_b"], values="hsic", aggfunc="first")
+    pairs = np.array(list(wide.columns), dtype=np.int64)
+    info = maps.drop_duplicates("map_index").set_index("map_index")
+    a, b = info.loc[pairs[:, 0]].reset_index(), info.loc[pairs[:, 1]].reset_index()
+    keep = (pairs[:, 0] != pairs[:, 1]) & np.asarray(select(a, b), dtype=bool)
+    if not keep.any():
+        raise ValueError("no pair of feature maps is selected")
+    H = wide.to_numpy()
+
+    def statistic(w):
+        w = np.atleast_2d(w)
+        return cka_from_hsic(w @ H / w.sum(1, keepdims=True), pairs)[:, keep].mean(1)
+    return statistic, wide.index.to_numpy()
+
+
+def stage_contrast(batches: pd.DataFrame, maps: pd.DataFrame) -> tuple[callable, np.ndarray]:
+    """(statistic, batch ids): mean CKA of the pairs of maps within one stage minus that of
+    pairs in different stages, the stem's pairs left out (the block structure of Fig. 10a)."""
+    inside, _ = pair_mean(batches, maps, lambda a, b: (a["stage"].to_numpy() > 0) & (a["stage"] == b["stage"]))
+    across, ids = pair_mean(batches, maps, lambda a, b: (a["stage"].to_numpy() > 0) & (a["stage"] != b["stage"]))
+    return (lambda w: inside(w) - across(w)), ids
+
+
+def far_similarity(batches: pd.DataFrame, maps: pd.DataFrame) -> tuple[callable, np.ndarray]:
+    """(statistic, batch ids): mean CKA of the pairs of maps at least FAR_APART apart in
+    normalized depth (how uniform the representations are across depth; Raghu et al. 2021)."""
+    return pair_mean(batches, maps, lambda a, b: (a["depth"] - b["depth"]).abs().to_numpy() >= FAR_APART - 1e-9)
+
+
 def headline(maps: pd.DataFrame, cka: pd.DataFrame, batches: pd.DataFrame | None = None) -> str:
     """The job's result line: maps, stages, mean CKA within and across stages (the stem's
     pairs left out)."""
