@@ -87,6 +87,8 @@ FIGURES: dict[str, Figure] = {f.name: f for f in [
            "clean accuracy vs mean accuracy over 15 CIFAR-C corruptions x 5 severities"),
     Figure("fig_cka", "vitprobe.figures.cka", ("cka", "cka_maps", "cka_batches"), "Fig. 10a",
            "mini-batch CKA between every pair of feature maps: a block per stage"),
+    Figure("fig_lesion", "vitprobe.figures.lesion", ("lesion", "lesion_images"), "Fig. 10b",
+           "error increase when one residual unit is removed, against depth; subsampling units shaded"),
     Figure("fig_buildup", "vitprobe.figures.buildup", ("search",), "Fig. 12a",
            "the AlterNet build-up search: held-out accuracy per step, the kept path", needs=()),
 ]}
