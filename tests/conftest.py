@@ -1,12 +1,21 @@
 import copy
+import os
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from vitprobe.jobserver import THREAD_ENV
+
 # Tiny models on a shared 2-core machine: more threads than cores make them much slower.
 torch.set_num_threads(1)
+# ...in the tests' subprocesses too (CLI trainings, the README's snippets; Snakemake sets its
+# jobs' own): torch's default, a thread per core, spin-waits while the other xdist worker holds
+# the other core (the README's API example: 84 CPU-s instead of 12). The Slurm test drops these
+# again for its Slurm run, whose jobs must get theirs from the profile.
+for _var in THREAD_ENV:
+    os.environ.setdefault(_var, "1")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,10 +36,18 @@ def randomize_bn(model):
     return model
 
 
+def pytest_configure(config):
+    """Keep the order below: pytest-xdist >= 3.6 otherwise hands out the files with the most
+    tests first (`--no-loadscope-reorder` off), which ran the Slurm file last."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(items):
-    """The slow end-to-end files first (stable otherwise): split over workers (`make test`:
-    -n 2 --dist loadfile), the longest start at once instead of meeting at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The slow end-to-end files first, the Slurm one (mostly waiting on the cluster) first of
+    them (stable otherwise): split over workers (`make test`: -n 2 --dist loadfile), the
+    longest start at once instead of meeting at the end."""
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, item.get_closest_marker("slurm") is None))
 
 
 @pytest.fixture

@@ -421,12 +421,26 @@ def test_bad_config_fails_before_any_job(workdir, tiny):
     assert "experiments.data_size.fractions.0" in out.stdout + out.stderr
 
 
+@pytest.fixture(scope="module")
+def paper_dry_run(workdir):
+    """`snakemake -n` of the paper grid (config.yaml, the default config), its output: planned
+    once for the two tests that read it (a dry run of the whole grid costs ~15 CPU-s)."""
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1"], cwd=workdir,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout + out.stderr
+
+
+def _run_ids(dry_run_output: str) -> set:
+    return set(re.findall(r"wildcards: run=([\w.-]+)", dry_run_output))
+
+
 def _planned_runs(workdir, configfile):
     out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", "-c1", "--configfile", configfile],
                          cwd=workdir,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
-    return set(re.findall(r"wildcards: run=([\w.-]+)", out.stdout + out.stderr))
+    return _run_ids(out.stdout + out.stderr)
 
 
 def _check_config_runs(workdir, configfile):
@@ -436,9 +450,11 @@ def _check_config_runs(workdir, configfile):
     return {line for line in out.stdout.splitlines() if re.fullmatch(r"[a-z0-9_]+-[a-z0-9_]+-k\d+-\S+", line)}
 
 
-def test_the_config_you_pass_is_the_config(workdir, tiny, paper_config):
+def test_the_config_you_pass_is_the_config(workdir, tiny, paper_config, paper_dry_run):
     """A copy of config.yaml that keeps one experiment plans that experiment's runs, nothing of
-    the default config.yaml; `vitprobe check-config FILE --runs` lists exactly those runs."""
+    the default config.yaml; `vitprobe check-config FILE --runs` lists exactly those runs (for
+    config.yaml: those of the paper grid's dry run; nothing of it exists in the workdir, so
+    --forceall would plan the same)."""
     paper_config.pop("search")  # a search would add its base candidate
     mine = {**paper_config, "experiments": {"gap": paper_config["experiments"]["gap"]},
             "figures": {"fig_gap": paper_config["figures"]["fig_gap"]}}
@@ -446,15 +462,12 @@ def test_the_config_you_pass_is_the_config(workdir, tiny, paper_config):
     planned = _planned_runs(workdir, "mine.yaml")
     assert planned == {"cifar100-vit_ti_cifar-k0-f1-s0", "cifar100-vit_ti_gap_cifar-k0-f1-s0"}
     assert _check_config_runs(workdir, "mine.yaml") == planned
-    for configfile in ("tiny.yaml", "config.yaml"):
-        assert _check_config_runs(workdir, configfile) == _planned_runs(workdir, configfile), configfile
+    assert _check_config_runs(workdir, "tiny.yaml") == _planned_runs(workdir, "tiny.yaml")
+    assert _check_config_runs(workdir, "config.yaml") == _run_ids(paper_dry_run)
 
 
-def test_paper_grid_dry_run_plans_everything(workdir):
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1"], cwd=workdir,
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-3000:]
-    counts = _job_counts(out.stdout + out.stderr)
+def test_paper_grid_dry_run_plans_everything(paper_dry_run):
+    counts = _job_counts(paper_dry_run)
     assert counts["train"] == 25 + 1  # every run of config.yaml, shared runs once; the search's base candidate
     assert counts["hessian"] == 25 * 3 and counts["evaluate"] == 25 * 4
     assert counts["fig_hessian"] == 1 and counts["prepare_data"] == 1

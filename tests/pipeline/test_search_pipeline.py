@@ -134,7 +134,8 @@ def test_search_grows_follows_the_rule_and_resumes_after_a_kill(workdir):
     logs = pd.read_parquet(workdir / R / "search/train_log.parquet")
     assert set(logs["model"]) == {search.candidate_model("preact_t", s.layout) for s in walk.steps}
     assert set(pd.read_parquet(workdir / R / "train_log.parquet")["model"]) == {"preact_t"}
-    assert "Nothing to be done" in _snakemake(workdir, "-n").stdout + _snakemake(workdir, "-n").stderr
+    again = _snakemake(workdir, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
 
 
 def test_a_search_that_cannot_start_fails_before_any_job(workdir):

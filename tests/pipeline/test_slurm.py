@@ -36,7 +36,7 @@ import yaml
 from conftest import REPO
 from test_pipeline import _tiny_config
 
-from vitprobe import catalog
+from vitprobe import catalog, jobserver
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -234,7 +234,10 @@ def runs(tmp_path_factory):
     evidence.mkdir()
     (inject / "sitecustomize.py").write_text(SITECUSTOMIZE)
     marker = base / "flaky.failed-once"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(inject), os.environ.get("PYTHONPATH")])),
+    # without the thread variables the tests set for their own subprocesses (tests/conftest.py):
+    # the Slurm jobs' OMP_NUM_THREADS must come from the profile (test_gpu_jobs_saw_cuda_visible_devices)
+    env = {k: v for k, v in os.environ.items() if k not in jobserver.THREAD_ENV}
+    env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [str(inject), os.environ.get("PYTHONPATH")])),
                VITPROBE_TEST_EVIDENCE=str(evidence), VITPROBE_TEST_FLAKY=f"{FLAKY_VERB}|{flaky_run}|{marker}")
 
     t0 = time.time()
