@@ -6,9 +6,10 @@
 (b) 1-D: the NLL alone (``nll``) on the same line, to separate the data term from the
     weight-decay term (which dominates the level of (a) for large models).
 (c) 2-D: one small panel per series with filled contours of ``loss`` over the plane
-    (``x``, ``y``; rows with ``grid`` == "2d"); every panel uses the same contour levels
-    (evenly spaced round values spanning the lowest to the highest loss over all series), so the colours
-    compare across series, with one colorbar.
+    (``x``, ``y``; rows with ``grid`` == "2d"), each with its own contour levels (evenly
+    spaced round values over that panel's range) and colour bar: the loss's range differs by
+    an order of magnitude between families (a shared scale made the ViTs' panels one flat
+    colour on the demo), and (a) already compares the series on one axis.
 
 Coordinate 0 is the trained weights. Rows are taken at the figure's ``epoch`` (default: each
 series' latest epoch); several seeds are averaged point by point. A series without rows is
@@ -99,15 +100,15 @@ def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
                                  {k: v[2] for k, v in data.items()}))
 
         axes_c = panel_grid(bottom, n_panels, min_cols=3, sharex=True, sharey=True)
-        levels = shared_levels(list(planes.values()))
-        filled = None
         for ax, (label, plane) in zip(axes_c, planes.items()):
             x, y, z = plane_arrays(plane)
-            ax.set_title(f"(c) {label}" if ax is axes_c[0] else label)
+            ax.set_title(f"(c) {label}: NLL + L2" if ax is axes_c[0] else label)
             if len(x) < 2 or len(y) < 2:
                 ax.text(0.5, 0.5, "too few points", transform=ax.transAxes, ha="center", va="center", color="0.5")
                 continue
+            levels = shared_levels([plane])
             filled = ax.contourf(x, y, z, levels=levels, cmap=CMAP)
+            bottom.colorbar(filled, ax=ax, shrink=0.8, pad=0.02).ax.tick_params(labelsize=6)
             ax.contour(x, y, z, levels=levels, colors="white", linewidths=0.3, alpha=0.6)
             ax.plot([0], [0], marker="+", color="white", ms=5, mew=1.0, label="_trained")
             ax.set_aspect("equal", adjustable="box")
@@ -115,8 +116,6 @@ def plot(spec: dict, tables: dict[str, pd.DataFrame], out) -> plt.Figure:
             axes_c[0].text(0.5, 0.5, "no 2-D data", transform=axes_c[0].transAxes, ha="center", va="center",
                            color="0.5")
         label_panels(axes_c, "Direction 1", "Direction 2")
-        if filled is not None:
-            bottom.colorbar(filled, ax=axes_c, label="NLL + L2", shrink=0.9)
         note_missing(fig, [s["label"] for s in series if s["label"] not in data])
         save(fig, out)
     return fig
