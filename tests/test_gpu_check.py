@@ -40,7 +40,8 @@ def test_the_smoke_run_writes_every_part(tmp_path):
     assert [(r["model"], r["rc"]) for r in e2e["train"]] == [("resnet_demo", 0), ("vit_demo", 0)]
     assert {(r["model"], r["probe"]) for r in e2e["probes"] if r["rc"] == 0} == {
         (m, p) for m in ("resnet_demo", "vit_demo") for p in ("hessian", "hessian_blocks", "eval", "fourier",
-                                                              "variance", "robustness", "landscape")}
+                                                              "variance", "robustness", "landscape", "cka", "lesion")}
     exact = [r for r in e2e["probes"] if "max_rel_diff_vs_cpu" in r]
-    assert {r["probe"] for r in exact} == {"hessian", "hessian_blocks", "eval", "fourier", "variance", "landscape"}
+    assert {r["probe"] for r in exact} == {"hessian", "hessian_blocks", "eval", "fourier", "variance", "landscape",
+                                           "cka", "lesion"}
     assert all(d == 0.0 for r in exact for d in r["max_rel_diff_vs_cpu"].values())

@@ -38,8 +38,9 @@ def _cmd(*args):
 
 def test_ctrl_c_ends_in_a_few_lines_that_say_what_was_saved_and_how_to_resume(workdir):
     log = workdir / f"results/demo/logs/train/{RUN}.log"
+    # SIGINT at its default, as at a terminal, even where the tests run as a background job
     proc = subprocess.Popen(_cmd(), cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 120
         while not (log.exists() and f"[{RUN}] epoch 1:" in log.read_text()):

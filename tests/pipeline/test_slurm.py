@@ -290,8 +290,8 @@ def _expected_gpu_outputs(runs) -> set[str]:
     from vitprobe.config.paths import Layout
     plan, layout = runs["plan"], Layout(RESULTS)
     outs = {layout.train_log.format(run=r) for r in runs["run_ids"]}
-    outs |= {layout.probe_table.format(run=r, table=t, epoch=e)
-             for t in plan.probes for r in runs["run_ids"] for e in plan.probe_epochs(t)}
+    outs |= {layout.probe_table.format(run=r, table=catalog.tables_of(p)[0], epoch=e)  # a job's first --out
+             for p in plan.probes for r in runs["run_ids"] for e in plan.probe_epochs(p)}
     return outs
 
 

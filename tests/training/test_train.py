@@ -143,7 +143,10 @@ def test_interrupted_run_resumes_bit_identical(tiny_spec, tiny_reference, tmp_pa
     else:  # Slurm's warning signal, or Ctrl-C: the state is saved at the step, one line says so, exit non-zero
         marker = tmp_path / "paused"
         cmd = [sys.executable, "-c", _PAUSED_TRAIN, str(marker), str(int(sig)), *_cli_train(tiny_spec, cut)[3:]]
-        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        # SIGINT at its default even where the tests run as a background job (which starts ignoring it,
+        # and training keeps an ignored SIGINT ignored, as a script's background job should)
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         rc = _kill_when(proc, marker.exists, sig, then=marker.with_suffix(".sent").touch)
         stderr = proc.stderr.read()
         assert rc == 128 + sig, stderr  # 143 for SIGTERM, 130 for SIGINT
