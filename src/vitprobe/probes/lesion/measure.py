@@ -8,7 +8,6 @@ import contextlib
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vitprobe.analysis.featuremaps import map_statistics
@@ -16,6 +15,7 @@ from vitprobe.data.augment import normalize
 from vitprobe.models.modes import eval_mode
 from vitprobe.probes import no_progress
 from vitprobe.probes.cka import stages
+from vitprobe.probes.evaluate.measure import per_image_metrics
 from vitprobe.probes.lesion import summarize
 
 #: The sub-block suffix of a feature map's name -> the branch module of its block.
@@ -82,14 +82,12 @@ def removed(model: nn.Module, path: str | None):
 
 @torch.no_grad()
 def _per_image(model, images, labels, batch_size: int, prepare) -> tuple[np.ndarray, np.ndarray]:
-    correct, nll = [], []
+    """Per image, correct and NLL (the eval probe's `per_image_metrics`)."""
     with eval_mode(model):
-        for i in range(0, len(images), batch_size):
-            logits = model(prepare(images[i:i + batch_size])).float()
-            y = labels[i:i + batch_size].to(logits.device)
-            correct.append((logits.argmax(1) == y).cpu().numpy())
-            nll.append(F.cross_entropy(logits, y, reduction="none").double().cpu().numpy())
-    return np.concatenate(correct), np.concatenate(nll)
+        logits = torch.cat([model(prepare(images[i:i + batch_size])).float().cpu()
+                            for i in range(0, len(images), batch_size)])
+    arrays = per_image_metrics(logits, torch.as_tensor(labels))
+    return arrays["correct"], arrays["nll"]
 
 
 def compute(model: nn.Module, images: Tensor, labels: Tensor, *, units: dict[str, str] | None = None,
